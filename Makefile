@@ -1,0 +1,56 @@
+# Landmark recognition: two gRPC services (extractor, search) and a Python SDK.
+# `make demo` runs the main job; `make test` runs the tests. Both install what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+GALLERY ?=
+PROTOS := $(wildcard protos/landmark/v1/*.proto)
+
+.PHONY: install protos protos-check demo test test-fast lint serve-extractor serve-search bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
+	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e .
+	touch $(STAMP)
+
+# Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) from protos/.
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
+		--grpc_python_out=client $(PROTOS)
+
+# Fail when the checked-in stubs differ from what protos/ generates.
+protos-check: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp \
+		--grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$(cd $$tmp && find landmark -type f); do \
+		cmp -s $$tmp/$$f client/$$f || { echo "stale generated stub: client/$$f (run 'make protos')"; exit 1; }; \
+	done && echo "generated stubs are up to date"
+
+demo: $(STAMP)
+	$(VENV)/bin/landmark demo $(if $(GALLERY),--gallery $(GALLERY),)
+
+test: $(STAMP) protos-check
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+serve-extractor: $(STAMP)
+	$(VENV)/bin/landmark serve extractor
+
+serve-search: $(STAMP)
+	$(VENV)/bin/landmark serve search
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info client/*.egg-info

@@ -1,0 +1,211 @@
+from landmark.v1 import features_pb2 as _features_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class OnConflict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ON_CONFLICT_UNSPECIFIED: _ClassVar[OnConflict]
+    ON_CONFLICT_SKIP: _ClassVar[OnConflict]
+    ON_CONFLICT_REPLACE: _ClassVar[OnConflict]
+ON_CONFLICT_UNSPECIFIED: OnConflict
+ON_CONFLICT_SKIP: OnConflict
+ON_CONFLICT_REPLACE: OnConflict
+
+class ImageEntry(_message.Message):
+    __slots__ = ("image_id", "label", "metadata", "features")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    label: str
+    metadata: _containers.ScalarMap[str, str]
+    features: _features_pb2.Features
+    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ...) -> None: ...
+
+class AddImagesRequest(_message.Message):
+    __slots__ = ("images", "on_conflict")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ON_CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageEntry]
+    on_conflict: OnConflict
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageEntry, _Mapping]]] = ..., on_conflict: _Optional[_Union[OnConflict, str]] = ...) -> None: ...
+
+class AddImagesResponse(_message.Message):
+    __slots__ = ("added", "skipped", "replaced", "index")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    skipped: int
+    replaced: int
+    index: IndexInfo
+    def __init__(self, added: _Optional[int] = ..., skipped: _Optional[int] = ..., replaced: _Optional[int] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
+
+class RemoveImagesRequest(_message.Message):
+    __slots__ = ("image_ids",)
+    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveImagesResponse(_message.Message):
+    __slots__ = ("removed", "not_found", "index")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    index: IndexInfo
+    def __init__(self, removed: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
+
+class SearchOptions(_message.Message):
+    __slots__ = ("shortlist", "min_inliers", "exclude_image_ids", "include_matches")
+    SHORTLIST_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    shortlist: int
+    min_inliers: int
+    exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
+    include_matches: bool
+    def __init__(self, shortlist: _Optional[int] = ..., min_inliers: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., include_matches: _Optional[bool] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("features", "top_k", "options")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    features: _features_pb2.Features
+    top_k: int
+    options: SearchOptions
+    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., top_k: _Optional[int] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("image_id", "label", "inliers", "votes", "putative_matches", "metadata", "query_locations", "database_locations", "transform")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    PUTATIVE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUERY_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    label: str
+    inliers: int
+    votes: int
+    putative_matches: int
+    metadata: _containers.ScalarMap[str, str]
+    query_locations: _features_pb2.Float32Matrix
+    database_locations: _features_pb2.Float32Matrix
+    transform: _features_pb2.Float32Matrix
+    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., inliers: _Optional[int] = ..., votes: _Optional[int] = ..., putative_matches: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., query_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., database_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., transform: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
+
+class Timing(_message.Message):
+    __slots__ = ("ann_ms", "aggregate_ms", "verify_ms", "total_ms")
+    ANN_MS_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_MS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    ann_ms: float
+    aggregate_ms: float
+    verify_ms: float
+    total_ms: float
+    def __init__(self, ann_ms: _Optional[float] = ..., aggregate_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("candidates", "match", "best_label", "best_image_id", "timing", "min_inliers")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    BEST_LABEL_FIELD_NUMBER: _ClassVar[int]
+    BEST_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    match: bool
+    best_label: str
+    best_image_id: str
+    timing: Timing
+    min_inliers: int
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., match: _Optional[bool] = ..., best_label: _Optional[str] = ..., best_image_id: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., min_inliers: _Optional[int] = ...) -> None: ...
+
+class GetIndexInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IndexInfo(_message.Message):
+    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_ON_DISK_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    images: int
+    descriptors: int
+    dimension: int
+    backend: str
+    bytes_on_disk: int
+    bytes_per_descriptor: float
+    labels: int
+    generation: int
+    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ImageRecord(_message.Message):
+    __slots__ = ("image_id", "label", "metadata", "num_features")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    label: str
+    metadata: _containers.ScalarMap[str, str]
+    num_features: int
+    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., num_features: _Optional[int] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images", "next_page_token")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageRecord]
+    next_page_token: str
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,43 @@
+"""Python SDK of the landmark recognition services.
+
+    from landmark_client import LandmarkClient
+    with LandmarkClient("127.0.0.1:50051", "127.0.0.1:50052") as client:
+        result = client.recognize("photo.jpg", timeout=10)
+        print(result.label, result.best.inliers if result.best else 0)
+
+Every failure is a LandmarkError carrying the gRPC status code.
+"""
+
+from .client import ExtractorClient, LandmarkClient, SearchClient
+from .errors import LandmarkError
+from .types import (
+    AddResult,
+    ExtractItem,
+    ExtractorInfo,
+    ImageRecord,
+    ImageToAdd,
+    IndexInfo,
+    Match,
+    Recognition,
+    SearchResult,
+    Timing,
+)
+from .wire import Features
+
+__all__ = [
+    "AddResult",
+    "ExtractItem",
+    "ExtractorClient",
+    "ExtractorInfo",
+    "Features",
+    "ImageRecord",
+    "ImageToAdd",
+    "IndexInfo",
+    "LandmarkClient",
+    "LandmarkError",
+    "Match",
+    "Recognition",
+    "SearchClient",
+    "SearchResult",
+    "Timing",
+]

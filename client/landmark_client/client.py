@@ -1,0 +1,220 @@
+"""Synchronous clients: one per service, and LandmarkClient that chains them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+
+from . import _convert as conv
+from .errors import LandmarkError
+from .images import ImageInput
+from .types import (
+    AddResult,
+    ExtractItem,
+    ExtractorInfo,
+    ImageRecord,
+    ImageToAdd,
+    IndexInfo,
+    Recognition,
+    SearchResult,
+)
+from .wire import Features
+
+DEFAULT_EXTRACTOR = "127.0.0.1:50051"
+DEFAULT_SEARCH = "127.0.0.1:50052"
+DEFAULT_TIMEOUT = 30.0
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+]
+
+T = TypeVar("T")
+
+
+def extractor_address(address: str | None = None) -> str:
+    return address or os.environ.get("LANDMARK_EXTRACTOR") or DEFAULT_EXTRACTOR
+
+
+def search_address(address: str | None = None) -> str:
+    return address or os.environ.get("LANDMARK_SEARCH") or DEFAULT_SEARCH
+
+
+class _Client:
+    _service = ""
+    _health_name = ""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def _call(self, fn: Callable[..., T], request: Any, timeout: float | None) -> T:
+        try:
+            return fn(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as err:
+            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+
+    def health(self, timeout: float | None = None) -> str:
+        """The standard gRPC health status of the service, e.g. "SERVING"."""
+        request = health_pb2.HealthCheckRequest(service=self._health_name)
+        response = self._call(self._health.Check, request, timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the service reports SERVING; LandmarkError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                last = self.health(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                if last == "SERVING":
+                    return
+            except LandmarkError as err:
+                last = err.code.name
+            time.sleep(0.1)
+        raise LandmarkError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"{self._service} at {self.address} not ready after {timeout}s "
+                            f"(last status: {last})")
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):  # noqa: ANN204
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ExtractorClient(_Client):
+    """Client of the extractor service (address default: $LANDMARK_EXTRACTOR)."""
+
+    _service = "extractor"
+    _health_name = "landmark.v1.Extractor"
+
+    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(extractor_address(address), timeout)
+        self._stub = extractor_pb2_grpc.ExtractorStub(self._channel)
+
+    def extract(self, image: ImageInput, *, max_features: int = 0, max_image_size: int = 0,
+                timeout: float | None = None) -> Features:
+        """Local features of one image (a path, bytes, numpy array or PIL image)."""
+        request = conv.extract_request(image, max_features, max_image_size)
+        return conv.features_from_proto(self._call(self._stub.Extract, request, timeout).features)
+
+    def extract_many(self, images: Iterable[tuple[str, ImageInput]], *, max_features: int = 0,
+                     max_image_size: int = 0, timeout: float | None = None
+                     ) -> Iterator[ExtractItem]:
+        """Bulk extraction over one stream: (request_id, image) pairs in, one ExtractItem
+        per image out, in order. A bad image yields an item with ``error`` set."""
+        requests = (conv.extract_request(img, max_features, max_image_size, rid)
+                    for rid, img in images)
+        try:
+            for response in self._stub.ExtractStream(
+                    requests, timeout=self.timeout if timeout is None else timeout):
+                yield conv.extract_item(response)
+        except grpc.RpcError as err:
+            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+
+    def info(self, *, timeout: float | None = None) -> ExtractorInfo:
+        request = extractor_pb2.GetExtractorInfoRequest()
+        return conv.extractor_info(self._call(self._stub.GetExtractorInfo, request, timeout))
+
+
+class SearchClient(_Client):
+    """Client of the search service (address default: $LANDMARK_SEARCH)."""
+
+    _service = "search service"
+    _health_name = "landmark.v1.Search"
+
+    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(search_address(address), timeout)
+        self._stub = search_pb2_grpc.SearchStub(self._channel)
+
+    def add_images(self, images: Iterable[ImageToAdd], *, on_conflict: str = "error",
+                   timeout: float | None = None) -> AddResult:
+        """Add images with their features; on_conflict is "error", "skip" or "replace".
+        Large inputs go in several requests; each request is all-or-nothing."""
+        added = skipped = replaced = 0
+        for request in conv.add_batches(images, on_conflict):
+            r = self._call(self._stub.AddImages, request, timeout)
+            added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
+        return AddResult(added, skipped, replaced)
+
+    def remove_images(self, image_ids: Iterable[str], *, timeout: float | None = None
+                      ) -> tuple[int, list[str]]:
+        """Remove images; returns (removed count, ids that were not in the index)."""
+        request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
+        r = self._call(self._stub.RemoveImages, request, timeout)
+        return r.removed, list(r.not_found)
+
+    def search(self, features: Features, *, top_k: int = 10, shortlist: int = 0,
+               min_inliers: int = 0, exclude: Iterable[str] = (), include_matches: bool = False,
+               timeout: float | None = None) -> SearchResult:
+        request = conv.search_request(features, top_k, shortlist, min_inliers, exclude,
+                                      include_matches)
+        return conv.search_result(self._call(self._stub.Search, request, timeout))
+
+    def index_info(self, *, timeout: float | None = None) -> IndexInfo:
+        request = search_pb2.GetIndexInfoRequest()
+        return conv.index_info(self._call(self._stub.GetIndexInfo, request, timeout))
+
+    def list_images(self, *, page_size: int = 1000, timeout: float | None = None
+                    ) -> Iterator[ImageRecord]:
+        token = ""
+        while True:
+            request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
+            page = self._call(self._stub.ListImages, request, timeout)
+            yield from (conv.image_record(m) for m in page.images)
+            token = page.next_page_token
+            if not token:
+                return
+
+
+class LandmarkClient:
+    """Chains the two services: photo → extractor → search → the landmark it shows."""
+
+    def __init__(self, extractor: str | None = None, search: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.extractor = ExtractorClient(extractor, timeout=timeout)
+        self.search = SearchClient(search, timeout=timeout)
+
+    def recognize(self, image: ImageInput, *, top_k: int = 5, include_matches: bool = False,
+                  exclude: Iterable[str] = (), timeout: float | None = None) -> Recognition:
+        """Which indexed landmark ``image`` shows. ``timeout`` bounds both calls together."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        features = self.extractor.extract(image, timeout=budget)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LandmarkError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"extraction used the whole {budget}s timeout")
+        result = self.search.search(features, top_k=top_k, include_matches=include_matches,
+                                    exclude=exclude, timeout=remaining)
+        return Recognition(features, result)
+
+    def add_image(self, image: ImageInput, image_id: str, label: str, *,
+                  metadata: dict[str, str] | None = None, on_conflict: str = "error",
+                  timeout: float | None = None) -> AddResult:
+        """Extract ``image`` and add it to the index under ``image_id`` / ``label``."""
+        features = self.extractor.extract(image, timeout=timeout)
+        entry = ImageToAdd(image_id, label, features, dict(metadata or {}))
+        return self.search.add_images([entry], on_conflict=on_conflict, timeout=timeout)
+
+    def close(self) -> None:
+        self.extractor.close()
+        self.search.close()
+
+    def __enter__(self) -> LandmarkClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

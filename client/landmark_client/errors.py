@@ -1,0 +1,35 @@
+"""The one exception type of the SDK."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class LandmarkError(Exception):
+    """A call to a landmark service failed.
+
+    ``code`` is the gRPC status code (e.g. ``grpc.StatusCode.INVALID_ARGUMENT``) and
+    ``details`` the server's message, written to say what to fix.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+    @classmethod
+    def from_rpc(cls, error: grpc.RpcError, service: str = "") -> LandmarkError:
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        details = (error.details() if hasattr(error, "details") else None) or str(error)
+        if code is grpc.StatusCode.UNAVAILABLE and service:
+            details = f"{service} is unavailable ({details}); is it running at that address?"
+        elif code is grpc.StatusCode.DEADLINE_EXCEEDED and service:
+            details = f"{service} did not answer within the timeout ({details})"
+        return cls(code, details)
+
+    @classmethod
+    def from_code_number(cls, number: int, details: str) -> LandmarkError:
+        for code in grpc.StatusCode:
+            if code.value[0] == number:
+                return cls(code, details)
+        return cls(grpc.StatusCode.UNKNOWN, details)

@@ -1,0 +1,131 @@
+"""Typed results of the SDK (plain dataclasses with numpy arrays)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import LandmarkError
+from .wire import Features
+
+
+@dataclass(frozen=True)
+class Match:
+    """A database image that matched, with its geometric evidence."""
+
+    image_id: str
+    label: str
+    inliers: int
+    votes: int
+    putative_matches: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    # [M, 2] inlier (x, y) in the query and in the database image (with include_matches).
+    query_locations: np.ndarray | None = None
+    database_locations: np.ndarray | None = None
+    # [2, 3] affine transform from query to database pixels.
+    transform: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    ann_ms: float
+    aggregate_ms: float
+    verify_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Verified candidates, best first; ``match`` is False when none passed."""
+
+    candidates: list[Match]
+    min_inliers: int
+    timing: Timing
+
+    @property
+    def match(self) -> bool:
+        return bool(self.candidates)
+
+    @property
+    def best(self) -> Match | None:
+        return self.candidates[0] if self.candidates else None
+
+    @property
+    def label(self) -> str | None:
+        """The best guess, or None for "no match"."""
+        return self.candidates[0].label if self.candidates else None
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What ``recognize`` found: the query's features and the search result."""
+
+    features: Features
+    result: SearchResult
+
+    @property
+    def label(self) -> str | None:
+        return self.result.label
+
+    @property
+    def best(self) -> Match | None:
+        return self.result.best
+
+
+@dataclass(frozen=True)
+class ExtractItem:
+    """One result of a bulk extraction: features, or the error of that image."""
+
+    request_id: str
+    features: Features | None
+    error: LandmarkError | None
+
+
+@dataclass(frozen=True)
+class ImageToAdd:
+    image_id: str
+    label: str
+    features: Features
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: int
+    skipped: int
+    replaced: int
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: str
+    label: str
+    num_features: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    images: int
+    descriptors: int
+    dimension: int
+    backend: str
+    bytes_on_disk: int
+    bytes_per_descriptor: float
+    labels: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    backend: str
+    dimension: int
+    device: str
+    default_max_features: int
+    max_features_limit: int
+    default_max_image_size: int
+    max_image_size_limit: int
+    max_pixels: int
+    max_image_bytes: int
+    formats: tuple[str, ...]

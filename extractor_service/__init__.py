@@ -1,0 +1,1 @@
+"""The extractor service: encoded photo in, local features (locations + descriptors) out."""

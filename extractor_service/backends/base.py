@@ -1,0 +1,42 @@
+"""The one small interface every feature backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawFeatures:
+    """Features in the pixel frame of the image the backend was given.
+
+    locations: [N, 2] float32 (x, y); descriptors: [N, D] float32, L2-normalised;
+    scales / strengths: [N] float32 or None when the backend has no such notion.
+    """
+
+    locations: np.ndarray
+    descriptors: np.ndarray
+    scales: np.ndarray | None = None
+    strengths: np.ndarray | None = None
+
+
+class Backend(ABC):
+    """Extracts local features from an upright uint8 RGB image [H, W, 3].
+
+    Implementations must be safe to call from several threads at once.
+    """
+
+    name: str
+    dimension: int
+    device: str = "CPU"
+
+    @abstractmethod
+    def extract(self, image: np.ndarray, max_features: int) -> RawFeatures:
+        """Return at most ``max_features`` keypoints, strongest first."""
+
+    def warmup(self) -> None:
+        """Run once on a small image so the first request pays no start-up cost."""
+        rng = np.random.default_rng(0)
+        self.extract(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), 100)

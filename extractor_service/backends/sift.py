@@ -1,0 +1,47 @@
+"""OpenCV SIFT with RootSIFT normalisation (Arandjelovic & Zisserman, 2012). CPU, no model."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .base import Backend, RawFeatures
+
+
+def root_sift(descriptors: np.ndarray) -> np.ndarray:
+    """L1-normalise, then take the square root: the result is L2-normalised, and Euclidean
+    distance between RootSIFT vectors equals the Hellinger kernel distance of SIFT."""
+    d = descriptors.astype(np.float32, copy=False)
+    d = d / (np.abs(d).sum(axis=1, keepdims=True) + 1e-7)
+    return np.sqrt(d, dtype=np.float32)
+
+
+class SiftBackend(Backend):
+    name = "sift"
+    dimension = 128
+
+    def __init__(self, contrast_threshold: float = 0.04, clahe: bool = False) -> None:
+        self.contrast_threshold = contrast_threshold
+        self.clahe = clahe
+
+    def extract(self, image: np.ndarray, max_features: int) -> RawFeatures:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if self.clahe:
+            gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+        # A detector per call: OpenCV feature objects are not safe to share across threads.
+        sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=self.contrast_threshold)
+        keypoints, descriptors = sift.detectAndCompute(gray, None)
+        if descriptors is None or not keypoints:
+            empty = np.zeros((0,), np.float32)
+            return RawFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+                               empty, empty.copy())
+        response = np.array([k.response for k in keypoints], np.float32)
+        order = np.argsort(-response, kind="stable")[:max_features]
+        locations = np.array([k.pt for k in keypoints], np.float32)[order]
+        scales = np.array([k.size for k in keypoints], np.float32)[order]
+        return RawFeatures(
+            locations=locations,
+            descriptors=root_sift(descriptors[order]),
+            scales=scales,
+            strengths=response[order],
+        )

@@ -1,0 +1,170 @@
+"""gRPC edge of the extractor: thin servicer over FeatureExtractor, health, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from landmark.v1 import extractor_pb2, extractor_pb2_grpc, features_pb2
+from landmark_client.wire import features_to_proto
+
+from .backends import Backend, create_backend
+from .config import ExtractorConfig
+from .decode import FORMATS
+from .extractor import Extraction, FeatureExtractor, Limits
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "landmark.v1.Extractor"
+
+
+class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
+    """Converts requests to plain values, calls the core, maps errors to status codes."""
+
+    def __init__(self, config: ExtractorConfig) -> None:
+        self.config = config
+        self.core: FeatureExtractor | None = None
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self._slots = threading.BoundedSemaphore(config.max_concurrent)
+
+    def attach(self, backend: Backend) -> None:
+        cfg = self.config
+        limits = Limits(
+            default_max_features=cfg.max_features,
+            max_features_limit=max(10000, cfg.max_features),
+            default_max_image_size=cfg.max_image_size,
+            max_image_size_limit=max(4096, cfg.max_image_size),
+            max_pixels=cfg.max_pixels,
+            max_image_bytes=cfg.max_image_bytes,
+        )
+        self.core = FeatureExtractor(backend, limits)
+        self.ready.set()
+
+    def _core(self, context: grpc.ServicerContext) -> FeatureExtractor:
+        if self.core is None:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the extractor is still loading its backend; retry shortly "
+                "(the health service reports SERVING when it is ready)",
+            )
+        assert self.core is not None
+        return self.core
+
+    def _run(self, request: extractor_pb2.ExtractRequest, core: FeatureExtractor) -> Extraction:
+        opts = request.options
+        with self._slots:
+            return core.extract(request.image, opts.max_features, opts.max_image_size)
+
+    @staticmethod
+    def _response(ex: Extraction, request_id: str) -> extractor_pb2.ExtractResponse:
+        return extractor_pb2.ExtractResponse(
+            features=features_to_proto(ex.features),
+            request_id=request_id,
+            processed_width=ex.processed_size[0],
+            processed_height=ex.processed_size[1],
+            extract_ms=ex.extract_ms,
+        )
+
+    def Extract(self, request, context):  # noqa: N802 (gRPC method name)
+        core = self._core(context)
+        try:
+            ex = self._run(request, core)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception:
+            log.exception("extraction failed")
+            context.abort(grpc.StatusCode.INTERNAL, "feature extraction failed; see server log")
+        return self._response(ex, request.request_id)
+
+    def ExtractStream(self, request_iterator, context) -> Iterator:  # noqa: N802
+        core = self._core(context)
+        for request in request_iterator:
+            try:
+                yield self._response(self._run(request, core), request.request_id)
+            except ValueError as exc:
+                yield _item_error(request.request_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except Exception:
+                log.exception("extraction failed")
+                yield _item_error(request.request_id, grpc.StatusCode.INTERNAL,
+                                  "feature extraction failed; see server log")
+
+    def GetExtractorInfo(self, request, context):  # noqa: N802
+        core = self._core(context)
+        lim = core.limits
+        return extractor_pb2.ExtractorInfo(
+            backend=core.backend.name,
+            dimension=core.backend.dimension,
+            default_max_features=lim.default_max_features,
+            max_features_limit=lim.max_features_limit,
+            default_max_image_size=lim.default_max_image_size,
+            max_image_size_limit=lim.max_image_size_limit,
+            max_pixels=lim.max_pixels,
+            max_image_bytes=lim.max_image_bytes,
+            formats=list(FORMATS),
+            device=core.backend.device,
+        )
+
+
+def _item_error(request_id: str, code: grpc.StatusCode, message: str):
+    return extractor_pb2.ExtractResponse(
+        request_id=request_id,
+        error=features_pb2.ItemError(code=code.value[0], message=message),
+    )
+
+
+def create_server(
+    config: ExtractorConfig,
+    backend_factory: Callable[[], Backend] | None = None,
+    wait: bool = True,
+) -> tuple[grpc.Server, int, ExtractorServicer]:
+    """Start the server on ``config.address`` (port 0 = any free port).
+
+    The backend is built and warmed up in a background thread; until then the health
+    service says NOT_SERVING and Extract answers UNAVAILABLE. With ``wait`` this call
+    returns only once the backend is ready (and raises if loading failed).
+    """
+    factory = backend_factory or (lambda: create_backend(config.backend))
+    max_msg = config.max_image_bytes + (1 << 20)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="extract"),
+        options=[
+            ("grpc.max_receive_message_length", max_msg),
+            ("grpc.max_send_message_length", 256 << 20),
+        ],
+    )
+    servicer = ExtractorServicer(config)
+    extractor_pb2_grpc.add_ExtractorServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = server.add_insecure_port(config.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.address}: is the port in use?")
+    server.start()
+
+    def load() -> None:
+        try:
+            backend = factory()
+            backend.warmup()
+        except BaseException as exc:  # reported by wait_ready / main
+            servicer.load_error = exc
+            servicer.ready.set()
+            return
+        servicer.attach(backend)
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("extractor ready: backend=%s device=%s", backend.name, backend.device)
+
+    threading.Thread(target=load, name="backend-load", daemon=True).start()
+    if wait:
+        servicer.ready.wait()
+        if servicer.load_error is not None:
+            server.stop(0)
+            raise servicer.load_error
+    return server, port, servicer

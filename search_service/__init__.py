@@ -1,0 +1,1 @@
+"""The search service: an Annoy index of database descriptors, neighbour voting and RANSAC."""

@@ -1,0 +1,17 @@
+"""Domain errors of the search core; the gRPC edge maps each to one status code."""
+
+
+class InvalidRequest(ValueError):
+    """The request itself is wrong (INVALID_ARGUMENT)."""
+
+
+class FeatureMismatch(Exception):
+    """Features of another backend or dimension than the index holds (FAILED_PRECONDITION)."""
+
+
+class AlreadyExists(Exception):
+    """An image id that is already in the index (ALREADY_EXISTS)."""
+
+
+class IndexCorrupt(Exception):
+    """The index directory cannot be loaded (the service refuses to start)."""

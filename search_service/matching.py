@@ -1,0 +1,119 @@
+"""Nearest-neighbour lookup and the gathering of hits per database image (vectorised).
+
+From the k nearest database descriptors of every query descriptor:
+  votes     — per database image, the number of distinct query keypoints with a hit in it;
+  putative  — per shortlisted image, one-to-one matches: each query keypoint keeps its
+              nearest hit in that image, a ratio test against its second-nearest distinct
+              keypoint in the same image (when the k-NN list holds one) rejects ambiguous
+              ones, and each database keypoint keeps only its closest query keypoint.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from annoy import AnnoyIndex
+
+
+@dataclass(frozen=True)
+class Hits:
+    """k-NN results flattened: one entry per (query keypoint, database row) pair."""
+
+    query: np.ndarray  # [H] int32 query keypoint
+    row: np.ndarray  # [H] int64 database row
+    image: np.ndarray  # [H] int32 database image index
+    dist: np.ndarray  # [H] float32 Euclidean distance
+
+
+def ann_lookup(annoy: AnnoyIndex, queries: np.ndarray, k: int, search_k: int,
+               pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest rows per query: ids [Q, k] int64 (-1 = none) and distances [Q, k]."""
+    n = queries.shape[0]
+    ids = np.full((n, k), -1, np.int64)
+    dists = np.full((n, k), np.inf, np.float32)
+
+    def run(lo: int, hi: int) -> None:
+        # Annoy answers one vector per call and releases the GIL inside it.
+        for i in range(lo, hi):
+            got, dist = annoy.get_nns_by_vector(queries[i], k, search_k, include_distances=True)
+            ids[i, : len(got)] = got
+            dists[i, : len(dist)] = dist
+
+    if pool is None or n < 64:
+        run(0, n)
+    else:
+        parts = np.linspace(0, n, pool._max_workers + 1, dtype=int)  # noqa: SLF001
+        list(pool.map(lambda ab: run(*ab), zip(parts[:-1], parts[1:], strict=True)))
+    return ids, dists
+
+
+def gather_hits(ids: np.ndarray, dists: np.ndarray, row_image: np.ndarray,
+                excluded: np.ndarray | None = None) -> Hits:
+    """Flatten k-NN results, map rows to images, drop empty slots and excluded images."""
+    q = np.repeat(np.arange(ids.shape[0], dtype=np.int32), ids.shape[1])
+    rows = ids.ravel()
+    d = dists.ravel()
+    keep = rows >= 0
+    q, rows, d = q[keep], rows[keep], d[keep]
+    image = row_image[rows]
+    if excluded is not None and excluded.size:
+        keep = ~np.isin(image, excluded)
+        q, rows, d, image = q[keep], rows[keep], d[keep], image[keep]
+    return Hits(q, rows, image.astype(np.int32), d)
+
+
+def vote(hits: Hits, num_images: int) -> np.ndarray:
+    """Per database image: distinct query keypoints with at least one hit in it."""
+    if hits.query.size == 0:
+        return np.zeros(num_images, np.int64)
+    pair = hits.image.astype(np.int64) * (int(hits.query.max()) + 1) + hits.query
+    return np.bincount(hits.image[np.unique(pair, return_index=True)[1]], minlength=num_images)
+
+
+def shortlist(votes: np.ndarray, size: int, min_votes: int) -> np.ndarray:
+    """The ``size`` best-voted images with at least ``min_votes`` votes, best first."""
+    order = np.argsort(-votes, kind="stable")[:size]
+    return order[votes[order] >= min_votes]
+
+
+@dataclass(frozen=True)
+class Putative:
+    """One-to-one putative matches for one database image."""
+
+    image: int
+    query: np.ndarray  # [M] query keypoint
+    row: np.ndarray  # [M] database row
+
+
+def putative_matches(hits: Hits, candidates: np.ndarray, ratio: float,
+                     max_distance: float) -> list[Putative]:
+    """One-to-one matches per candidate image, all candidates at once."""
+    keep = np.isin(hits.image, candidates) & (hits.dist <= max_distance)
+    q, row, img, d = hits.query[keep], hits.row[keep], hits.image[keep], hits.dist[keep]
+    if q.size == 0:
+        return [Putative(int(c), np.zeros(0, np.int32), np.zeros(0, np.int64)) for c in candidates]
+    # Group by (image, query), nearest first: the first entry is the match, the next (if
+    # any, same group) the second-nearest keypoint of that image for the ratio test.
+    order = np.lexsort((d, q, img))
+    q, row, img, d = q[order], row[order], img[order], d[order]
+    first = np.ones(q.size, bool)
+    first[1:] = (img[1:] != img[:-1]) | (q[1:] != q[:-1])
+    second_d = np.full(q.size, np.inf, np.float32)
+    has_next = np.zeros(q.size, bool)
+    has_next[:-1] = ~first[1:]
+    second_d[:-1][has_next[:-1]] = d[1:][has_next[:-1]]
+    ok = first & (d < ratio * second_d)
+    q, row, img, d = q[ok], row[ok], img[ok], d[ok]
+    # Each database keypoint keeps its closest query keypoint.
+    order = np.lexsort((d, row))
+    q, row, img = q[order], row[order], img[order]
+    unique_row = np.ones(row.size, bool)
+    unique_row[1:] = row[1:] != row[:-1]
+    q, row, img = q[unique_row], row[unique_row], img[unique_row]
+    # Split per candidate image.
+    order = np.argsort(img, kind="stable")
+    q, row, img = q[order], row[order], img[order]
+    bounds = np.searchsorted(img, candidates, side="left"), np.searchsorted(img, candidates, "right")
+    return [Putative(int(c), q[a:b], row[a:b]) for c, a, b in zip(candidates, *bounds, strict=True)]

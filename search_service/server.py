@@ -1,0 +1,141 @@
+"""gRPC edge of the search service: proto → plain values → SearchEngine → proto."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from landmark.v1 import search_pb2, search_pb2_grpc
+from landmark_client.wire import features_from_proto, matrix_to_proto
+
+from .config import SearchConfig
+from .engine import OnConflict, SearchEngine
+from .errors import AlreadyExists, FeatureMismatch, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "landmark.v1.Search"
+MAX_PAGE = 10000
+
+_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+]
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            context.abort(code, str(exc))
+    log.exception("unexpected error", exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
+
+
+def info_proto(info: dict) -> search_pb2.IndexInfo:
+    return search_pb2.IndexInfo(**info)
+
+
+class SearchServicer(search_pb2_grpc.SearchServicer):
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+
+    def AddImages(self, request, context):  # noqa: N802 (gRPC method name)
+        try:
+            entries = []
+            for i, img in enumerate(request.images):
+                try:
+                    features = features_from_proto(img.features)
+                except ValueError as exc:
+                    raise InvalidRequest(f"images[{i}] ({img.image_id!r}): {exc}") from None
+                entries.append((img.image_id, img.label, dict(img.metadata), features))
+            result = self.engine.add(entries, OnConflict(request.on_conflict))
+        except Exception as exc:
+            _abort(context, exc)
+        return search_pb2.AddImagesResponse(
+            added=result.added, skipped=result.skipped, replaced=result.replaced,
+            index=info_proto(self.engine.info()),
+        )
+
+    def RemoveImages(self, request, context):  # noqa: N802
+        try:
+            removed, missing = self.engine.remove(list(request.image_ids))
+        except Exception as exc:
+            _abort(context, exc)
+        return search_pb2.RemoveImagesResponse(removed=removed, not_found=missing,
+                                               index=info_proto(self.engine.info()))
+
+    def Search(self, request, context):  # noqa: N802
+        try:
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = features_from_proto(request.features)
+            opts = request.options
+            result = self.engine.search(
+                features, top_k=request.top_k, shortlist_size=opts.shortlist,
+                min_inliers=opts.min_inliers, exclude=list(opts.exclude_image_ids),
+                include_matches=opts.include_matches,
+            )
+        except Exception as exc:
+            _abort(context, exc)
+        response = search_pb2.SearchResponse(
+            timing=search_pb2.Timing(**result.timing.__dict__), min_inliers=result.min_inliers
+        )
+        for c in result.candidates:
+            msg = response.candidates.add(
+                image_id=c.image.image_id, label=c.image.label, inliers=c.inliers,
+                votes=c.votes, putative_matches=c.putative, metadata=c.image.metadata,
+            )
+            if c.transform is not None:
+                msg.transform.CopyFrom(matrix_to_proto(c.transform))
+            if c.query_locations is not None:
+                msg.query_locations.CopyFrom(matrix_to_proto(c.query_locations))
+                msg.database_locations.CopyFrom(matrix_to_proto(c.database_locations))
+        if result.best is not None:
+            response.match = True
+            response.best_label = result.best.image.label
+            response.best_image_id = result.best.image.image_id
+        return response
+
+    def GetIndexInfo(self, request, context):  # noqa: N802
+        return info_proto(self.engine.info())
+
+    def ListImages(self, request, context):  # noqa: N802
+        size = request.page_size or 1000
+        if not 1 <= size <= MAX_PAGE:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"page_size must be between 1 and {MAX_PAGE}, got {size}")
+        page = self.engine.list_images(request.page_token, size + 1)
+        response = search_pb2.ListImagesResponse(next_page_token=(
+            page[size - 1].image_id if len(page) > size else ""))
+        for m in page[:size]:
+            response.images.add(image_id=m.image_id, label=m.label, metadata=m.metadata,
+                                num_features=m.count)
+        return response
+
+
+def create_server(config: SearchConfig,
+                  engine: SearchEngine | None = None) -> tuple[grpc.Server, int, SearchEngine]:
+    """Load the index in ``config.index_dir`` and serve it on ``config.address``."""
+    engine = engine or SearchEngine(Path(config.index_dir), config.search_params(),
+                                    n_trees=config.n_trees, threads=config.threads)
+    max_msg = config.max_message_mb << 20
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="search"),
+        options=[("grpc.max_receive_message_length", max_msg),
+                 ("grpc.max_send_message_length", max_msg)],
+    )
+    search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(engine), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(config.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.address}: is the port in use?")
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    server.start()
+    return server, port, engine
