@@ -1,0 +1,75 @@
+"""Start both services as child processes on free loopback ports (for eval, match, demo)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from .client import ExtractorClient, SearchClient
+
+READY_PREFIX = "LISTENING "
+
+
+def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "landmark_client.cli", *args],
+                            stdout=subprocess.PIPE, stderr=log, env=env)
+    log.close()
+    found: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(READY_PREFIX):
+                found.append(line[len(READY_PREFIX):])
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    if not found:
+        proc.kill()
+        raise RuntimeError(f"`landmark {' '.join(args)}` did not start:\n"
+                           + log_path.read_text(errors="replace")[-3000:])
+    return proc, found[0]
+
+
+@contextlib.contextmanager
+def local_services(backend: str = "sift", index_dir: str | Path | None = None,
+                   extra_args: dict[str, list[str]] | None = None) -> Iterator[tuple[str, str]]:
+    """Yield (extractor_address, search_address) of freshly started services; stop them
+    on exit. The index lives in ``index_dir`` or in a temporary folder."""
+    extra_args = extra_args or {}
+    with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
+        index = Path(index_dir) if index_dir else Path(tmp) / "index"
+        env = dict(os.environ)
+        procs: list[subprocess.Popen] = []
+        try:
+            p1, extractor = _spawn(["serve", "extractor", "--port", "0", "--backend", backend,
+                                    *extra_args.get("extractor", [])],
+                                   Path(tmp) / "extractor.log", env)
+            procs.append(p1)
+            p2, search = _spawn(["serve", "search", "--port", "0", "--index-dir", str(index),
+                                 *extra_args.get("search", [])], Path(tmp) / "search.log", env)
+            procs.append(p2)
+            with ExtractorClient(extractor) as e, SearchClient(search) as s:
+                e.wait_ready(120)
+                s.wait_ready(60)
+            yield extractor, search
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
