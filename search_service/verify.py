@@ -44,9 +44,8 @@ def is_degenerate(transform: np.ndarray, params: VerifyParams) -> bool:
     if s[1] <= 1e-9 or not np.isfinite(s).all():
         return True
     scale = float(np.sqrt(s[0] * s[1]))
-    return not (1 / params.max_scale <= scale <= params.max_scale) or s[0] / s[1] > (
-        params.max_anisotropy
-    )
+    in_range = 1 / params.max_scale <= scale <= params.max_scale
+    return bool(not in_range or s[0] / s[1] > params.max_anisotropy)
 
 
 def distinct_count(points: np.ndarray) -> int:

@@ -1,0 +1,158 @@
+"""The search service over real gRPC on loopback, with a real Annoy index in tmp_path."""
+
+import grpc
+import numpy as np
+import pytest
+from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc
+from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
+from landmark_client.wire import features_to_proto, matrix_to_proto
+from search_service.config import SearchConfig
+from search_service.server import create_server
+
+from tests.conftest import sample_photo
+
+PHOTOS = {"astronaut": "astronaut.png", "coffee": "coffee.png", "cat": "chelsea.png"}
+
+
+@pytest.fixture(scope="module")
+def gallery_features(extractor_server):
+    from landmark_client import ExtractorClient
+
+    with ExtractorClient(extractor_server) as ex:
+        return {label: ex.extract(sample_photo(name)) for label, name in PHOTOS.items()}
+
+
+@pytest.fixture()
+def filled(search, gallery_features):
+    search.add_images([ImageToAdd(f"{label}.png", label, f, {"k": label})
+                       for label, f in gallery_features.items()])
+    return search
+
+
+def test_add_search_info_list(filled, landmark):
+    info = filled.index_info()
+    assert (info.images, info.backend, info.dimension, info.labels) == (3, "sift", 128, 3)
+    assert info.descriptors > 1000 and info.bytes_on_disk > 0
+    rec = landmark.recognize(sample_photo("coffee.png"), include_matches=True)
+    assert rec.label == "coffee" and rec.best.image_id == "coffee.png"
+    assert rec.best.metadata == {"k": "coffee"}
+    assert rec.best.query_locations.shape == rec.best.database_locations.shape
+    assert rec.best.query_locations.shape[0] >= rec.best.inliers
+    assert rec.best.transform.shape == (2, 3)
+    assert [r.image_id for r in filled.list_images(page_size=2)] == [
+        "astronaut.png", "cat.png", "coffee.png"]
+
+
+def test_an_unrelated_photo_gets_no_match(filled, landmark):
+    rec = landmark.recognize(sample_photo("rocket.jpg"))
+    assert not rec.result.match and rec.label is None
+
+
+def test_remove(filled, landmark):
+    assert filled.remove_images(["coffee.png", "ghost"]) == (1, ["ghost"])
+    assert landmark.recognize(sample_photo("coffee.png")).label != "coffee"
+    assert filled.index_info().images == 2
+
+
+def test_adding_twice(filled, gallery_features):
+    entry = ImageToAdd("coffee.png", "coffee", gallery_features["coffee"])
+    with pytest.raises(LandmarkError) as err:
+        filled.add_images([entry])
+    assert err.value.code is grpc.StatusCode.ALREADY_EXISTS
+    assert filled.add_images([entry], on_conflict="skip").skipped == 1
+    assert filled.index_info().images == 3
+
+
+def test_the_index_survives_a_restart(tmp_path, gallery_features):
+    cfg = SearchConfig(port=0, index_dir=str(tmp_path / "persist"))
+    server, port, engine = create_server(cfg)
+    with SearchClient(f"127.0.0.1:{port}") as c:
+        c.add_images([ImageToAdd("a", "astronaut", gallery_features["astronaut"])])
+        before = c.search(gallery_features["astronaut"])
+    server.stop(0)
+    engine.close()
+    server, port, engine = create_server(cfg)
+    with SearchClient(f"127.0.0.1:{port}") as c:
+        after = c.search(gallery_features["astronaut"])
+        assert c.index_info().images == 1
+    server.stop(0)
+    engine.close()
+    assert [(m.image_id, m.inliers) for m in after.candidates] == [
+        (m.image_id, m.inliers) for m in before.candidates]
+
+
+def _raw(search_server):
+    return search_pb2_grpc.SearchStub(grpc.insecure_channel(search_server))
+
+
+def _expect(code, fn, *args, match=""):
+    with pytest.raises(grpc.RpcError) as err:
+        fn(*args, timeout=10)
+    assert err.value.code() is code, err.value.details()
+    assert match in err.value.details()
+    return err.value.details()
+
+
+def test_bad_requests_get_clear_statuses_and_the_server_stays_up(
+        search_server, filled, gallery_features):
+    stub = _raw(search_server)
+    good = features_to_proto(gallery_features["cat"])
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+
+    wrong_dim = features_pb2.Features()
+    wrong_dim.CopyFrom(good)
+    wrong_dim.dimension = 40
+    wrong_dim.descriptors.CopyFrom(matrix_to_proto(np.ones((5, 40), np.float32) / 40**.5))
+    wrong_dim.locations.CopyFrom(matrix_to_proto(np.zeros((5, 2), np.float32)))
+    wrong_dim.ClearField("scales")
+    wrong_dim.ClearField("strengths")
+    _expect(grpc.StatusCode.FAILED_PRECONDITION, stub.Search,
+            search_pb2.SearchRequest(features=wrong_dim, top_k=5), match="holds sift")
+    _expect(grpc.StatusCode.FAILED_PRECONDITION, stub.AddImages,
+            search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
+                image_id="d", label="x", features=wrong_dim)]), match="holds sift")
+
+    nan = features_pb2.Features()
+    nan.CopyFrom(good)
+    arr = np.frombuffer(nan.descriptors.data, "<f4").copy()
+    arr[0] = np.nan
+    nan.descriptors.data = arr.tobytes()
+    _expect(inv, stub.Search, search_pb2.SearchRequest(features=nan, top_k=5), match="NaN")
+    _expect(inv, stub.AddImages, search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
+        image_id="n", label="x", features=nan)]), match="images[0] ('n')")
+
+    short = features_pb2.Features()
+    short.CopyFrom(good)
+    short.locations.CopyFrom(matrix_to_proto(np.zeros((3, 2), np.float32)))
+    _expect(inv, stub.Search, search_pb2.SearchRequest(features=short, top_k=5),
+            match="locations")
+    for k in (0, -3):
+        _expect(inv, stub.Search, search_pb2.SearchRequest(features=good, top_k=k),
+                match="top_k")
+    _expect(inv, stub.Search, search_pb2.SearchRequest(top_k=5), match="features are missing")
+    _expect(inv, stub.AddImages, search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
+        image_id="", label="x", features=good)]), match="image_id")
+    _expect(inv, stub.ListImages, search_pb2.ListImagesRequest(page_size=-1), match="page_size")
+
+    assert filled.health() == "SERVING"
+    assert filled.index_info().images == 3  # nothing half-added
+
+
+def test_zero_features_answer_no_match(filled):
+    empty = Features("sift", np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+                     (100, 100))
+    result = filled.search(empty)
+    assert not result.match and result.candidates == []
+
+
+def test_search_on_an_empty_index_is_no_match(search, gallery_features):
+    assert not search.search(gallery_features["cat"]).match
+    assert search.index_info().images == 0 and search.index_info().backend == ""
+
+
+def test_unreachable_service_raises_landmark_error():
+    with SearchClient("127.0.0.1:1", timeout=2) as c:
+        with pytest.raises(LandmarkError) as err:
+            c.index_info()
+    assert err.value.code is grpc.StatusCode.UNAVAILABLE
+    assert "is it running" in err.value.details

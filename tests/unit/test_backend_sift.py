@@ -1,0 +1,25 @@
+import numpy as np
+from extractor_service.backends.sift import SiftBackend, root_sift
+
+
+def test_root_sift_is_l2_normalised_and_non_negative():
+    rng = np.random.default_rng(0)
+    d = rng.integers(0, 255, (50, 128)).astype(np.float32)
+    r = root_sift(d)
+    np.testing.assert_allclose(np.linalg.norm(r, axis=1), 1.0, atol=1e-4)
+    assert (r >= 0).all()
+
+
+def test_sift_caps_features_strongest_first(photo):
+    f = SiftBackend().extract(photo, 200)
+    assert f.descriptors.shape == (200, 128)
+    assert f.locations.shape == (200, 2)
+    assert (np.diff(f.strengths) <= 1e-9).all()
+    h, w = photo.shape[:2]
+    assert (f.locations[:, 0] >= 0).all() and (f.locations[:, 0] < w).all()
+    assert (f.locations[:, 1] >= 0).all() and (f.locations[:, 1] < h).all()
+
+
+def test_flat_image_has_no_keypoints():
+    f = SiftBackend().extract(np.full((100, 100, 3), 128, np.uint8), 100)
+    assert f.descriptors.shape == (0, 128) and f.locations.shape == (0, 2)

@@ -1,0 +1,38 @@
+import pytest
+from extractor_service.config import ExtractorConfig
+from landmark_client.settings import load
+from search_service.config import SearchConfig
+
+
+def test_flag_beats_environment_beats_default():
+    env = {"LANDMARK_EXTRACTOR_PORT": "6000", "LANDMARK_BACKEND": "sift"}
+    assert load(ExtractorConfig, {}, env={}).port == 50051
+    assert load(ExtractorConfig, {}, env=env).port == 6000
+    assert load(ExtractorConfig, {"port": 7000}, env=env).port == 7000
+    assert load(ExtractorConfig, {"port": None}, env=env).port == 6000
+
+
+def test_environment_values_are_parsed_to_the_field_type():
+    cfg = load(SearchConfig, {}, env={"LANDMARK_RATIO": "0.75", "LANDMARK_INDEX_DIR": "/x"})
+    assert cfg.ratio == 0.75 and cfg.index_dir == "/x"
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(ValueError, match="unknown setting"):
+        load(SearchConfig, {"n_tress": 3}, env={})
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LANDMARK_SEARCH_PORT": "abc"}, "LANDMARK_SEARCH_PORT='abc' is not a valid int"),
+    ({"LANDMARK_SEARCH_PORT": "70000"}, "out of range"),
+    ({"LANDMARK_SHORTLIST": "0"}, "shortlist must be positive"),
+])
+def test_bad_values_say_what_is_wrong(env, message):
+    with pytest.raises(ValueError, match=message):
+        load(SearchConfig, {}, env=env)
+
+
+def test_config_is_frozen():
+    cfg = SearchConfig()
+    with pytest.raises(AttributeError):
+        cfg.port = 1  # type: ignore[misc]
