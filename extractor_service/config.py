@@ -26,8 +26,14 @@ class ExtractorConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range 0-65535")
-        for name in ("workers", "max_concurrent", "max_features", "max_image_size",
-                     "max_pixels", "max_image_bytes"):
+        for name in (
+            "workers",
+            "max_concurrent",
+            "max_features",
+            "max_image_size",
+            "max_pixels",
+            "max_image_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

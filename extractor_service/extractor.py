@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 from landmark_client.wire import Features
 
 from .backends import Backend
@@ -49,8 +50,7 @@ class FeatureExtractor:
             )
         if not 16 <= max_image_size <= lim.max_image_size_limit:
             raise ValueError(
-                f"max_image_size={max_image_size} must be between 16 and "
-                f"{lim.max_image_size_limit}"
+                f"max_image_size={max_image_size} must be between 16 and {lim.max_image_size_limit}"
             )
         return max_features, max_image_size
 

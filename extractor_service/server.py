@@ -9,6 +9,7 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, features_pb2
 from landmark_client.wire import features_to_proto
 
@@ -90,8 +91,11 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
                 yield _item_error(request.request_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Exception:
                 log.exception("extraction failed")
-                yield _item_error(request.request_id, grpc.StatusCode.INTERNAL,
-                                  "feature extraction failed; see server log")
+                yield _item_error(
+                    request.request_id,
+                    grpc.StatusCode.INTERNAL,
+                    "feature extraction failed; see server log",
+                )
 
     def GetExtractorInfo(self, request, context):  # noqa: N802
         core = self._core(context)

@@ -31,8 +31,15 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range 0-65535")
-        for name in ("workers", "threads", "n_trees", "neighbours", "shortlist", "min_inliers",
-                     "max_message_mb"):
+        for name in (
+            "workers",
+            "threads",
+            "n_trees",
+            "neighbours",
+            "shortlist",
+            "min_inliers",
+            "max_message_mb",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.search_k < 0:
@@ -45,6 +52,11 @@ class SearchConfig:
         return f"{self.host}:{self.port}"
 
     def search_params(self) -> SearchParams:
-        return SearchParams(k=self.neighbours, search_k=self.search_k, shortlist=self.shortlist,
-                            min_inliers=self.min_inliers, ratio=self.ratio,
-                            verify=VerifyParams())
+        return SearchParams(
+            k=self.neighbours,
+            search_k=self.search_k,
+            shortlist=self.shortlist,
+            min_inliers=self.min_inliers,
+            ratio=self.ratio,
+            verify=VerifyParams(),
+        )

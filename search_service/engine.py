@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
+
 from landmark_client.wire import Features
 
 from . import index_store
@@ -87,17 +88,26 @@ class AddResult:
 
 
 class SearchEngine:
-    def __init__(self, index_dir: Path, params: SearchParams | None = None, n_trees: int = 16,
-                 threads: int = 2) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        params: SearchParams | None = None,
+        n_trees: int = 16,
+        threads: int = 2,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.params = params or SearchParams()
         self.n_trees = n_trees
         self.snapshot: Snapshot = index_store.load(self.index_dir)
         self._write_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
-        log.info("index %s: %d images, %d descriptors (generation %d)", self.index_dir,
-                 len(self.snapshot.images), self.snapshot.num_descriptors,
-                 self.snapshot.generation)
+        log.info(
+            "index %s: %d images, %d descriptors (generation %d)",
+            self.index_dir,
+            len(self.snapshot.images),
+            self.snapshot.num_descriptors,
+            self.snapshot.generation,
+        )
 
     def close(self) -> None:
         if self._pool is not None:
@@ -105,8 +115,11 @@ class SearchEngine:
 
     # -- writes -------------------------------------------------------------------------
 
-    def add(self, entries: list[tuple[str, str, dict[str, str], Features]],
-            on_conflict: OnConflict = OnConflict.ERROR) -> AddResult:
+    def add(
+        self,
+        entries: list[tuple[str, str, dict[str, str], Features]],
+        on_conflict: OnConflict = OnConflict.ERROR,
+    ) -> AddResult:
         """Add (image_id, label, metadata, features) entries; all or nothing."""
         if not entries:
             return AddResult(0, 0, 0)
@@ -137,13 +150,24 @@ class SearchEngine:
             skip = set(present) if on_conflict is OnConflict.SKIP else set()
             replace = set(present) if on_conflict is OnConflict.REPLACE else set()
             new = [
-                ImageData(i, label, f.descriptors, f.locations, f.image_size[0],
-                          f.image_size[1], dict(meta))
-                for i, label, meta, f in entries if i not in skip
+                ImageData(
+                    i,
+                    label,
+                    f.descriptors,
+                    f.locations,
+                    f.image_size[0],
+                    f.image_size[1],
+                    dict(meta),
+                )
+                for i, label, meta, f in entries
+                if i not in skip
             ]
             if new:
-                kept = [snap.image_data(j) for j, m in enumerate(snap.images)
-                        if m.image_id not in replace]
+                kept = [
+                    snap.image_data(j)
+                    for j, m in enumerate(snap.images)
+                    if m.image_id not in replace
+                ]
                 self._rebuild(kept + new, backend, dimension)
             return AddResult(len(new) - len(replace), len(skip), len(replace))
 
@@ -153,16 +177,18 @@ class SearchEngine:
             gone = set(image_ids)
             found = gone & set(snap.by_id)
             if found:
-                kept = [snap.image_data(j) for j, m in enumerate(snap.images)
-                        if m.image_id not in gone]
+                kept = [
+                    snap.image_data(j) for j, m in enumerate(snap.images) if m.image_id not in gone
+                ]
                 self._rebuild(kept, snap.backend if kept else "", snap.dimension if kept else 0)
             return len(found), sorted(gone - found)
 
     def _rebuild(self, images: list[ImageData], backend: str, dimension: int) -> None:
         generation = self.snapshot.generation + 1
         work = index_store.new_workdir(self.index_dir)
-        built = index_store.build_snapshot(images, backend, dimension, generation, self.n_trees,
-                                           work)
+        built = index_store.build_snapshot(
+            images, backend, dimension, generation, self.n_trees, work
+        )
         final = index_store.commit(self.index_dir, work, generation)
         self.snapshot = index_store.load(self.index_dir)
         del built
@@ -170,9 +196,15 @@ class SearchEngine:
 
     # -- reads --------------------------------------------------------------------------
 
-    def search(self, features: Features, top_k: int = 10, shortlist_size: int = 0,
-               min_inliers: int = 0, exclude: list[str] | tuple[str, ...] = (),
-               include_matches: bool = False) -> SearchResult:
+    def search(
+        self,
+        features: Features,
+        top_k: int = 10,
+        shortlist_size: int = 0,
+        min_inliers: int = 0,
+        exclude: list[str] | tuple[str, ...] = (),
+        include_matches: bool = False,
+    ) -> SearchResult:
         start = time.perf_counter()
         p = self.params
         if not 1 <= top_k <= MAX_TOP_K:
@@ -210,13 +242,17 @@ class SearchEngine:
             result = verify(src, dst, tuple(sizes[put.image]), p.verify)
             if result.inliers < min_inliers:
                 continue
-            found.append(Candidate(
-                image=snap.images[put.image], inliers=result.inliers,
-                votes=int(votes[put.image]), putative=int(put.query.size),
-                query_locations=src[result.mask] if include_matches else None,
-                database_locations=dst[result.mask] if include_matches else None,
-                transform=result.transform,
-            ))
+            found.append(
+                Candidate(
+                    image=snap.images[put.image],
+                    inliers=result.inliers,
+                    votes=int(votes[put.image]),
+                    putative=int(put.query.size),
+                    query_locations=src[result.mask] if include_matches else None,
+                    database_locations=dst[result.mask] if include_matches else None,
+                    transform=result.transform,
+                )
+            )
         t3 = time.perf_counter()
         found.sort(key=lambda c: (-c.inliers, -c.votes, c.image.image_id))
         timing = Timing((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, _ms(start))
@@ -227,16 +263,20 @@ class SearchEngine:
         on_disk = snap.bytes_on_disk()
         n = snap.num_descriptors
         return {
-            "images": len(snap.images), "descriptors": n, "dimension": snap.dimension,
-            "backend": snap.backend, "bytes_on_disk": on_disk,
+            "images": len(snap.images),
+            "descriptors": n,
+            "dimension": snap.dimension,
+            "backend": snap.backend,
+            "bytes_on_disk": on_disk,
             "bytes_per_descriptor": on_disk / n if n else 0.0,
-            "labels": len({m.label for m in snap.images}), "generation": snap.generation,
+            "labels": len({m.label for m in snap.images}),
+            "generation": snap.generation,
         }
 
     def list_images(self, after: str, limit: int) -> list[ImageMeta]:
         metas = sorted(self.snapshot.images, key=lambda m: m.image_id)
         lo = bisect.bisect_right([m.image_id for m in metas], after) if after else 0
-        return metas[lo:lo + limit]
+        return metas[lo : lo + limit]
 
 
 def _check_id(image_id: str) -> None:

@@ -93,34 +93,68 @@ class Snapshot:
     def image_data(self, index: int) -> ImageData:
         m = self.images[index]
         rows = slice(m.start, m.start + m.count)
-        return ImageData(m.image_id, m.label, np.asarray(self.descriptors[rows]),
-                         np.asarray(self.locations[rows]), m.width, m.height, dict(m.metadata))
+        return ImageData(
+            m.image_id,
+            m.label,
+            np.asarray(self.descriptors[rows]),
+            np.asarray(self.locations[rows]),
+            m.width,
+            m.height,
+            dict(m.metadata),
+        )
 
 
 def empty_snapshot() -> Snapshot:
-    return Snapshot(0, "", 0, [], np.zeros((0, 0), np.float32), np.zeros((0, 2), np.float32),
-                    np.zeros(0, np.int32), None, 0)
+    return Snapshot(
+        0,
+        "",
+        0,
+        [],
+        np.zeros((0, 0), np.float32),
+        np.zeros((0, 2), np.float32),
+        np.zeros(0, np.int32),
+        None,
+        0,
+    )
 
 
-def build_snapshot(images: list[ImageData], backend: str, dimension: int, generation: int,
-                   n_trees: int, workdir: Path) -> Snapshot:
+def build_snapshot(
+    images: list[ImageData],
+    backend: str,
+    dimension: int,
+    generation: int,
+    n_trees: int,
+    workdir: Path,
+) -> Snapshot:
     """Build the arrays and the Annoy index for ``images`` into ``workdir`` (fsynced)."""
     metas, start = [], 0
     for im in images:
-        metas.append(ImageMeta(im.image_id, im.label, start, len(im.descriptors), im.width,
-                               im.height, dict(im.metadata)))
+        metas.append(
+            ImageMeta(
+                im.image_id,
+                im.label,
+                start,
+                len(im.descriptors),
+                im.width,
+                im.height,
+                dict(im.metadata),
+            )
+        )
         start += len(im.descriptors)
     total = start
     descriptors = np.zeros((total, dimension), np.float32)
     locations = np.zeros((total, 2), np.float32)
     row_image = np.zeros(total, np.int32)
     for i, (m, im) in enumerate(zip(metas, images, strict=True)):
-        descriptors[m.start:m.start + m.count] = im.descriptors
-        locations[m.start:m.start + m.count] = im.locations
-        row_image[m.start:m.start + m.count] = i
+        descriptors[m.start : m.start + m.count] = im.descriptors
+        locations[m.start : m.start + m.count] = im.locations
+        row_image[m.start : m.start + m.count] = i
     workdir.mkdir(parents=True, exist_ok=True)
-    for name, arr in (("descriptors", descriptors), ("locations", locations),
-                      ("row_image", row_image)):
+    for name, arr in (
+        ("descriptors", descriptors),
+        ("locations", locations),
+        ("row_image", row_image),
+    ):
         np.save(workdir / f"{name}.npy", arr)
     annoy = None
     if total:
@@ -130,8 +164,13 @@ def build_snapshot(images: list[ImageData], backend: str, dimension: int, genera
         annoy.build(n_trees, n_jobs=-1)
         annoy.save(str(workdir / "index.ann"))  # save() re-opens the file with mmap
     meta = {
-        "format": FORMAT, "generation": generation, "backend": backend, "dimension": dimension,
-        "metric": "euclidean", "n_trees": n_trees, "descriptors": total,
+        "format": FORMAT,
+        "generation": generation,
+        "backend": backend,
+        "dimension": dimension,
+        "metric": "euclidean",
+        "n_trees": n_trees,
+        "descriptors": total,
         "images": [m.__dict__ for m in metas],
     }
     _write_json(workdir / "meta.json", meta)
@@ -163,7 +202,11 @@ def remove_stale(index_dir: Path, keep: str) -> None:
 
     Open mmaps of a deleted generation stay valid on POSIX until they are closed."""
     for p in index_dir.iterdir():
-        if p.is_dir() and p.name != keep and (p.name.startswith("gen-") or p.name.startswith(".tmp")):
+        if (
+            p.is_dir()
+            and p.name != keep
+            and (p.name.startswith("gen-") or p.name.startswith(".tmp"))
+        ):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -200,11 +243,15 @@ def _open(path: Path, meta: dict, annoy: AnnoyIndex | None) -> Snapshot:
         return np.load(path / f"{name}.npy", mmap_mode="r" if meta["descriptors"] else None)
 
     snap = Snapshot(
-        generation=int(meta["generation"]), backend=meta["backend"],
+        generation=int(meta["generation"]),
+        backend=meta["backend"],
         dimension=int(meta["dimension"]),
         images=[ImageMeta(**m) for m in meta["images"]],
-        descriptors=arr("descriptors"), locations=arr("locations"),
-        row_image=np.asarray(arr("row_image")), annoy=annoy, n_trees=int(meta["n_trees"]),
+        descriptors=arr("descriptors"),
+        locations=arr("locations"),
+        row_image=np.asarray(arr("row_image")),
+        annoy=annoy,
+        n_trees=int(meta["n_trees"]),
         path=path,
     )
     if snap.descriptors.shape != (meta["descriptors"], snap.dimension) or (

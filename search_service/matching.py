@@ -27,8 +27,13 @@ class Hits:
     dist: np.ndarray  # [H] float32 Euclidean distance
 
 
-def ann_lookup(annoy: AnnoyIndex, queries: np.ndarray, k: int, search_k: int,
-               pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ann_lookup(
+    annoy: AnnoyIndex,
+    queries: np.ndarray,
+    k: int,
+    search_k: int,
+    pool: ThreadPoolExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """k nearest rows per query: ids [Q, k] int64 (-1 = none) and distances [Q, k]."""
     n = queries.shape[0]
     ids = np.full((n, k), -1, np.int64)
@@ -49,8 +54,9 @@ def ann_lookup(annoy: AnnoyIndex, queries: np.ndarray, k: int, search_k: int,
     return ids, dists
 
 
-def gather_hits(ids: np.ndarray, dists: np.ndarray, row_image: np.ndarray,
-                excluded: np.ndarray | None = None) -> Hits:
+def gather_hits(
+    ids: np.ndarray, dists: np.ndarray, row_image: np.ndarray, excluded: np.ndarray | None = None
+) -> Hits:
     """Flatten k-NN results, map rows to images, drop empty slots and excluded images."""
     q = np.repeat(np.arange(ids.shape[0], dtype=np.int32), ids.shape[1])
     rows = ids.ravel()
@@ -87,8 +93,9 @@ class Putative:
     row: np.ndarray  # [M] database row
 
 
-def putative_matches(hits: Hits, candidates: np.ndarray, ratio: float,
-                     max_distance: float) -> list[Putative]:
+def putative_matches(
+    hits: Hits, candidates: np.ndarray, ratio: float, max_distance: float
+) -> list[Putative]:
     """One-to-one matches per candidate image, all candidates at once."""
     keep = np.isin(hits.image, candidates) & (hits.dist <= max_distance)
     q, row, img, d = hits.query[keep], hits.row[keep], hits.image[keep], hits.dist[keep]
@@ -115,5 +122,8 @@ def putative_matches(hits: Hits, candidates: np.ndarray, ratio: float,
     # Split per candidate image.
     order = np.argsort(img, kind="stable")
     q, row, img = q[order], row[order], img[order]
-    bounds = np.searchsorted(img, candidates, side="left"), np.searchsorted(img, candidates, "right")
+    bounds = (
+        np.searchsorted(img, candidates, side="left"),
+        np.searchsorted(img, candidates, "right"),
+    )
     return [Putative(int(c), q[a:b], row[a:b]) for c, a, b in zip(candidates, *bounds, strict=True)]

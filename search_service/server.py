@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from landmark.v1 import search_pb2, search_pb2_grpc
 from landmark_client.wire import features_from_proto, matrix_to_proto
 
@@ -57,7 +58,9 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         except Exception as exc:
             _abort(context, exc)
         return search_pb2.AddImagesResponse(
-            added=result.added, skipped=result.skipped, replaced=result.replaced,
+            added=result.added,
+            skipped=result.skipped,
+            replaced=result.replaced,
             index=info_proto(self.engine.info()),
         )
 
@@ -66,8 +69,9 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             removed, missing = self.engine.remove(list(request.image_ids))
         except Exception as exc:
             _abort(context, exc)
-        return search_pb2.RemoveImagesResponse(removed=removed, not_found=missing,
-                                               index=info_proto(self.engine.info()))
+        return search_pb2.RemoveImagesResponse(
+            removed=removed, not_found=missing, index=info_proto(self.engine.info())
+        )
 
     def Search(self, request, context):  # noqa: N802
         try:
@@ -76,8 +80,11 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             features = features_from_proto(request.features)
             opts = request.options
             result = self.engine.search(
-                features, top_k=request.top_k, shortlist_size=opts.shortlist,
-                min_inliers=opts.min_inliers, exclude=list(opts.exclude_image_ids),
+                features,
+                top_k=request.top_k,
+                shortlist_size=opts.shortlist,
+                min_inliers=opts.min_inliers,
+                exclude=list(opts.exclude_image_ids),
                 include_matches=opts.include_matches,
             )
         except Exception as exc:
@@ -87,8 +94,12 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         )
         for c in result.candidates:
             msg = response.candidates.add(
-                image_id=c.image.image_id, label=c.image.label, inliers=c.inliers,
-                votes=c.votes, putative_matches=c.putative, metadata=c.image.metadata,
+                image_id=c.image.image_id,
+                label=c.image.label,
+                inliers=c.inliers,
+                votes=c.votes,
+                putative_matches=c.putative,
+                metadata=c.image.metadata,
             )
             if c.transform is not None:
                 msg.transform.CopyFrom(matrix_to_proto(c.transform))
@@ -107,27 +118,38 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def ListImages(self, request, context):  # noqa: N802
         size = request.page_size or 1000
         if not 1 <= size <= MAX_PAGE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"page_size must be between 1 and {MAX_PAGE}, got {size}")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"page_size must be between 1 and {MAX_PAGE}, got {size}",
+            )
         page = self.engine.list_images(request.page_token, size + 1)
-        response = search_pb2.ListImagesResponse(next_page_token=(
-            page[size - 1].image_id if len(page) > size else ""))
+        response = search_pb2.ListImagesResponse(
+            next_page_token=(page[size - 1].image_id if len(page) > size else "")
+        )
         for m in page[:size]:
-            response.images.add(image_id=m.image_id, label=m.label, metadata=m.metadata,
-                                num_features=m.count)
+            response.images.add(
+                image_id=m.image_id, label=m.label, metadata=m.metadata, num_features=m.count
+            )
         return response
 
 
-def create_server(config: SearchConfig,
-                  engine: SearchEngine | None = None) -> tuple[grpc.Server, int, SearchEngine]:
+def create_server(
+    config: SearchConfig, engine: SearchEngine | None = None
+) -> tuple[grpc.Server, int, SearchEngine]:
     """Load the index in ``config.index_dir`` and serve it on ``config.address``."""
-    engine = engine or SearchEngine(Path(config.index_dir), config.search_params(),
-                                    n_trees=config.n_trees, threads=config.threads)
+    engine = engine or SearchEngine(
+        Path(config.index_dir),
+        config.search_params(),
+        n_trees=config.n_trees,
+        threads=config.threads,
+    )
     max_msg = config.max_message_mb << 20
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="search"),
-        options=[("grpc.max_receive_message_length", max_msg),
-                 ("grpc.max_send_message_length", max_msg)],
+        options=[
+            ("grpc.max_receive_message_length", max_msg),
+            ("grpc.max_send_message_length", max_msg),
+        ],
     )
     search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(engine), server)
     health_servicer = health.HealthServicer()

@@ -55,16 +55,20 @@ def distinct_count(points: np.ndarray) -> int:
     return int(np.unique(np.round(points).astype(np.int64), axis=0).shape[0])
 
 
-def verify(src: np.ndarray, dst: np.ndarray, dst_size: tuple[float, float],
-           params: VerifyParams) -> Verification:
+def verify(
+    src: np.ndarray, dst: np.ndarray, dst_size: tuple[float, float], params: VerifyParams
+) -> Verification:
     """Fit query→database affine on ``src``→``dst`` [M, 2] and count the inliers."""
     m = src.shape[0]
     if m < MIN_MATCHES:
         return _rejected(m)
     threshold = max(params.min_threshold_px, params.threshold_fraction * max(dst_size))
     transform, mask = cv2.estimateAffine2D(
-        src.astype(np.float32), dst.astype(np.float32), method=cv2.USAC_MAGSAC,
-        ransacReprojThreshold=threshold, maxIters=params.max_iters,
+        src.astype(np.float32),
+        dst.astype(np.float32),
+        method=cv2.USAC_MAGSAC,
+        ransacReprojThreshold=threshold,
+        maxIters=params.max_iters,
         confidence=params.confidence,
     )
     if transform is None or mask is None or is_degenerate(transform, params):

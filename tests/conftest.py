@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from extractor_service.config import ExtractorConfig
 from extractor_service.server import create_server as create_extractor
 from landmark_client import ExtractorClient, LandmarkClient, SearchClient
-from PIL import Image
 from search_service.config import SearchConfig
 from search_service.server import create_server as create_search
 
@@ -39,6 +41,8 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="session")
 def landmarks_dir() -> Path:
     if not (LANDMARKS / "manifest.csv").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{LANDMARKS} must be present in CI")
         pytest.skip(f"{LANDMARKS} is not present")
     return LANDMARKS
 

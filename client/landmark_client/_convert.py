@@ -25,12 +25,15 @@ ON_CONFLICT = {"error": 0, "skip": 1, "replace": 2}
 ADD_BATCH_BYTES = 32 << 20
 
 
-def extract_request(image: ImageInput, max_features: int, max_image_size: int,
-                    request_id: str = "") -> extractor_pb2.ExtractRequest:
+def extract_request(
+    image: ImageInput, max_features: int, max_image_size: int, request_id: str = ""
+) -> extractor_pb2.ExtractRequest:
     return extractor_pb2.ExtractRequest(
-        image=to_image_bytes(image), request_id=request_id,
-        options=extractor_pb2.ExtractOptions(max_features=max_features,
-                                             max_image_size=max_image_size),
+        image=to_image_bytes(image),
+        request_id=request_id,
+        options=extractor_pb2.ExtractOptions(
+            max_features=max_features, max_image_size=max_image_size
+        ),
     )
 
 
@@ -43,25 +46,34 @@ def extract_item(response: extractor_pb2.ExtractResponse) -> ExtractItem:
 
 def extractor_info(msg: extractor_pb2.ExtractorInfo) -> ExtractorInfo:
     return ExtractorInfo(
-        backend=msg.backend, dimension=msg.dimension, device=msg.device,
-        default_max_features=msg.default_max_features, max_features_limit=msg.max_features_limit,
+        backend=msg.backend,
+        dimension=msg.dimension,
+        device=msg.device,
+        default_max_features=msg.default_max_features,
+        max_features_limit=msg.max_features_limit,
         default_max_image_size=msg.default_max_image_size,
-        max_image_size_limit=msg.max_image_size_limit, max_pixels=msg.max_pixels,
-        max_image_bytes=msg.max_image_bytes, formats=tuple(msg.formats),
+        max_image_size_limit=msg.max_image_size_limit,
+        max_pixels=msg.max_pixels,
+        max_image_bytes=msg.max_image_bytes,
+        formats=tuple(msg.formats),
     )
 
 
-def add_batches(images: Iterable[ImageToAdd], on_conflict: str
-                ) -> Iterator[search_pb2.AddImagesRequest]:
+def add_batches(
+    images: Iterable[ImageToAdd], on_conflict: str
+) -> Iterator[search_pb2.AddImagesRequest]:
     """AddImages requests of at most ADD_BATCH_BYTES each."""
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {sorted(ON_CONFLICT)}, got {on_conflict!r}")
     request = search_pb2.AddImagesRequest(on_conflict=ON_CONFLICT[on_conflict])
     size = 0
     for img in images:
-        entry = search_pb2.ImageEntry(image_id=img.image_id, label=img.label,
-                                      metadata=img.metadata,
-                                      features=features_to_proto(img.features))
+        entry = search_pb2.ImageEntry(
+            image_id=img.image_id,
+            label=img.label,
+            metadata=img.metadata,
+            features=features_to_proto(img.features),
+        )
         entry_size = entry.ByteSize()
         if request.images and size + entry_size > ADD_BATCH_BYTES:
             yield request
@@ -73,13 +85,23 @@ def add_batches(images: Iterable[ImageToAdd], on_conflict: str
         yield request
 
 
-def search_request(features, top_k: int, shortlist: int, min_inliers: int,
-                   exclude: Iterable[str], include_matches: bool) -> search_pb2.SearchRequest:
+def search_request(
+    features,
+    top_k: int,
+    shortlist: int,
+    min_inliers: int,
+    exclude: Iterable[str],
+    include_matches: bool,
+) -> search_pb2.SearchRequest:
     return search_pb2.SearchRequest(
-        features=features_to_proto(features), top_k=top_k,
-        options=search_pb2.SearchOptions(shortlist=shortlist, min_inliers=min_inliers,
-                                         exclude_image_ids=list(exclude),
-                                         include_matches=include_matches),
+        features=features_to_proto(features),
+        top_k=top_k,
+        options=search_pb2.SearchOptions(
+            shortlist=shortlist,
+            min_inliers=min_inliers,
+            exclude_image_ids=list(exclude),
+            include_matches=include_matches,
+        ),
     )
 
 
@@ -87,26 +109,46 @@ def search_result(msg: search_pb2.SearchResponse) -> SearchResult:
     candidates = []
     for c in msg.candidates:
         has_matches = bool(c.query_locations.shape)
-        candidates.append(Match(
-            image_id=c.image_id, label=c.label, inliers=c.inliers, votes=c.votes,
-            putative_matches=c.putative_matches, metadata=dict(c.metadata),
-            query_locations=(matrix_from_proto(c.query_locations, "query_locations", 2, 2)
-                             if has_matches else None),
-            database_locations=(matrix_from_proto(c.database_locations, "database_locations",
-                                                  2, 2) if has_matches else None),
-            transform=(matrix_from_proto(c.transform, "transform", 2, 3)
-                       if c.transform.shape else None),
-        ))
+        candidates.append(
+            Match(
+                image_id=c.image_id,
+                label=c.label,
+                inliers=c.inliers,
+                votes=c.votes,
+                putative_matches=c.putative_matches,
+                metadata=dict(c.metadata),
+                query_locations=(
+                    matrix_from_proto(c.query_locations, "query_locations", 2, 2)
+                    if has_matches
+                    else None
+                ),
+                database_locations=(
+                    matrix_from_proto(c.database_locations, "database_locations", 2, 2)
+                    if has_matches
+                    else None
+                ),
+                transform=(
+                    matrix_from_proto(c.transform, "transform", 2, 3) if c.transform.shape else None
+                ),
+            )
+        )
     t = msg.timing
-    return SearchResult(candidates, msg.min_inliers,
-                        Timing(t.ann_ms, t.aggregate_ms, t.verify_ms, t.total_ms))
+    return SearchResult(
+        candidates, msg.min_inliers, Timing(t.ann_ms, t.aggregate_ms, t.verify_ms, t.total_ms)
+    )
 
 
 def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
-    return IndexInfo(images=msg.images, descriptors=msg.descriptors, dimension=msg.dimension,
-                     backend=msg.backend, bytes_on_disk=msg.bytes_on_disk,
-                     bytes_per_descriptor=msg.bytes_per_descriptor, labels=msg.labels,
-                     generation=msg.generation)
+    return IndexInfo(
+        images=msg.images,
+        descriptors=msg.descriptors,
+        dimension=msg.dimension,
+        backend=msg.backend,
+        bytes_on_disk=msg.bytes_on_disk,
+        bytes_per_descriptor=msg.bytes_per_descriptor,
+        labels=msg.labels,
+        generation=msg.generation,
+    )
 
 
 def image_record(msg: search_pb2.ImageRecord) -> ImageRecord:

@@ -41,10 +41,14 @@ class _NoBar:
 
 # -- serve -------------------------------------------------------------------------------
 
+
 def _serve(args: argparse.Namespace) -> int:
     from landmark_client.settings import load
 
     flags = {k: v for k, v in vars(args).items() if k in args.settings}
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         if args.service == "extractor":
             from extractor_service.config import ExtractorConfig
@@ -59,24 +63,26 @@ def _serve(args: argparse.Namespace) -> int:
             config = load(SearchConfig, flags)
             server, port, servicer = create_server(config)
     except ImportError as exc:
-        print(f"error: the {args.service} service is not installed here ({exc}); install the "
-              "project (`make install`) rather than the SDK alone", file=sys.stderr)
+        print(
+            f"error: the {args.service} service is not installed here ({exc}); install the "
+            "project (`make install`) rather than the SDK alone",
+            file=sys.stderr,
+        )
         return 2
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{READY_PREFIX}{config.host}:{port}", flush=True)
     log.info("%s service listening on %s:%d", args.service, config.host, port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     if args.service == "extractor":
         while not servicer.ready.wait(0.2):
             if stop.is_set():
                 break
         if servicer.load_error is not None:
-            print(f"error: the {config.backend} backend failed to load: {servicer.load_error}",
-                  file=sys.stderr)
+            print(
+                f"error: the {config.backend} backend failed to load: {servicer.load_error}",
+                file=sys.stderr,
+            )
             server.stop(0)
             return 1
     stop.wait()
@@ -90,9 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run one of the services")
     kinds = serve.add_subparsers(dest="service", required=True)
-    common = [("--host", str, "address to bind (default 127.0.0.1, loopback)"),
-              ("--port", int, "port (0 = any free port)"),
-              ("--workers", int, "gRPC worker threads")]
+    common = [
+        ("--host", str, "address to bind (default 127.0.0.1, loopback)"),
+        ("--port", int, "port (0 = any free port)"),
+        ("--workers", int, "gRPC worker threads"),
+    ]
     ex = kinds.add_parser("extractor", help="the feature extractor (env LANDMARK_EXTRACTOR_*)")
     se = kinds.add_parser("search", help="the search service (env LANDMARK_SEARCH_*)")
     for p in (ex, se):
@@ -102,20 +110,40 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--max-features", type=int, help="default keypoints per image (1000)")
     ex.add_argument("--max-image-size", type=int, help="default longer side in pixels (1024)")
     ex.add_argument("--max-concurrent", type=int, help="extractions running at once (2)")
-    ex.set_defaults(settings={"host", "port", "workers", "backend", "max_features",
-                              "max_image_size", "max_concurrent"})
+    ex.set_defaults(
+        settings={
+            "host",
+            "port",
+            "workers",
+            "backend",
+            "max_features",
+            "max_image_size",
+            "max_concurrent",
+        }
+    )
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
     se.add_argument("--n-trees", type=int, help="Annoy trees built per index (16)")
     se.add_argument("--search-k", type=int, help="Annoy search_k (0 = automatic)")
     se.add_argument("--min-inliers", type=int, help="inliers needed for a match (12)")
     se.add_argument("--shortlist", type=int, help="candidates verified per query (30)")
-    se.set_defaults(settings={"host", "port", "workers", "index_dir", "n_trees", "search_k",
-                              "min_inliers", "shortlist"})
+    se.set_defaults(
+        settings={
+            "host",
+            "port",
+            "workers",
+            "index_dir",
+            "n_trees",
+            "search_k",
+            "min_inliers",
+            "shortlist",
+        }
+    )
     for p in (ex, se):
         p.set_defaults(func=_serve)
 
 
 # -- index / query / info / remove -------------------------------------------------------
+
 
 def index_gallery(folder: str | Path, client: LandmarkClient, batch: int = 16) -> dict:
     """Extract and add every image of a labeled folder not yet in the index."""
@@ -133,20 +161,24 @@ def index_gallery(folder: str | Path, client: LandmarkClient, batch: int = 16) -
 
     with _progress(len(todo), "indexing") as bar:
         labels = {g.image_id: g.label for g in todo}
-        stream = client.extractor.extract_many(((g.image_id, g.path) for g in todo),
-                                               timeout=max(60.0, 10.0 * len(todo)))
+        stream = client.extractor.extract_many(
+            ((g.image_id, g.path) for g in todo), timeout=max(60.0, 10.0 * len(todo))
+        )
         for item in stream:
             if item.error is not None:
                 failed.append({"image_id": item.request_id, "error": str(item.error)})
             else:
-                pending.append(ImageToAdd(item.request_id, labels[item.request_id],
-                                          item.features))
+                pending.append(ImageToAdd(item.request_id, labels[item.request_id], item.features))
             if len(pending) >= batch:
                 flush()
             bar.update(1)
         flush()
-    return {"found": len(images), "already_indexed": len(images) - len(todo), "added": added,
-            "failed": failed}
+    return {
+        "found": len(images),
+        "already_indexed": len(images) - len(todo),
+        "added": added,
+        "failed": failed,
+    }
 
 
 def _client(args: argparse.Namespace) -> LandmarkClient:
@@ -157,9 +189,11 @@ def _index(args: argparse.Namespace) -> int:
     with _client(args) as client:
         report = index_gallery(args.dir, client)
         info = client.search.index_info()
-    print(f"{report['found']} images found, {report['already_indexed']} already indexed, "
-          f"{report['added']} added, {len(report['failed'])} failed; the index holds "
-          f"{info.images} images ({info.descriptors} descriptors, {info.backend})")
+    print(
+        f"{report['found']} images found, {report['already_indexed']} already indexed, "
+        f"{report['added']} added, {len(report['failed'])} failed; the index holds "
+        f"{info.images} images ({info.descriptors} descriptors, {info.backend})"
+    )
     for f in report["failed"]:
         print(f"  failed: {f['image_id']}: {f['error']}", file=sys.stderr)
     return 1 if report["failed"] else 0
@@ -170,9 +204,16 @@ def result_json(result: SearchResult) -> dict:
         "match": result.match,
         "label": result.label,
         "min_inliers": result.min_inliers,
-        "candidates": [{"image_id": m.image_id, "label": m.label, "inliers": m.inliers,
-                        "votes": m.votes, "putative_matches": m.putative_matches}
-                       for m in result.candidates],
+        "candidates": [
+            {
+                "image_id": m.image_id,
+                "label": m.label,
+                "inliers": m.inliers,
+                "votes": m.votes,
+                "putative_matches": m.putative_matches,
+            }
+            for m in result.candidates
+        ],
         "timing_ms": result.timing.__dict__,
     }
 
@@ -212,6 +253,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 # -- match -------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _services(args: argparse.Namespace, need_search: bool = True) -> Iterator[tuple[str, str]]:
     """The addresses given, or local services started for this command."""
@@ -227,8 +269,9 @@ def _services(args: argparse.Namespace, need_search: bool = True) -> Iterator[tu
         yield addresses
 
 
-def match_images(image1: str, image2: str, extractor: str, out: str | Path,
-                 timeout: float = 60.0) -> tuple[int, Path]:
+def match_images(
+    image1: str, image2: str, extractor: str, out: str | Path, timeout: float = 60.0
+) -> tuple[int, Path]:
     """Verified correspondences between two photos, drawn side by side.
 
     Uses a private in-process search engine over a temporary index holding image2, so the
@@ -251,8 +294,10 @@ def match_images(image1: str, image2: str, extractor: str, out: str | Path,
     p1 = best.query_locations if best else []
     p2 = best.database_locations if best else []
     verdict = "match" if inliers >= result.min_inliers else "no match"
-    title = (f"{Path(image1).name} <-> {Path(image2).name}: {inliers} inliers "
-             f"({verdict}; threshold {result.min_inliers})")
+    title = (
+        f"{Path(image1).name} <-> {Path(image2).name}: {inliers} inliers "
+        f"({verdict}; threshold {result.min_inliers})"
+    )
     return inliers, draw_matches(image1, image2, p1, p2, out, title)
 
 
@@ -265,14 +310,17 @@ def _match(args: argparse.Namespace) -> int:
 
 # -- eval --------------------------------------------------------------------------------
 
-def evaluate(folder: str | Path, client: LandmarkClient, distractor_label: str = "distractor"
-             ) -> dict:
+
+def evaluate(
+    folder: str | Path, client: LandmarkClient, distractor_label: str = "distractor"
+) -> dict:
     """Leave-one-out: index every image, then query each against all the others."""
     images = gallery_mod.scan(folder)
     features = {}
     with _progress(len(images), "extracting") as bar:
-        for item in client.extractor.extract_many(((g.image_id, g.path) for g in images),
-                                                  timeout=max(60.0, 10.0 * len(images))):
+        for item in client.extractor.extract_many(
+            ((g.image_id, g.path) for g in images), timeout=max(60.0, 10.0 * len(images))
+        ):
             if item.error is not None:
                 raise item.error
             features[item.request_id] = item.features
@@ -288,9 +336,16 @@ def evaluate(folder: str | Path, client: LandmarkClient, distractor_label: str =
             start = time.perf_counter()
             r = client.search.search(features[g.image_id], top_k=100, exclude=[g.image_id])
             latency = (time.perf_counter() - start) * 1e3
-            outcomes.append(QueryOutcome(g.image_id, g.label, r.label,
-                                         r.best.inliers if r.best else 0,
-                                         [m.label for m in r.candidates], latency))
+            outcomes.append(
+                QueryOutcome(
+                    g.image_id,
+                    g.label,
+                    r.label,
+                    r.best.inliers if r.best else 0,
+                    [m.label for m in r.candidates],
+                    latency,
+                )
+            )
             bar.update(1)
     return summarize(outcomes, counts, distractor_label)
 
@@ -303,26 +358,33 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"leave-one-out over {args.dir}: {report['queries']} landmark queries")
-    print(f"  top-1 {report['top1']:.3f} (averaged per landmark {report['top1_per_landmark']:.3f})"
-          f"   mAP {report['map']:.3f}   no match {report['no_match']}   wrong "
-          f"{report['wrong']}")
+    print(
+        f"  top-1 {report['top1']:.3f} (averaged per landmark {report['top1_per_landmark']:.3f})"
+        f"   mAP {report['map']:.3f}   no match {report['no_match']}   wrong "
+        f"{report['wrong']}"
+    )
     if report["distractor_queries"]:
-        print(f"  distractors accepted: {report['false_accepts']} of "
-              f"{report['distractor_queries']}")
-    print(f"  search latency p50 {report['latency_ms_p50']:.1f} ms, "
-          f"p95 {report['latency_ms_p95']:.1f} ms")
+        print(
+            f"  distractors accepted: {report['false_accepts']} of {report['distractor_queries']}"
+        )
+    print(
+        f"  search latency p50 {report['latency_ms_p50']:.1f} ms, "
+        f"p95 {report['latency_ms_p95']:.1f} ms"
+    )
     print(f"\n  {'landmark':<28} {'n':>3} {'top-1':>6} {'mAP':>6} {'no match':>8}")
     for label, row in report["per_landmark"].items():
-        print(f"  {label:<28} {row['queries']:>3} {row['top1']:>6.2f} {row['map']:>6.2f} "
-              f"{row['no_match']:>8}")
+        print(
+            f"  {label:<28} {row['queries']:>3} {row['top1']:>6.2f} {row['map']:>6.2f} "
+            f"{row['no_match']:>8}"
+        )
     return 0
 
 
 # -- main --------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landmark",
-                                     description="Landmark recognition over gRPC.")
+    parser = argparse.ArgumentParser(prog="landmark", description="Landmark recognition over gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
@@ -346,14 +408,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image2")
     p.add_argument("--out", default="match.png", help="PNG to write (match.png)")
     p.set_defaults(func=_match)
-    p = with_addresses(sub.add_parser(
-        "eval", help="leave-one-out accuracy over a labeled folder (starts its own services "
-                     "unless addresses are given)"))
+    p = with_addresses(
+        sub.add_parser(
+            "eval",
+            help="leave-one-out accuracy over a labeled folder (starts its own services "
+            "unless addresses are given)",
+        )
+    )
     p.add_argument("dir")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--backend", default="sift", help="extractor backend for local services")
-    p.add_argument("--distractor-label", default="distractor",
-                   help="label of images that show none of the landmarks")
+    p.add_argument(
+        "--distractor-label",
+        default="distractor",
+        help="label of images that show none of the landmarks",
+    )
     p.set_defaults(func=_eval)
     p = with_addresses(sub.add_parser("info", help="size and kind of the index"))
     p.set_defaults(func=_info)
@@ -361,8 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_ids", nargs="+")
     p.set_defaults(func=_remove)
     p = sub.add_parser("demo", help="set up, index a gallery, query it, draw a match, stop")
-    p.add_argument("--gallery", help="your own labeled folder (default: generated views of "
-                                     "photos shipped with scikit-image)")
+    p.add_argument(
+        "--gallery",
+        help="your own labeled folder (default: generated views of "
+        "photos shipped with scikit-image)",
+    )
     p.add_argument("--out", default="out/demo", help="folder for the demo's outputs")
     p.set_defaults(func=_demo)
     return parser
@@ -376,10 +448,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve"
-                        else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return args.func(args)
     except LandmarkError as err:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
 
 from . import _convert as conv
@@ -79,9 +80,10 @@ class _Client:
             except LandmarkError as err:
                 last = err.code.name
             time.sleep(0.1)
-        raise LandmarkError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                            f"{self._service} at {self.address} not ready after {timeout}s "
-                            f"(last status: {last})")
+        raise LandmarkError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"{self._service} at {self.address} not ready after {timeout}s (last status: {last})",
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -103,22 +105,35 @@ class ExtractorClient(_Client):
         super().__init__(extractor_address(address), timeout)
         self._stub = extractor_pb2_grpc.ExtractorStub(self._channel)
 
-    def extract(self, image: ImageInput, *, max_features: int = 0, max_image_size: int = 0,
-                timeout: float | None = None) -> Features:
+    def extract(
+        self,
+        image: ImageInput,
+        *,
+        max_features: int = 0,
+        max_image_size: int = 0,
+        timeout: float | None = None,
+    ) -> Features:
         """Local features of one image (a path, bytes, numpy array or PIL image)."""
         request = conv.extract_request(image, max_features, max_image_size)
         return conv.features_from_proto(self._call(self._stub.Extract, request, timeout).features)
 
-    def extract_many(self, images: Iterable[tuple[str, ImageInput]], *, max_features: int = 0,
-                     max_image_size: int = 0, timeout: float | None = None
-                     ) -> Iterator[ExtractItem]:
+    def extract_many(
+        self,
+        images: Iterable[tuple[str, ImageInput]],
+        *,
+        max_features: int = 0,
+        max_image_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[ExtractItem]:
         """Bulk extraction over one stream: (request_id, image) pairs in, one ExtractItem
         per image out, in order. A bad image yields an item with ``error`` set."""
-        requests = (conv.extract_request(img, max_features, max_image_size, rid)
-                    for rid, img in images)
+        requests = (
+            conv.extract_request(img, max_features, max_image_size, rid) for rid, img in images
+        )
         try:
             for response in self._stub.ExtractStream(
-                    requests, timeout=self.timeout if timeout is None else timeout):
+                requests, timeout=self.timeout if timeout is None else timeout
+            ):
                 yield conv.extract_item(response)
         except grpc.RpcError as err:
             raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
@@ -138,8 +153,13 @@ class SearchClient(_Client):
         super().__init__(search_address(address), timeout)
         self._stub = search_pb2_grpc.SearchStub(self._channel)
 
-    def add_images(self, images: Iterable[ImageToAdd], *, on_conflict: str = "error",
-                   timeout: float | None = None) -> AddResult:
+    def add_images(
+        self,
+        images: Iterable[ImageToAdd],
+        *,
+        on_conflict: str = "error",
+        timeout: float | None = None,
+    ) -> AddResult:
         """Add images with their features; on_conflict is "error", "skip" or "replace".
         Large inputs go in several requests; each request is all-or-nothing."""
         added = skipped = replaced = 0
@@ -148,26 +168,37 @@ class SearchClient(_Client):
             added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
         return AddResult(added, skipped, replaced)
 
-    def remove_images(self, image_ids: Iterable[str], *, timeout: float | None = None
-                      ) -> tuple[int, list[str]]:
+    def remove_images(
+        self, image_ids: Iterable[str], *, timeout: float | None = None
+    ) -> tuple[int, list[str]]:
         """Remove images; returns (removed count, ids that were not in the index)."""
         request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
         r = self._call(self._stub.RemoveImages, request, timeout)
         return r.removed, list(r.not_found)
 
-    def search(self, features: Features, *, top_k: int = 10, shortlist: int = 0,
-               min_inliers: int = 0, exclude: Iterable[str] = (), include_matches: bool = False,
-               timeout: float | None = None) -> SearchResult:
-        request = conv.search_request(features, top_k, shortlist, min_inliers, exclude,
-                                      include_matches)
+    def search(
+        self,
+        features: Features,
+        *,
+        top_k: int = 10,
+        shortlist: int = 0,
+        min_inliers: int = 0,
+        exclude: Iterable[str] = (),
+        include_matches: bool = False,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        request = conv.search_request(
+            features, top_k, shortlist, min_inliers, exclude, include_matches
+        )
         return conv.search_result(self._call(self._stub.Search, request, timeout))
 
     def index_info(self, *, timeout: float | None = None) -> IndexInfo:
         request = search_pb2.GetIndexInfoRequest()
         return conv.index_info(self._call(self._stub.GetIndexInfo, request, timeout))
 
-    def list_images(self, *, page_size: int = 1000, timeout: float | None = None
-                    ) -> Iterator[ImageRecord]:
+    def list_images(
+        self, *, page_size: int = 1000, timeout: float | None = None
+    ) -> Iterator[ImageRecord]:
         token = ""
         while True:
             request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
@@ -181,29 +212,54 @@ class SearchClient(_Client):
 class LandmarkClient:
     """Chains the two services: photo → extractor → search → the landmark it shows."""
 
-    def __init__(self, extractor: str | None = None, search: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        extractor: str | None = None,
+        search: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.timeout = timeout
         self.extractor = ExtractorClient(extractor, timeout=timeout)
         self.search = SearchClient(search, timeout=timeout)
 
-    def recognize(self, image: ImageInput, *, top_k: int = 5, include_matches: bool = False,
-                  exclude: Iterable[str] = (), timeout: float | None = None) -> Recognition:
+    def recognize(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 5,
+        include_matches: bool = False,
+        exclude: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> Recognition:
         """Which indexed landmark ``image`` shows. ``timeout`` bounds both calls together."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         features = self.extractor.extract(image, timeout=budget)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise LandmarkError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"extraction used the whole {budget}s timeout")
-        result = self.search.search(features, top_k=top_k, include_matches=include_matches,
-                                    exclude=exclude, timeout=remaining)
+            raise LandmarkError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"extraction used the whole {budget}s timeout"
+            )
+        result = self.search.search(
+            features,
+            top_k=top_k,
+            include_matches=include_matches,
+            exclude=exclude,
+            timeout=remaining,
+        )
         return Recognition(features, result)
 
-    def add_image(self, image: ImageInput, image_id: str, label: str, *,
-                  metadata: dict[str, str] | None = None, on_conflict: str = "error",
-                  timeout: float | None = None) -> AddResult:
+    def add_image(
+        self,
+        image: ImageInput,
+        image_id: str,
+        label: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        on_conflict: str = "error",
+        timeout: float | None = None,
+    ) -> AddResult:
         """Extract ``image`` and add it to the index under ``image_id`` / ``label``."""
         features = self.extractor.extract(image, timeout=timeout)
         entry = ImageToAdd(image_id, label, features, dict(metadata or {}))

@@ -32,8 +32,10 @@ def _sample_path(name: str) -> Path:
     try:
         import skimage
     except ImportError:
-        raise RuntimeError("the default demo gallery needs scikit-image (`make install` "
-                           "brings it); or pass --gallery DIR") from None
+        raise RuntimeError(
+            "the default demo gallery needs scikit-image (`make install` "
+            "brings it); or pass --gallery DIR"
+        ) from None
     path = Path(skimage.__file__).parent / "data" / name
     if not path.exists():
         raise RuntimeError(f"{path} is missing from the scikit-image install")
@@ -59,16 +61,23 @@ def synthetic_views(path: Path, seed: int) -> list[tuple[str, object]]:
     # 1. Perspective warp (the camera moved sideways) with darker, lower-contrast light.
     j = 0.12
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
-    dst = src + rng.uniform(-j, j, (4, 2)) * [w, h] * np.array([[1, 1], [-1, 1], [-1, -1],
-                                                                [1, -1]]).clip(0, 1)
-    warped = img.transform((w, h), Image.PERSPECTIVE, _perspective_coeffs(src, dst),
-                           Image.BICUBIC, fillcolor=(128, 128, 128))
+    dst = src + rng.uniform(-j, j, (4, 2)) * [w, h] * np.array(
+        [[1, 1], [-1, 1], [-1, -1], [1, -1]]
+    ).clip(0, 1)
+    warped = img.transform(
+        (w, h),
+        Image.PERSPECTIVE,
+        _perspective_coeffs(src, dst),
+        Image.BICUBIC,
+        fillcolor=(128, 128, 128),
+    )
     warped = ImageEnhance.Contrast(ImageEnhance.Brightness(warped).enhance(0.7)).enhance(0.8)
     # 2. Crop 75%, rotate 15-25 degrees, scale to 60%, brighter.
     cw, ch = int(w * 0.75), int(h * 0.75)
     x0, y0 = int(rng.integers(0, w - cw)), int(rng.integers(0, h - ch))
     view = img.crop((x0, y0, x0 + cw, y0 + ch)).rotate(
-        float(rng.uniform(15, 25)), resample=Image.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+        float(rng.uniform(15, 25)), resample=Image.BICUBIC, expand=True, fillcolor=(0, 0, 0)
+    )
     view = view.resize((int(view.width * 0.6), int(view.height * 0.6)), Image.LANCZOS)
     view = ImageEnhance.Brightness(view).enhance(1.3)
     return [("perspective + darker", warped), ("crop + rotate + 60% scale + brighter", view)]
@@ -105,10 +114,11 @@ def run_demo(gallery: str | None, out: Path) -> int:
                 return _user_gallery(Path(gallery), client, out, evaluate)
             folder, cases = _build_sample_gallery(out)
             report = index_gallery(folder, client)
-            print(f"indexed {report['added']} photos from scikit-image's sample data "
-                  f"({folder})")
-            print("querying with SYNTHETIC views of them (generated warps, crops, rotations, "
-                  "scale and lighting changes; not new photographs):\n")
+            print(f"indexed {report['added']} photos from scikit-image's sample data ({folder})")
+            print(
+                "querying with SYNTHETIC views of them (generated warps, crops, rotations, "
+                "scale and lighting changes; not new photographs):\n"
+            )
             print(f"  {'query':<34} {'expected':<17} {'best guess':<17} {'inliers':>7}")
             correct, picture = 0, None
             for path, label, what in cases:
@@ -117,13 +127,19 @@ def run_demo(gallery: str | None, out: Path) -> int:
                 ok = guess == (label or "no match")
                 correct += ok
                 inliers = rec.best.inliers if rec.best else 0
-                print(f"  {path.name:<34} {label or 'no match':<17} {guess:<17} {inliers:>7}  "
-                      f"{'ok' if ok else 'WRONG'}  ({what})")
+                print(
+                    f"  {path.name:<34} {label or 'no match':<17} {guess:<17} {inliers:>7}  "
+                    f"{'ok' if ok else 'WRONG'}  ({what})"
+                )
                 if picture is None and rec.best is not None and "rotate" in what:
                     picture = draw_matches(
-                        path, folder / rec.best.image_id, rec.best.query_locations,
-                        rec.best.database_locations, out / "demo-match.png",
-                        f"{path.name} -> {rec.best.image_id}: {inliers} verified inliers")
+                        path,
+                        folder / rec.best.image_id,
+                        rec.best.query_locations,
+                        rec.best.database_locations,
+                        out / "demo-match.png",
+                        f"{path.name} -> {rec.best.image_id}: {inliers} verified inliers",
+                    )
             print(f"\n{correct} of {len(cases)} answers correct")
             if picture:
                 print(f"match picture: {picture}")
@@ -136,6 +152,8 @@ def _user_gallery(folder: Path, client: LandmarkClient, out: Path, evaluate) -> 
     report = evaluate(folder, client)
     for row in report["misses"]:
         print(f"  miss: {row['image_id']} ({row['label']}) -> {row['predicted'] or 'no match'}")
-    print(f"top-1 {report['top1']:.3f} over {report['queries']} queries, mAP {report['map']:.3f}"
-          f", no match {report['no_match']}")
+    print(
+        f"top-1 {report['top1']:.3f} over {report['queries']} queries, mAP {report['map']:.3f}"
+        f", no match {report['no_match']}"
+    )
     return 0

@@ -7,9 +7,16 @@ from pathlib import Path
 import numpy as np
 
 
-def draw_matches(image1: str | Path | bytes, image2: str | Path | bytes, points1: np.ndarray,
-                 points2: np.ndarray, out: str | Path, title: str = "",
-                 height: int = 600, max_lines: int = 150) -> Path:
+def draw_matches(
+    image1: str | Path | bytes,
+    image2: str | Path | bytes,
+    points1: np.ndarray,
+    points2: np.ndarray,
+    out: str | Path,
+    title: str = "",
+    height: int = 600,
+    max_lines: int = 150,
+) -> Path:
     """Write a PNG with image1 left, image2 right and a line per correspondence (a random
     sample of ``max_lines`` of them when there are more, said in the title)."""
     import io

@@ -30,8 +30,7 @@ def average_precision(label: str, ranked_labels: list[str], relevant: int) -> fl
     return total / relevant
 
 
-def summarize(outcomes: list[QueryOutcome], counts: dict[str, int],
-              distractor_label: str) -> dict:
+def summarize(outcomes: list[QueryOutcome], counts: dict[str, int], distractor_label: str) -> dict:
     """Figures over landmark queries; distractor queries count only as false accepts.
 
     ``counts`` maps label → images of that label in the index (the query included)."""
@@ -40,8 +39,10 @@ def summarize(outcomes: list[QueryOutcome], counts: dict[str, int],
     per: dict[str, list[QueryOutcome]] = defaultdict(list)
     for o in landmark:
         per[o.label].append(o)
-    aps = {o.image_id: average_precision(o.label, o.ranked_labels, counts[o.label] - 1)
-           for o in landmark}
+    aps = {
+        o.image_id: average_precision(o.label, o.ranked_labels, counts[o.label] - 1)
+        for o in landmark
+    }
     table = {
         label: {
             "queries": len(items),
@@ -65,8 +66,13 @@ def summarize(outcomes: list[QueryOutcome], counts: dict[str, int],
         "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else 0.0,
         "per_landmark": table,
         "misses": [
-            {"image_id": o.image_id, "label": o.label, "predicted": o.predicted,
-             "inliers": o.inliers}
-            for o in landmark if o.predicted != o.label
+            {
+                "image_id": o.image_id,
+                "label": o.label,
+                "predicted": o.predicted,
+                "inliers": o.inliers,
+            }
+            for o in landmark
+            if o.predicted != o.label
         ],
     }

@@ -19,8 +19,12 @@ READY_PREFIX = "LISTENING "
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "landmark_client.cli", *args],
-                            stdout=subprocess.PIPE, stderr=log, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "landmark_client.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+    )
     log.close()
     found: list[str] = []
 
@@ -29,7 +33,7 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> tuple[subpro
         for raw in proc.stdout:
             line = raw.decode(errors="replace").strip()
             if line.startswith(READY_PREFIX):
-                found.append(line[len(READY_PREFIX):])
+                found.append(line[len(READY_PREFIX) :])
                 return
 
     reader = threading.Thread(target=read, daemon=True)
@@ -37,14 +41,19 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> tuple[subpro
     reader.join(timeout=120)
     if not found:
         proc.kill()
-        raise RuntimeError(f"`landmark {' '.join(args)}` did not start:\n"
-                           + log_path.read_text(errors="replace")[-3000:])
+        raise RuntimeError(
+            f"`landmark {' '.join(args)}` did not start:\n"
+            + log_path.read_text(errors="replace")[-3000:]
+        )
     return proc, found[0]
 
 
 @contextlib.contextmanager
-def local_services(backend: str = "sift", index_dir: str | Path | None = None,
-                   extra_args: dict[str, list[str]] | None = None) -> Iterator[tuple[str, str]]:
+def local_services(
+    backend: str = "sift",
+    index_dir: str | Path | None = None,
+    extra_args: dict[str, list[str]] | None = None,
+) -> Iterator[tuple[str, str]]:
     """Yield (extractor_address, search_address) of freshly started services; stop them
     on exit. The index lives in ``index_dir`` or in a temporary folder."""
     extra_args = extra_args or {}
@@ -53,12 +62,33 @@ def local_services(backend: str = "sift", index_dir: str | Path | None = None,
         env = dict(os.environ)
         procs: list[subprocess.Popen] = []
         try:
-            p1, extractor = _spawn(["serve", "extractor", "--port", "0", "--backend", backend,
-                                    *extra_args.get("extractor", [])],
-                                   Path(tmp) / "extractor.log", env)
+            p1, extractor = _spawn(
+                [
+                    "serve",
+                    "extractor",
+                    "--port",
+                    "0",
+                    "--backend",
+                    backend,
+                    *extra_args.get("extractor", []),
+                ],
+                Path(tmp) / "extractor.log",
+                env,
+            )
             procs.append(p1)
-            p2, search = _spawn(["serve", "search", "--port", "0", "--index-dir", str(index),
-                                 *extra_args.get("search", [])], Path(tmp) / "search.log", env)
+            p2, search = _spawn(
+                [
+                    "serve",
+                    "search",
+                    "--port",
+                    "0",
+                    "--index-dir",
+                    str(index),
+                    *extra_args.get("search", []),
+                ],
+                Path(tmp) / "search.log",
+                env,
+            )
             procs.append(p2)
             with ExtractorClient(extractor) as e, SearchClient(search) as s:
                 e.wait_ready(120)

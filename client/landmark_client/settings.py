@@ -33,11 +33,14 @@ def _parse(raw: str, kind: Any, source: str) -> Any:
             return tuple(float(x) for x in raw.replace(",", " ").split())
         return raw
     except ValueError:
-        raise ValueError(f"{source}={raw!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+        raise ValueError(
+            f"{source}={raw!r} is not a valid {getattr(kind, '__name__', kind)}"
+        ) from None
 
 
-def load(cls: type[T], overrides: Mapping[str, Any] | None = None,
-         env: Mapping[str, str] | None = None) -> T:
+def load(
+    cls: type[T], overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> T:
     """Build ``cls`` from explicit overrides (e.g. CLI flags; None = not given), then the
     environment, then the field defaults."""
     env = os.environ if env is None else env

@@ -33,8 +33,9 @@ class SiftBackend(Backend):
         keypoints, descriptors = sift.detectAndCompute(gray, None)
         if descriptors is None or not keypoints:
             empty = np.zeros((0,), np.float32)
-            return RawFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
-                               empty, empty.copy())
+            return RawFeatures(
+                np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), empty, empty.copy()
+            )
         response = np.array([k.response for k in keypoints], np.float32)
         order = np.argsort(-response, kind="stable")[:max_features]
         locations = np.array([k.pt for k in keypoints], np.float32)[order]

@@ -5,11 +5,11 @@ import re
 import grpc
 import numpy as np
 import pytest
+
 from extractor_service.config import ExtractorConfig
 from extractor_service.server import create_server
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc
 from landmark_client import ExtractorClient, LandmarkError
-
 from tests.conftest import encode, sample_photo
 from tests.unit.test_decode import _png_header_only
 
@@ -29,8 +29,11 @@ def test_locations_are_in_original_pixels_after_server_side_resize(extractor, ph
     assert f.locations[:, 0].max() > 1000 and f.locations[:, 1].max() > 1000
     small = extractor.extract(encode(photo, "PNG"), max_image_size=512)
     # the same 512-px image reaches the backend, so keypoints agree up to the 3x scale
-    np.testing.assert_allclose(np.sort(f.locations[:, 0])[:50],
-                               np.sort((small.locations[:, 0] + 0.5) * 3 - 0.5)[:50], atol=3)
+    np.testing.assert_allclose(
+        np.sort(f.locations[:, 0])[:50],
+        np.sort((small.locations[:, 0] + 0.5) * 3 - 0.5)[:50],
+        atol=3,
+    )
 
 
 def test_image_without_keypoints_is_a_valid_empty_answer(extractor):
@@ -38,13 +41,16 @@ def test_image_without_keypoints_is_a_valid_empty_answer(extractor):
     assert len(f) == 0 and f.descriptors.shape == (0, 128)
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "image is empty"),
-    (b"GIF89a" + b"\0" * 20, "not a recognised format|unsupported"),
-    (b"\xff\xd8\xff\xe0garbage", "corrupt|not a recognised"),
-    (encode(np.zeros((8, 8, 3), np.uint8), "GIF"), "unsupported image format GIF"),
-    (_png_header_only(60_000, 60_000), "above this service's limit"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "image is empty"),
+        (b"GIF89a" + b"\0" * 20, "not a recognised format|unsupported"),
+        (b"\xff\xd8\xff\xe0garbage", "corrupt|not a recognised"),
+        (encode(np.zeros((8, 8, 3), np.uint8), "GIF"), "unsupported image format GIF"),
+        (_png_header_only(60_000, 60_000), "above this service's limit"),
+    ],
+)
 def test_bad_images_get_invalid_argument_and_the_server_stays_up(extractor, data, message):
     with pytest.raises(LandmarkError) as err:
         extractor.extract(data)
@@ -54,11 +60,14 @@ def test_bad_images_get_invalid_argument_and_the_server_stays_up(extractor, data
     assert len(extractor.extract(sample_photo(), max_features=10)) == 10
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"max_features": 10**6}, "above this service's limit"),
-    ({"max_features": -1}, "must not be negative"),
-    ({"max_image_size": 8}, "between 16 and"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_features": 10**6}, "above this service's limit"),
+        ({"max_features": -1}, "must not be negative"),
+        ({"max_image_size": 8}, "between 16 and"),
+    ],
+)
 def test_bad_options(extractor, options, message):
     with pytest.raises(LandmarkError, match=message) as err:
         extractor.extract(sample_photo(), **options)
@@ -66,8 +75,12 @@ def test_bad_options(extractor, options, message):
 
 
 def test_stream_answers_in_order_and_reports_bad_items(extractor):
-    items = list(extractor.extract_many([("a", sample_photo()), ("bad", b"nope"),
-                                         ("c", sample_photo("coffee.png"))], max_features=50))
+    items = list(
+        extractor.extract_many(
+            [("a", sample_photo()), ("bad", b"nope"), ("c", sample_photo("coffee.png"))],
+            max_features=50,
+        )
+    )
     assert [i.request_id for i in items] == ["a", "bad", "c"]
     assert len(items[0].features) == 50 and len(items[2].features) == 50
     assert items[1].features is None
@@ -104,6 +117,7 @@ def test_not_serving_until_the_backend_is_loaded():
     def slow_backend():
         gate.wait(10)
         from extractor_service.backends.sift import SiftBackend
+
         return SiftBackend()
 
     server, port, servicer = create_server(ExtractorConfig(port=0), slow_backend, wait=False)

@@ -3,12 +3,12 @@
 import grpc
 import numpy as np
 import pytest
+
 from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc
 from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
 from landmark_client.wire import features_to_proto, matrix_to_proto
 from search_service.config import SearchConfig
 from search_service.server import create_server
-
 from tests.conftest import sample_photo
 
 PHOTOS = {"astronaut": "astronaut.png", "coffee": "coffee.png", "cat": "chelsea.png"}
@@ -24,8 +24,12 @@ def gallery_features(extractor_server):
 
 @pytest.fixture()
 def filled(search, gallery_features):
-    search.add_images([ImageToAdd(f"{label}.png", label, f, {"k": label})
-                       for label, f in gallery_features.items()])
+    search.add_images(
+        [
+            ImageToAdd(f"{label}.png", label, f, {"k": label})
+            for label, f in gallery_features.items()
+        ]
+    )
     return search
 
 
@@ -40,7 +44,10 @@ def test_add_search_info_list(filled, landmark):
     assert rec.best.query_locations.shape[0] >= rec.best.inliers
     assert rec.best.transform.shape == (2, 3)
     assert [r.image_id for r in filled.list_images(page_size=2)] == [
-        "astronaut.png", "cat.png", "coffee.png"]
+        "astronaut.png",
+        "cat.png",
+        "coffee.png",
+    ]
 
 
 def test_an_unrelated_photo_gets_no_match(filled, landmark):
@@ -78,7 +85,8 @@ def test_the_index_survives_a_restart(tmp_path, gallery_features):
     server.stop(0)
     engine.close()
     assert [(m.image_id, m.inliers) for m in after.candidates] == [
-        (m.image_id, m.inliers) for m in before.candidates]
+        (m.image_id, m.inliers) for m in before.candidates
+    ]
 
 
 def _raw(search_server):
@@ -94,7 +102,8 @@ def _expect(code, fn, *args, match=""):
 
 
 def test_bad_requests_get_clear_statuses_and_the_server_stays_up(
-        search_server, filled, gallery_features):
+    search_server, filled, gallery_features
+):
     stub = _raw(search_server)
     good = features_to_proto(gallery_features["cat"])
     inv = grpc.StatusCode.INVALID_ARGUMENT
@@ -102,15 +111,24 @@ def test_bad_requests_get_clear_statuses_and_the_server_stays_up(
     wrong_dim = features_pb2.Features()
     wrong_dim.CopyFrom(good)
     wrong_dim.dimension = 40
-    wrong_dim.descriptors.CopyFrom(matrix_to_proto(np.ones((5, 40), np.float32) / 40**.5))
+    wrong_dim.descriptors.CopyFrom(matrix_to_proto(np.ones((5, 40), np.float32) / 40**0.5))
     wrong_dim.locations.CopyFrom(matrix_to_proto(np.zeros((5, 2), np.float32)))
     wrong_dim.ClearField("scales")
     wrong_dim.ClearField("strengths")
-    _expect(grpc.StatusCode.FAILED_PRECONDITION, stub.Search,
-            search_pb2.SearchRequest(features=wrong_dim, top_k=5), match="holds sift")
-    _expect(grpc.StatusCode.FAILED_PRECONDITION, stub.AddImages,
-            search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
-                image_id="d", label="x", features=wrong_dim)]), match="holds sift")
+    _expect(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        stub.Search,
+        search_pb2.SearchRequest(features=wrong_dim, top_k=5),
+        match="holds sift",
+    )
+    _expect(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        stub.AddImages,
+        search_pb2.AddImagesRequest(
+            images=[search_pb2.ImageEntry(image_id="d", label="x", features=wrong_dim)]
+        ),
+        match="holds sift",
+    )
 
     nan = features_pb2.Features()
     nan.CopyFrom(good)
@@ -118,20 +136,30 @@ def test_bad_requests_get_clear_statuses_and_the_server_stays_up(
     arr[0] = np.nan
     nan.descriptors.data = arr.tobytes()
     _expect(inv, stub.Search, search_pb2.SearchRequest(features=nan, top_k=5), match="NaN")
-    _expect(inv, stub.AddImages, search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
-        image_id="n", label="x", features=nan)]), match="images[0] ('n')")
+    _expect(
+        inv,
+        stub.AddImages,
+        search_pb2.AddImagesRequest(
+            images=[search_pb2.ImageEntry(image_id="n", label="x", features=nan)]
+        ),
+        match="images[0] ('n')",
+    )
 
     short = features_pb2.Features()
     short.CopyFrom(good)
     short.locations.CopyFrom(matrix_to_proto(np.zeros((3, 2), np.float32)))
-    _expect(inv, stub.Search, search_pb2.SearchRequest(features=short, top_k=5),
-            match="locations")
+    _expect(inv, stub.Search, search_pb2.SearchRequest(features=short, top_k=5), match="locations")
     for k in (0, -3):
-        _expect(inv, stub.Search, search_pb2.SearchRequest(features=good, top_k=k),
-                match="top_k")
+        _expect(inv, stub.Search, search_pb2.SearchRequest(features=good, top_k=k), match="top_k")
     _expect(inv, stub.Search, search_pb2.SearchRequest(top_k=5), match="features are missing")
-    _expect(inv, stub.AddImages, search_pb2.AddImagesRequest(images=[search_pb2.ImageEntry(
-        image_id="", label="x", features=good)]), match="image_id")
+    _expect(
+        inv,
+        stub.AddImages,
+        search_pb2.AddImagesRequest(
+            images=[search_pb2.ImageEntry(image_id="", label="x", features=good)]
+        ),
+        match="image_id",
+    )
     _expect(inv, stub.ListImages, search_pb2.ListImagesRequest(page_size=-1), match="page_size")
 
     assert filled.health() == "SERVING"
@@ -139,8 +167,9 @@ def test_bad_requests_get_clear_statuses_and_the_server_stays_up(
 
 
 def test_zero_features_answer_no_match(filled):
-    empty = Features("sift", np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
-                     (100, 100))
+    empty = Features(
+        "sift", np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), (100, 100)
+    )
     result = filled.search(empty)
     assert not result.match and result.candidates == []
 

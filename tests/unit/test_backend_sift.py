@@ -1,4 +1,5 @@
 import numpy as np
+
 from extractor_service.backends.sift import SiftBackend, root_sift
 
 

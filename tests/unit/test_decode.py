@@ -4,9 +4,9 @@ import zlib
 
 import numpy as np
 import pytest
-from extractor_service.decode import ImageError, decode_image
 from PIL import Image
 
+from extractor_service.decode import ImageError, decode_image
 from tests.conftest import encode
 
 LIMIT = 10_000_000
@@ -38,7 +38,7 @@ def test_exif_orientation_is_applied(rgb):
 def test_modes_convert_to_rgb(rgb, mode):
     img = Image.fromarray(rgb)
     if mode == "I;16":
-        arr16 = (rgb[:, :, 0].astype(np.uint16) * 257)
+        arr16 = rgb[:, :, 0].astype(np.uint16) * 257
         img = Image.fromarray(arr16)
         assert img.mode.startswith("I;16")
     else:
@@ -71,11 +71,14 @@ def test_decompression_bomb_is_refused_from_the_header():
         decode_image(data, LIMIT)
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"not an image at all", "not a recognised format"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 30, "corrupt|not a recognised"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"not an image at all", "not a recognised format"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 30, "corrupt|not a recognised"),
+    ],
+)
 def test_bad_bytes_raise_image_error(data, message):
     with pytest.raises(ImageError, match=message):
         decode_image(data, LIMIT)

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
+from PIL import Image
+
 from extractor_service.backends.sift import SiftBackend
 from extractor_service.extractor import FeatureExtractor, Limits
 from landmark_client.wire import Features
-from PIL import Image
 from search_service.engine import OnConflict, SearchEngine
 from search_service.errors import AlreadyExists, FeatureMismatch, InvalidRequest
-
 from tests.conftest import sample_photo
 
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
@@ -52,7 +52,8 @@ def test_index_reloads_from_disk_with_the_same_answers(tmp_path, engine, feats):
     again = SearchEngine(tmp_path / "idx", threads=1)
     after = again.search(feats["view:rocket.jpg"])
     assert [(c.image.image_id, c.inliers) for c in after.candidates] == [
-        (c.image.image_id, c.inliers) for c in before.candidates]
+        (c.image.image_id, c.inliers) for c in before.candidates
+    ]
     assert again.info()["images"] == 4 and again.info()["generation"] == 1
 
 
@@ -77,8 +78,9 @@ def test_adding_again_follows_the_conflict_policy(engine, feats):
 
 
 def test_features_of_another_kind_are_refused(engine):
-    delf = Features("delf", np.zeros((3, 2), np.float32), np.ones((3, 40), np.float32) / 40**.5,
-                    (10, 10))
+    delf = Features(
+        "delf", np.zeros((3, 2), np.float32), np.ones((3, 40), np.float32) / 40**0.5, (10, 10)
+    )
     with pytest.raises(FeatureMismatch, match="holds sift features"):
         engine.add([("x", "y", {}, delf)])
     with pytest.raises(FeatureMismatch, match="extract with the sift backend"):
@@ -86,8 +88,7 @@ def test_features_of_another_kind_are_refused(engine):
 
 
 def test_zero_features_answer_no_match(engine):
-    empty = Features("sift", np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
-                     (10, 10))
+    empty = Features("sift", np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), (10, 10))
     assert engine.search(empty).candidates == []
 
 

@@ -1,12 +1,17 @@
 import numpy as np
+
 from search_service.matching import Hits, gather_hits, putative_matches, shortlist, vote
 
 
 def _hits(rows):
     """rows: (query, db_row, image, dist)."""
     a = np.array(rows, dtype=float)
-    return Hits(a[:, 0].astype(np.int32), a[:, 1].astype(np.int64), a[:, 2].astype(np.int32),
-                a[:, 3].astype(np.float32))
+    return Hits(
+        a[:, 0].astype(np.int32),
+        a[:, 1].astype(np.int64),
+        a[:, 2].astype(np.int32),
+        a[:, 3].astype(np.float32),
+    )
 
 
 def test_gather_hits_drops_empty_slots_and_excluded_images():
@@ -20,7 +25,7 @@ def test_gather_hits_drops_empty_slots_and_excluded_images():
 
 
 def test_votes_count_distinct_query_keypoints_per_image():
-    h = _hits([(0, 10, 1, .1), (0, 11, 1, .2), (1, 12, 1, .1), (2, 20, 2, .1)])
+    h = _hits([(0, 10, 1, 0.1), (0, 11, 1, 0.2), (1, 12, 1, 0.1), (2, 20, 2, 0.1)])
     assert vote(h, 3).tolist() == [0, 2, 1]
     assert shortlist(np.array([0, 2, 1]), 5, 1).tolist() == [1, 2]
     assert shortlist(np.array([0, 2, 1]), 5, 2).tolist() == [1]

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+
 from extractor_service.backends.sift import SiftBackend
 from extractor_service.extractor import FeatureExtractor, Limits
 from extractor_service.resize import fit_scale, resize_to_fit, to_original
-
 from tests.conftest import encode
 
 
@@ -38,8 +38,7 @@ def _blobs(width: int, height: int, centres: np.ndarray, sigma: float) -> np.nda
 
 def test_keypoints_are_reported_in_original_image_pixels():
     """Blobs at known places in a 1600x1200 image, extracted at 400 px, map back to them."""
-    centres = np.array([[300, 250], [1300, 300], [800, 900], [200, 1000], [1400, 1000]],
-                       np.float32)
+    centres = np.array([[300, 250], [1300, 300], [800, 900], [200, 1000], [1400, 1000]], np.float32)
     image = _blobs(1600, 1200, centres, sigma=24.0)
     core = FeatureExtractor(SiftBackend(), Limits())
     result = core.extract(encode(image, "PNG"), max_features=50, max_image_size=400)

@@ -2,8 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from landmark_client.images import encode_png, to_image_bytes
 from PIL import Image
+
+from landmark_client.images import encode_png, to_image_bytes
 
 
 @pytest.mark.parametrize("shape", [(7, 9), (7, 9, 3), (7, 9, 4), (7, 9, 1)])
@@ -32,10 +33,15 @@ def test_inputs_of_every_kind(tmp_path):
     assert to_image_bytes(Image.fromarray(arr)).startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("bad, error", [
-    (12, TypeError), (np.zeros((2, 2, 5), np.uint8), ValueError),
-    (np.zeros((0, 3), np.uint8), ValueError), (np.array([[np.nan]]), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (12, TypeError),
+        (np.zeros((2, 2, 5), np.uint8), ValueError),
+        (np.zeros((0, 3), np.uint8), ValueError),
+        (np.array([[np.nan]]), ValueError),
+    ],
+)
 def test_bad_inputs(bad, error):
     with pytest.raises(error):
         to_image_bytes(bad)

@@ -1,4 +1,5 @@
 import pytest
+
 from extractor_service.config import ExtractorConfig
 from landmark_client.settings import load
 from search_service.config import SearchConfig
@@ -22,11 +23,14 @@ def test_unknown_keys_are_rejected():
         load(SearchConfig, {"n_tress": 3}, env={})
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"LANDMARK_SEARCH_PORT": "abc"}, "LANDMARK_SEARCH_PORT='abc' is not a valid int"),
-    ({"LANDMARK_SEARCH_PORT": "70000"}, "out of range"),
-    ({"LANDMARK_SHORTLIST": "0"}, "shortlist must be positive"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LANDMARK_SEARCH_PORT": "abc"}, "LANDMARK_SEARCH_PORT='abc' is not a valid int"),
+        ({"LANDMARK_SEARCH_PORT": "70000"}, "out of range"),
+        ({"LANDMARK_SHORTLIST": "0"}, "shortlist must be positive"),
+    ],
+)
 def test_bad_values_say_what_is_wrong(env, message):
     with pytest.raises(ValueError, match=message):
         load(SearchConfig, {}, env=env)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from search_service.verify import VerifyParams, is_degenerate, verify
 
 P = VerifyParams()
@@ -36,13 +37,16 @@ def test_collapsed_transform_scores_zero():
     assert verify(src, dst, (800, 800), P).inliers == 0
 
 
-@pytest.mark.parametrize("a, degenerate", [
-    ([[1, 0, 0], [0, 1, 0]], False),
-    ([[0.5, 0.1, 0], [-0.1, 0.5, 0]], False),
-    ([[0.01, 0, 0], [0, 0.01, 0]], True),    # everything shrinks to a point
-    ([[1, 0, 0], [0, 0.05, 0]], True),       # one axis collapsed
-    ([[30, 0, 0], [0, 30, 0]], True),        # absurd zoom
-])
+@pytest.mark.parametrize(
+    "a, degenerate",
+    [
+        ([[1, 0, 0], [0, 1, 0]], False),
+        ([[0.5, 0.1, 0], [-0.1, 0.5, 0]], False),
+        ([[0.01, 0, 0], [0, 0.01, 0]], True),  # everything shrinks to a point
+        ([[1, 0, 0], [0, 0.05, 0]], True),  # one axis collapsed
+        ([[30, 0, 0], [0, 30, 0]], True),  # absurd zoom
+    ],
+)
 def test_degenerate_transforms(a, degenerate):
     assert is_degenerate(np.array(a, np.float32), P) is degenerate
 

@@ -1,14 +1,20 @@
 import numpy as np
 import pytest
+
 from landmark.v1 import features_pb2
 from landmark_client.wire import Features, features_from_proto, features_to_proto, matrix_to_proto
 
 
 def _features(n=5, d=128) -> Features:
     rng = np.random.default_rng(0)
-    return Features("sift", rng.random((n, 2), dtype=np.float32) * 100,
-                    rng.random((n, d), dtype=np.float32), (640, 480),
-                    scales=rng.random(n, dtype=np.float32), strengths=None)
+    return Features(
+        "sift",
+        rng.random((n, 2), dtype=np.float32) * 100,
+        rng.random((n, d), dtype=np.float32),
+        (640, 480),
+        scales=rng.random(n, dtype=np.float32),
+        strengths=None,
+    )
 
 
 def test_round_trip_is_exact():
@@ -49,15 +55,18 @@ def _broken(**changes) -> features_pb2.Features:
     return msg
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"nan": np.nan}, "NaN or infinite"),
-    ({"nan": np.inf}, "NaN or infinite"),
-    ({"locations_rows": 4}, "5 descriptors but 4 locations"),
-    ({"short_data": True}, "needs 2560 bytes"),
-    ({"dimension": 40}, "expected 40 columns"),
-    ({"dimension": 0}, "dimension must be positive"),
-    ({"backend": ""}, "backend is empty"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"nan": np.nan}, "NaN or infinite"),
+        ({"nan": np.inf}, "NaN or infinite"),
+        ({"locations_rows": 4}, "5 descriptors but 4 locations"),
+        ({"short_data": True}, "needs 2560 bytes"),
+        ({"dimension": 40}, "expected 40 columns"),
+        ({"dimension": 0}, "dimension must be positive"),
+        ({"backend": ""}, "backend is empty"),
+    ],
+)
 def test_bad_features_are_refused_with_a_reason(changes, message):
     with pytest.raises(ValueError, match=message):
         features_from_proto(_broken(**changes))

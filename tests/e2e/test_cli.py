@@ -1,0 +1,128 @@
+"""The `landmark` command, run as a user would (subprocesses, real services)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from landmark_client.local import local_services
+from tests.conftest import sample_photo
+
+LANDMARK = [sys.executable, "-m", "landmark_client.cli"]
+
+
+def run(*args, env=None, check=True):
+    proc = subprocess.run(
+        [*LANDMARK, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"landmark {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    with local_services(index_dir=tmp_path_factory.mktemp("cli") / "index") as addresses:
+        yield {"LANDMARK_EXTRACTOR": addresses[0], "LANDMARK_SEARCH": addresses[1]}
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gallery")
+    for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
+        (root / label).mkdir()
+        shutil.copy(sample_photo(name), root / label / name)
+    (root / "coffee" / "notes.txt").write_text("not an image, ignored")
+    return root
+
+
+def test_index_twice_adds_nothing_twice(services, gallery):
+    first = run("index", str(gallery), env=services)
+    assert "2 images found, 0 already indexed, 2 added" in first.stdout
+    second = run("index", str(gallery), env=services)
+    assert "2 images found, 2 already indexed, 0 added" in second.stdout
+    info = json.loads(run("info", env=services).stdout)
+    assert info["images"] == 2 and info["backend"] == "sift"
+
+
+def test_query_json_and_text(services, gallery):
+    run("index", str(gallery), env=services)
+    out = json.loads(run("query", str(sample_photo("coffee.png")), "--json", env=services).stdout)
+    assert out["match"] and out["label"] == "coffee"
+    assert out["candidates"][0]["image_id"] == "coffee/coffee.png"
+    text = run("query", str(sample_photo("rocket.jpg")), env=services).stdout
+    assert "best guess: no match" in text
+
+
+def test_addresses_from_flags_beat_the_environment(services):
+    bad = {"LANDMARK_SEARCH": "127.0.0.1:1"}
+    proc = run("info", env=bad, check=False)
+    assert proc.returncode == 1 and "UNAVAILABLE" in proc.stderr
+    assert json.loads(run("info", "--search", services["LANDMARK_SEARCH"], env=bad).stdout)
+
+
+def test_match_draws_a_picture(services, tmp_path):
+    out = tmp_path / "m.png"
+    from PIL import Image
+
+    view = tmp_path / "view.png"
+    img = Image.open(sample_photo("coffee.png")).rotate(20, expand=True)
+    img.resize((img.width // 2, img.height // 2)).save(view)
+    proc = run("match", str(view), str(sample_photo("coffee.png")), "--out", str(out), env=services)
+    inliers = int(proc.stdout.split()[0])
+    assert inliers >= 30
+    picture = Image.open(out)
+    assert picture.width > picture.height > 300
+
+
+def test_bad_input_gives_a_message_not_a_traceback(services, tmp_path):
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"definitely not a jpeg")
+    proc = run("query", str(junk), env=services, check=False)
+    assert proc.returncode == 1
+    assert "INVALID_ARGUMENT" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("index", str(tmp_path / "missing"), env=services, check=False)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+def test_serve_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_path):
+    env = {**os.environ, "LANDMARK_SEARCH_PORT": "0", "LANDMARK_INDEX_DIR": str(tmp_path / "i")}
+    proc = subprocess.Popen(
+        [*LANDMARK, "serve", "search"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("LISTENING 127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_eval_json_on_a_small_gallery(tmp_path):
+    root = tmp_path / "g"
+    from PIL import Image
+
+    for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
+        (root / label).mkdir(parents=True)
+        img = Image.open(sample_photo(name)).convert("RGB")
+        img.save(root / label / "a.png")
+        img.rotate(10).crop((20, 20, img.width - 40, img.height - 30)).save(root / label / "b.png")
+    out = json.loads(run("eval", str(root), "--json").stdout)
+    assert out["queries"] == 4 and out["top1"] == 1.0 and out["map"] == 1.0
+    assert set(out["per_landmark"]) == {"astronaut", "coffee"}
+    assert Path(root).exists()

@@ -1,0 +1,59 @@
+"""The SDK installs and works in a virtual environment without TensorFlow, OpenCV or Annoy."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO, sample_photo
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = textwrap.dedent("""
+    import importlib.util, sys
+    for heavy in ("cv2", "annoy", "tensorflow", "PIL", "extractor_service", "search_service"):
+        assert importlib.util.find_spec(heavy) is None, heavy + " must not be installed"
+    import numpy as np
+    from landmark_client import LandmarkClient, ImageToAdd, LandmarkError
+    extractor, search, photo = sys.argv[1:4]
+    with LandmarkClient(extractor, search, timeout=30) as client:
+        assert client.extractor.health() == "SERVING" and client.search.health() == "SERVING"
+        f = client.extractor.extract(photo)
+        client.search.add_images([ImageToAdd("sdk-only", "astronaut", f)])
+        pixels = np.zeros((50, 50, 3), np.uint8)
+        assert len(client.extractor.extract(pixels)) == 0
+        rec = client.recognize(photo, timeout=30)
+        assert rec.label == "astronaut", rec
+        try:
+            client.search.search(f, top_k=0)
+        except LandmarkError as err:
+            assert err.code.name == "INVALID_ARGUMENT"
+        else:
+            raise AssertionError("top_k=0 accepted")
+    print("SDK OK", rec.best.inliers)
+""")
+
+
+def test_sdk_alone(tmp_path, extractor_server, search_server):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", str(REPO / "client")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    script = tmp_path / "use_sdk.py"
+    script.write_text(SCRIPT)
+    run = subprocess.run(
+        [str(py), str(script), extractor_server, search_server, str(sample_photo())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SDK OK" in run.stdout
