@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
-	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e .
+	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e ".[search,delf]"
 	touch $(STAMP)
 
 # Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) from protos/.

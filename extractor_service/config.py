@@ -21,6 +21,10 @@ class ExtractorConfig:
     max_image_size: int = field(default=1024, metadata=_env("LANDMARK_MAX_IMAGE_SIZE"))
     max_pixels: int = field(default=40_000_000, metadata=_env("LANDMARK_MAX_PIXELS"))
     max_image_bytes: int = field(default=32 << 20, metadata=_env("LANDMARK_MAX_IMAGE_BYTES"))
+    # delf backend: a TF-Hub handle (URL) or a local folder holding the downloaded module.
+    delf_model: str = field(default="", metadata=_env("LANDMARK_DELF_MODEL"))
+    delf_score_threshold: float = field(default=100.0, metadata=_env("LANDMARK_DELF_THRESHOLD"))
+    delf_scales: tuple[float, ...] = field(default=(), metadata=_env("LANDMARK_DELF_SCALES"))
     grace_seconds: float = field(default=5.0, metadata=_env("LANDMARK_GRACE_SECONDS"))
 
     def __post_init__(self) -> None:

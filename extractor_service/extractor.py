@@ -54,7 +54,14 @@ class FeatureExtractor:
             )
         return max_features, max_image_size
 
-    def extract(self, data: bytes, max_features: int = 0, max_image_size: int = 0) -> Extraction:
+    def extract(
+        self,
+        data: bytes,
+        max_features: int = 0,
+        max_image_size: int = 0,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+    ) -> Extraction:
         start = time.perf_counter()
         max_features, max_image_size = self.resolve_options(max_features, max_image_size)
         if len(data) > self.limits.max_image_bytes:
@@ -63,15 +70,23 @@ class FeatureExtractor:
                 f"{self.limits.max_image_bytes}"
             )
         image = decode_image(data, self.limits.max_pixels)
-        return self.extract_array(image, max_features, max_image_size, start)
+        return self.extract_array(
+            image, max_features, max_image_size, score_threshold, image_scales, start
+        )
 
     def extract_array(
-        self, image: np.ndarray, max_features: int, max_image_size: int, start: float | None = None
+        self,
+        image: np.ndarray,
+        max_features: int,
+        max_image_size: int,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+        start: float | None = None,
     ) -> Extraction:
         start = time.perf_counter() if start is None else start
         height, width = image.shape[:2]
         small, sx, sy = resize_to_fit(image, max_image_size)
-        raw = self.backend.extract(small, max_features)
+        raw = self.backend.extract(small, max_features, score_threshold, image_scales)
         scales = raw.scales
         if scales is not None:
             scales = (scales / ((sx + sy) / 2.0)).astype(np.float32)

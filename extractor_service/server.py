@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -58,8 +59,16 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
 
     def _run(self, request: extractor_pb2.ExtractRequest, core: FeatureExtractor) -> Extraction:
         opts = request.options
+        threshold = opts.score_threshold if opts.HasField("score_threshold") else None
+        scales = tuple(opts.image_scales) or None
+        if threshold is not None and not math.isfinite(threshold):
+            raise ValueError("score_threshold must be a finite number")
+        if scales is not None and not all(math.isfinite(s) for s in scales):
+            raise ValueError("image_scales must be finite numbers")
         with self._slots:
-            return core.extract(request.image, opts.max_features, opts.max_image_size)
+            return core.extract(
+                request.image, opts.max_features, opts.max_image_size, threshold, scales
+            )
 
     @staticmethod
     def _response(ex: Extraction, request_id: str) -> extractor_pb2.ExtractResponse:
@@ -132,7 +141,11 @@ def create_server(
     service says NOT_SERVING and Extract answers UNAVAILABLE. With ``wait`` this call
     returns only once the backend is ready (and raises if loading failed).
     """
-    factory = backend_factory or (lambda: create_backend(config.backend))
+    factory = backend_factory or (
+        lambda: create_backend(
+            config.backend, config.delf_model, config.delf_score_threshold, config.delf_scales
+        )
+    )
     max_msg = config.max_image_bytes + (1 << 20)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="extract"),

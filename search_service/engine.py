@@ -219,7 +219,8 @@ class SearchEngine:
         if (features.backend, features.dimension) != (snap.backend, snap.dimension):
             raise FeatureMismatch(
                 f"query features are {features.backend} ({features.dimension}-D) but this index "
-                f"holds {snap.backend} ({snap.dimension}-D); extract with the {snap.backend} "
+                f"holds {snap.backend} features ({snap.dimension}-D); extract with the "
+                f"{snap.backend} "
                 "backend"
             )
         excluded = np.array([snap.by_id[i] for i in exclude if i in snap.by_id], np.int32)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from landmark.v1 import extractor_pb2, search_pb2
 
@@ -26,14 +26,22 @@ ADD_BATCH_BYTES = 32 << 20
 
 
 def extract_request(
-    image: ImageInput, max_features: int, max_image_size: int, request_id: str = ""
+    image: ImageInput,
+    max_features: int,
+    max_image_size: int,
+    request_id: str = "",
+    score_threshold: float | None = None,
+    image_scales: Sequence[float] | None = None,
 ) -> extractor_pb2.ExtractRequest:
+    options = extractor_pb2.ExtractOptions(
+        max_features=max_features,
+        max_image_size=max_image_size,
+        image_scales=list(image_scales or ()),
+    )
+    if score_threshold is not None:
+        options.score_threshold = score_threshold
     return extractor_pb2.ExtractRequest(
-        image=to_image_bytes(image),
-        request_id=request_id,
-        options=extractor_pb2.ExtractOptions(
-            max_features=max_features, max_image_size=max_image_size
-        ),
+        image=to_image_bytes(image), request_id=request_id, options=options
     )
 
 

@@ -106,7 +106,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     for p in (ex, se):
         for flag, kind, text in common:
             p.add_argument(flag, type=kind, help=text)
-    ex.add_argument("--backend", help="feature backend: sift (default) (env LANDMARK_BACKEND)")
+    ex.add_argument(
+        "--backend", help="feature backend: sift (default) or delf (env LANDMARK_BACKEND)"
+    )
+    ex.add_argument(
+        "--delf-model",
+        help="delf: TF-Hub handle or local module folder (env LANDMARK_DELF_MODEL)",
+    )
     ex.add_argument("--max-features", type=int, help="default keypoints per image (1000)")
     ex.add_argument("--max-image-size", type=int, help="default longer side in pixels (1024)")
     ex.add_argument("--max-concurrent", type=int, help="extractions running at once (2)")
@@ -119,6 +125,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
             "max_features",
             "max_image_size",
             "max_concurrent",
+            "delf_model",
         }
     )
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
@@ -265,7 +272,9 @@ def _services(args: argparse.Namespace, need_search: bool = True) -> Iterator[tu
         yield extractor, search or ""
         return
     print("starting local services on loopback ...", file=sys.stderr)
-    with local_services(backend=getattr(args, "backend", None) or "sift") as addresses:
+    model = getattr(args, "delf_model", None)
+    extra = {"extractor": ["--delf-model", model]} if model else {}
+    with local_services(getattr(args, "backend", None) or "sift", extra_args=extra) as addresses:
         yield addresses
 
 
@@ -418,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--backend", default="sift", help="extractor backend for local services")
+    p.add_argument("--delf-model", help="delf: TF-Hub handle or module folder for local services")
     p.add_argument(
         "--distractor-label",
         default="distractor",

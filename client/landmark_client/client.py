@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -111,10 +111,16 @@ class ExtractorClient(_Client):
         *,
         max_features: int = 0,
         max_image_size: int = 0,
+        score_threshold: float | None = None,
+        image_scales: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Features:
-        """Local features of one image (a path, bytes, numpy array or PIL image)."""
-        request = conv.extract_request(image, max_features, max_image_size)
+        """Local features of one image (a path, bytes, numpy array or PIL image).
+
+        ``score_threshold`` and ``image_scales`` are options of the delf backend."""
+        request = conv.extract_request(
+            image, max_features, max_image_size, "", score_threshold, image_scales
+        )
         return conv.features_from_proto(self._call(self._stub.Extract, request, timeout).features)
 
     def extract_many(
@@ -123,12 +129,17 @@ class ExtractorClient(_Client):
         *,
         max_features: int = 0,
         max_image_size: int = 0,
+        score_threshold: float | None = None,
+        image_scales: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Iterator[ExtractItem]:
         """Bulk extraction over one stream: (request_id, image) pairs in, one ExtractItem
         per image out, in order. A bad image yields an item with ``error`` set."""
         requests = (
-            conv.extract_request(img, max_features, max_image_size, rid) for rid, img in images
+            conv.extract_request(
+                img, max_features, max_image_size, rid, score_threshold, image_scales
+            )
+            for rid, img in images
         )
         try:
             for response in self._stub.ExtractStream(

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from .base import Backend, RawFeatures
 
-NAMES = ("sift",)
+NAMES = ("sift", "delf")
 
 
-def create_backend(name: str) -> Backend:
+def create_backend(
+    name: str,
+    delf_model: str = "",
+    delf_score_threshold: float = 100.0,
+    delf_scales: tuple[float, ...] = (),
+) -> Backend:
     """Build the backend called ``name``; ValueError for an unknown name."""
     if name == "sift":
         from .sift import SiftBackend
 
         return SiftBackend()
+    if name == "delf":
+        from .delf import DEFAULT_SCALES, DelfBackend, DelfSettings  # imports TensorFlow
+
+        return DelfBackend(
+            DelfSettings(delf_model, delf_score_threshold, tuple(delf_scales) or DEFAULT_SCALES)
+        )
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(NAMES)}")
 
 

@@ -33,8 +33,17 @@ class Backend(ABC):
     device: str = "CPU"
 
     @abstractmethod
-    def extract(self, image: np.ndarray, max_features: int) -> RawFeatures:
-        """Return at most ``max_features`` keypoints, strongest first."""
+    def extract(
+        self,
+        image: np.ndarray,
+        max_features: int,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+    ) -> RawFeatures:
+        """Return at most ``max_features`` keypoints, strongest first.
+
+        ``score_threshold`` and ``image_scales`` override the backend's defaults for one
+        request; a backend without such a notion raises ValueError when they are given."""
 
     def warmup(self) -> None:
         """Run once on a small image so the first request pays no start-up cost."""

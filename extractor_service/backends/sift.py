@@ -24,7 +24,18 @@ class SiftBackend(Backend):
         self.contrast_threshold = contrast_threshold
         self.clahe = clahe
 
-    def extract(self, image: np.ndarray, max_features: int) -> RawFeatures:
+    def extract(
+        self,
+        image: np.ndarray,
+        max_features: int,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+    ) -> RawFeatures:
+        if score_threshold is not None or image_scales is not None:
+            raise ValueError(
+                "score_threshold and image_scales are options of the delf backend; "
+                "this extractor runs sift"
+            )
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if self.clahe:
             gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)

@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from landmark.v1 import features_pb2 as landmark_dot_v1_dot_features__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blandmark/v1/extractor.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\">\n\x0e\x45xtractOptions\x12\x14\n\x0cmax_features\x18\x01 \x01(\x05\x12\x16\n\x0emax_image_size\x18\x02 \x01(\x05\"a\n\x0e\x45xtractRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.landmark.v1.ExtractOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xbc\x01\n\x0f\x45xtractResponse\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.landmark.v1.ItemError\x12\x17\n\x0fprocessed_width\x18\x04 \x01(\x05\x12\x18\n\x10processed_height\x18\x05 \x01(\x05\x12\x12\n\nextract_ms\x18\x06 \x01(\x02\"\x19\n\x17GetExtractorInfoRequest\"\xf9\x01\n\rExtractorInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x1c\n\x14\x64\x65\x66\x61ult_max_features\x18\x03 \x01(\x05\x12\x1a\n\x12max_features_limit\x18\x04 \x01(\x05\x12\x1e\n\x16\x64\x65\x66\x61ult_max_image_size\x18\x05 \x01(\x05\x12\x1c\n\x14max_image_size_limit\x18\x06 \x01(\x05\x12\x12\n\nmax_pixels\x18\x07 \x01(\x03\x12\x17\n\x0fmax_image_bytes\x18\x08 \x01(\x03\x12\x0f\n\x07\x66ormats\x18\t \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t2\xf7\x01\n\tExtractor\x12\x44\n\x07\x45xtract\x12\x1b.landmark.v1.ExtractRequest\x1a\x1c.landmark.v1.ExtractResponse\x12N\n\rExtractStream\x12\x1b.landmark.v1.ExtractRequest\x1a\x1c.landmark.v1.ExtractResponse(\x01\x30\x01\x12T\n\x10GetExtractorInfo\x12$.landmark.v1.GetExtractorInfoRequest\x1a\x1a.landmark.v1.ExtractorInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blandmark/v1/extractor.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\"\x86\x01\n\x0e\x45xtractOptions\x12\x14\n\x0cmax_features\x18\x01 \x01(\x05\x12\x16\n\x0emax_image_size\x18\x02 \x01(\x05\x12\x1c\n\x0fscore_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cimage_scales\x18\x04 \x03(\x02\x42\x12\n\x10_score_threshold\"a\n\x0e\x45xtractRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.landmark.v1.ExtractOptions\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xbc\x01\n\x0f\x45xtractResponse\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.landmark.v1.ItemError\x12\x17\n\x0fprocessed_width\x18\x04 \x01(\x05\x12\x18\n\x10processed_height\x18\x05 \x01(\x05\x12\x12\n\nextract_ms\x18\x06 \x01(\x02\"\x19\n\x17GetExtractorInfoRequest\"\xf9\x01\n\rExtractorInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x1c\n\x14\x64\x65\x66\x61ult_max_features\x18\x03 \x01(\x05\x12\x1a\n\x12max_features_limit\x18\x04 \x01(\x05\x12\x1e\n\x16\x64\x65\x66\x61ult_max_image_size\x18\x05 \x01(\x05\x12\x1c\n\x14max_image_size_limit\x18\x06 \x01(\x05\x12\x12\n\nmax_pixels\x18\x07 \x01(\x03\x12\x17\n\x0fmax_image_bytes\x18\x08 \x01(\x03\x12\x0f\n\x07\x66ormats\x18\t \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t2\xf7\x01\n\tExtractor\x12\x44\n\x07\x45xtract\x12\x1b.landmark.v1.ExtractRequest\x1a\x1c.landmark.v1.ExtractResponse\x12N\n\rExtractStream\x12\x1b.landmark.v1.ExtractRequest\x1a\x1c.landmark.v1.ExtractResponse(\x01\x30\x01\x12T\n\x10GetExtractorInfo\x12$.landmark.v1.GetExtractorInfoRequest\x1a\x1a.landmark.v1.ExtractorInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'landmark.v1.extractor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXTRACTOPTIONS']._serialized_start=72
-  _globals['_EXTRACTOPTIONS']._serialized_end=134
-  _globals['_EXTRACTREQUEST']._serialized_start=136
-  _globals['_EXTRACTREQUEST']._serialized_end=233
-  _globals['_EXTRACTRESPONSE']._serialized_start=236
-  _globals['_EXTRACTRESPONSE']._serialized_end=424
-  _globals['_GETEXTRACTORINFOREQUEST']._serialized_start=426
-  _globals['_GETEXTRACTORINFOREQUEST']._serialized_end=451
-  _globals['_EXTRACTORINFO']._serialized_start=454
-  _globals['_EXTRACTORINFO']._serialized_end=703
-  _globals['_EXTRACTOR']._serialized_start=706
-  _globals['_EXTRACTOR']._serialized_end=953
+  _globals['_EXTRACTOPTIONS']._serialized_start=73
+  _globals['_EXTRACTOPTIONS']._serialized_end=207
+  _globals['_EXTRACTREQUEST']._serialized_start=209
+  _globals['_EXTRACTREQUEST']._serialized_end=306
+  _globals['_EXTRACTRESPONSE']._serialized_start=309
+  _globals['_EXTRACTRESPONSE']._serialized_end=497
+  _globals['_GETEXTRACTORINFOREQUEST']._serialized_start=499
+  _globals['_GETEXTRACTORINFOREQUEST']._serialized_end=524
+  _globals['_EXTRACTORINFO']._serialized_start=527
+  _globals['_EXTRACTORINFO']._serialized_end=776
+  _globals['_EXTRACTOR']._serialized_start=779
+  _globals['_EXTRACTOR']._serialized_end=1026
 # @@protoc_insertion_point(module_scope)

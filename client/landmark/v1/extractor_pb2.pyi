@@ -8,12 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExtractOptions(_message.Message):
-    __slots__ = ("max_features", "max_image_size")
+    __slots__ = ("max_features", "max_image_size", "score_threshold", "image_scales")
     MAX_FEATURES_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SCALES_FIELD_NUMBER: _ClassVar[int]
     max_features: int
     max_image_size: int
-    def __init__(self, max_features: _Optional[int] = ..., max_image_size: _Optional[int] = ...) -> None: ...
+    score_threshold: float
+    image_scales: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, max_features: _Optional[int] = ..., max_image_size: _Optional[int] = ..., score_threshold: _Optional[float] = ..., image_scales: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
     __slots__ = ("image", "options", "request_id")
