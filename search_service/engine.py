@@ -23,8 +23,8 @@ from landmark_client.wire import Features
 from . import index_store
 from .errors import AlreadyExists, FeatureMismatch, InvalidRequest
 from .index_store import ImageData, ImageMeta, Snapshot
-from .matching import ann_lookup, gather_hits, putative_matches, shortlist, vote
-from .verify import VerifyParams, verify
+from .matching import Putative, ann_lookup, gather_hits, putative_matches, shortlist, vote
+from .verify import Verification, VerifyParams, verify
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MAX_ID_LENGTH = 1024
 @dataclass(frozen=True)
 class SearchParams:
     k: int = 10  # neighbours per query descriptor
-    search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * n_trees * 20
+    search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * n_trees * 3
     shortlist: int = 30  # best-voted images verified
     min_votes: int = 4
     ratio: float = 0.9  # within-image second-neighbour ratio test
@@ -226,7 +226,7 @@ class SearchEngine:
         excluded = np.array([snap.by_id[i] for i in exclude if i in snap.by_id], np.int32)
 
         t0 = time.perf_counter()
-        search_k = p.search_k or p.k * snap.n_trees * 20
+        search_k = p.search_k or p.k * snap.n_trees * 3
         ids, dists = ann_lookup(snap.annoy, features.descriptors, p.k, search_k, self._pool)
         t1 = time.perf_counter()
         hits = gather_hits(ids, dists, snap.row_image, excluded)
@@ -235,12 +235,19 @@ class SearchEngine:
         putatives = putative_matches(hits, chosen, p.ratio, p.max_distance)
         t2 = time.perf_counter()
 
-        sizes = snap.image_sizes
-        found: list[Candidate] = []
-        for put in putatives:
+        def check(put: Putative) -> tuple[Putative, Verification]:
             src = features.locations[put.query]
             dst = np.asarray(snap.locations[put.row])
-            result = verify(src, dst, tuple(sizes[put.image]), p.verify)
+            return put, verify(src, dst, tuple(snap.image_sizes[put.image]), p.verify)
+
+        # OpenCV releases the GIL: candidates are verified on both cores.
+        checked = (
+            self._pool.map(check, putatives)
+            if self._pool is not None and len(putatives) > 1
+            else map(check, putatives)
+        )
+        found: list[Candidate] = []
+        for put, result in checked:
             if result.inliers < min_inliers:
                 continue
             found.append(
@@ -249,8 +256,12 @@ class SearchEngine:
                     inliers=result.inliers,
                     votes=int(votes[put.image]),
                     putative=int(put.query.size),
-                    query_locations=src[result.mask] if include_matches else None,
-                    database_locations=dst[result.mask] if include_matches else None,
+                    query_locations=features.locations[put.query][result.mask]
+                    if include_matches
+                    else None,
+                    database_locations=np.asarray(snap.locations[put.row])[result.mask]
+                    if include_matches
+                    else None,
                     transform=result.transform,
                 )
             )

@@ -73,17 +73,17 @@ class Snapshot:
     n_trees: int
     path: Path | None = None
     by_id: dict[str, int] = field(init=False)
+    image_sizes: np.ndarray = field(init=False)  # [images, 2] (width, height)
 
     def __post_init__(self) -> None:
         self.by_id = {m.image_id: i for i, m in enumerate(self.images)}
+        self.image_sizes = np.array([(m.width, m.height) for m in self.images], np.float32).reshape(
+            -1, 2
+        )
 
     @property
     def num_descriptors(self) -> int:
         return int(self.row_image.shape[0])
-
-    @property
-    def image_sizes(self) -> np.ndarray:
-        return np.array([(m.width, m.height) for m in self.images], np.float32).reshape(-1, 2)
 
     def bytes_on_disk(self) -> int:
         if self.path is None:
@@ -142,20 +142,21 @@ def build_snapshot(
         )
         start += len(im.descriptors)
     total = start
-    descriptors = np.zeros((total, dimension), np.float32)
-    locations = np.zeros((total, 2), np.float32)
-    row_image = np.zeros(total, np.int32)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    # Written straight into the files (no second copy in memory).
+    def out(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        return np.lib.format.open_memmap(workdir / f"{name}.npy", "w+", dtype, shape)
+
+    descriptors = out("descriptors", (total, dimension), np.float32)
+    locations = out("locations", (total, 2), np.float32)
+    row_image = out("row_image", (total,), np.int32)
     for i, (m, im) in enumerate(zip(metas, images, strict=True)):
         descriptors[m.start : m.start + m.count] = im.descriptors
         locations[m.start : m.start + m.count] = im.locations
         row_image[m.start : m.start + m.count] = i
-    workdir.mkdir(parents=True, exist_ok=True)
-    for name, arr in (
-        ("descriptors", descriptors),
-        ("locations", locations),
-        ("row_image", row_image),
-    ):
-        np.save(workdir / f"{name}.npy", arr)
+    for arr in (descriptors, locations, row_image):
+        arr.flush()
     annoy = None
     if total:
         annoy = AnnoyIndex(dimension, "euclidean")
