@@ -54,3 +54,7 @@ serve-search: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info client/*.egg-info
+
+# The benchmark suite: writes bench/results/bench.json and bench/results/REPORT.md.
+bench: $(STAMP)
+	$(PY) -m bench.run

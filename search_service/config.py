@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .engine import SearchParams
+from .store import StoreSettings
 from .verify import VerifyParams
 
 
@@ -25,6 +26,11 @@ class SearchConfig:
     shortlist: int = field(default=30, metadata=_env("LANDMARK_SHORTLIST"))
     min_inliers: int = field(default=12, metadata=_env("LANDMARK_MIN_INLIERS"))
     ratio: float = field(default=0.9, metadata=_env("LANDMARK_RATIO"))
+    # the growing buffer is sealed into an Annoy segment at this size or age
+    seal_descriptors: int = field(default=20_000, metadata=_env("LANDMARK_SEAL_DESCRIPTORS"))
+    seal_seconds: float = field(default=2.0, metadata=_env("LANDMARK_SEAL_SECONDS"))
+    # segments are merged into one when there are more than this
+    max_segments: int = field(default=8, metadata=_env("LANDMARK_MAX_SEGMENTS"))
     max_message_mb: int = field(default=256, metadata=_env("LANDMARK_MAX_MESSAGE_MB"))
     grace_seconds: float = field(default=5.0, metadata=_env("LANDMARK_GRACE_SECONDS"))
 
@@ -39,6 +45,8 @@ class SearchConfig:
             "shortlist",
             "min_inliers",
             "max_message_mb",
+            "seal_descriptors",
+            "max_segments",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -50,6 +58,14 @@ class SearchConfig:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def store_settings(self) -> StoreSettings:
+        return StoreSettings(
+            n_trees=self.n_trees,
+            seal_descriptors=self.seal_descriptors,
+            seal_seconds=self.seal_seconds,
+            max_segments=self.max_segments,
+        )
 
     def search_params(self) -> SearchParams:
         return SearchParams(

@@ -20,10 +20,10 @@ import numpy as np
 
 from landmark_client.wire import Features
 
-from . import index_store
 from .errors import AlreadyExists, FeatureMismatch, InvalidRequest
-from .index_store import ImageData, ImageMeta, Snapshot
-from .matching import Putative, ann_lookup, gather_hits, putative_matches, shortlist, vote
+from .matching import Putative, gather_hits, knn, putative_matches, shortlist, vote
+from .segment import ImageMeta
+from .store import IndexStore, StoreSettings
 from .verify import Verification, VerifyParams, verify
 
 log = logging.getLogger(__name__)
@@ -94,22 +94,27 @@ class SearchEngine:
         params: SearchParams | None = None,
         n_trees: int = 16,
         threads: int = 2,
+        store_settings: StoreSettings | None = None,
+        background: bool = True,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.params = params or SearchParams()
-        self.n_trees = n_trees
-        self.snapshot: Snapshot = index_store.load(self.index_dir)
+        settings = store_settings or StoreSettings(n_trees=n_trees)
+        self.store = IndexStore(self.index_dir, settings, background=background)
         self._write_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
+        info = self.info()
         log.info(
-            "index %s: %d images, %d descriptors (generation %d)",
+            "index %s: %d images, %d descriptors in %d segments (generation %d)",
             self.index_dir,
-            len(self.snapshot.images),
-            self.snapshot.num_descriptors,
-            self.snapshot.generation,
+            info["images"],
+            info["descriptors"],
+            info["segments"],
+            info["generation"],
         )
 
     def close(self) -> None:
+        self.store.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
@@ -120,7 +125,8 @@ class SearchEngine:
         entries: list[tuple[str, str, dict[str, str], Features]],
         on_conflict: OnConflict = OnConflict.ERROR,
     ) -> AddResult:
-        """Add (image_id, label, metadata, features) entries; all or nothing."""
+        """Add (image_id, label, metadata, features) entries; all or nothing, durable
+        and searchable when this returns."""
         if not entries:
             return AddResult(0, 0, 0)
         ids = [e[0] for e in entries]
@@ -134,65 +140,30 @@ class SearchEngine:
             raise FeatureMismatch(f"one request mixes feature kinds {sorted(backends)}")
         backend, dimension = backends.pop()
         with self._write_lock:
-            snap = self.snapshot
-            if snap.images and (snap.backend, snap.dimension) != (backend, dimension):
+            store = self.store
+            if store.backend and (store.backend, store.dimension) != (backend, dimension):
                 raise FeatureMismatch(
-                    f"this index holds {snap.backend} features ({snap.dimension}-D); these are "
-                    f"{backend} ({dimension}-D). Use the extractor backend the index was built "
-                    f"with, or a separate index directory for {backend}"
+                    f"this index holds {store.backend} features ({store.dimension}-D); these "
+                    f"are {backend} ({dimension}-D). Use the extractor backend the index was "
+                    f"built with, or a separate index directory for {backend}"
                 )
-            present = [i for i in ids if i in snap.by_id]
+            present = [i for i in ids if store.contains(i)]
             if present and on_conflict is OnConflict.ERROR:
                 raise AlreadyExists(
                     f"{len(present)} image id(s) already in the index, e.g. {present[:3]}; "
                     "remove them first or add with on_conflict SKIP or REPLACE"
                 )
             skip = set(present) if on_conflict is OnConflict.SKIP else set()
-            replace = set(present) if on_conflict is OnConflict.REPLACE else set()
-            new = [
-                ImageData(
-                    i,
-                    label,
-                    f.descriptors,
-                    f.locations,
-                    f.image_size[0],
-                    f.image_size[1],
-                    dict(meta),
-                )
-                for i, label, meta, f in entries
-                if i not in skip
-            ]
-            if new:
-                kept = [
-                    snap.image_data(j)
-                    for j, m in enumerate(snap.images)
-                    if m.image_id not in replace
-                ]
-                self._rebuild(kept + new, backend, dimension)
-            return AddResult(len(new) - len(replace), len(skip), len(replace))
+            replace = present if on_conflict is OnConflict.REPLACE else []
+            adds = [(i, label, dict(meta), f) for i, label, meta, f in entries if i not in skip]
+            store.apply(replace, adds)
+            return AddResult(len(adds) - len(replace), len(skip), len(replace))
 
     def remove(self, image_ids: list[str]) -> tuple[int, list[str]]:
         with self._write_lock:
-            snap = self.snapshot
-            gone = set(image_ids)
-            found = gone & set(snap.by_id)
-            if found:
-                kept = [
-                    snap.image_data(j) for j, m in enumerate(snap.images) if m.image_id not in gone
-                ]
-                self._rebuild(kept, snap.backend if kept else "", snap.dimension if kept else 0)
-            return len(found), sorted(gone - found)
-
-    def _rebuild(self, images: list[ImageData], backend: str, dimension: int) -> None:
-        generation = self.snapshot.generation + 1
-        work = index_store.new_workdir(self.index_dir)
-        built = index_store.build_snapshot(
-            images, backend, dimension, generation, self.n_trees, work
-        )
-        final = index_store.commit(self.index_dir, work, generation)
-        self.snapshot = index_store.load(self.index_dir)
-        del built
-        index_store.remove_stale(self.index_dir, keep=final.name)
+            found = sorted({i for i in image_ids if self.store.contains(i)})
+            self.store.apply(found, [])
+            return len(found), sorted(set(image_ids) - set(found))
 
     # -- reads --------------------------------------------------------------------------
 
@@ -213,32 +184,32 @@ class SearchEngine:
             raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
         shortlist_size = min(shortlist_size or p.shortlist, MAX_TOP_K)
         min_inliers = min_inliers or p.min_inliers
-        snap = self.snapshot
-        if len(features) == 0 or not snap.images:
+        view = self.store.view
+        if len(features) == 0 or not view.by_id:
             return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
-        if (features.backend, features.dimension) != (snap.backend, snap.dimension):
+        if (features.backend, features.dimension) != (view.backend, view.dimension):
             raise FeatureMismatch(
                 f"query features are {features.backend} ({features.dimension}-D) but this index "
-                f"holds {snap.backend} features ({snap.dimension}-D); extract with the "
-                f"{snap.backend} "
-                "backend"
+                f"holds {view.backend} features ({view.dimension}-D); extract with the "
+                f"{view.backend} backend"
             )
-        excluded = np.array([snap.by_id[i] for i in exclude if i in snap.by_id], np.int32)
+        excluded = np.concatenate(
+            [view.dead, np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)]
+        )
 
         t0 = time.perf_counter()
-        search_k = p.search_k or p.k * snap.n_trees * 3
-        ids, dists = ann_lookup(snap.annoy, features.descriptors, p.k, search_k, self._pool)
+        rows, images, dists = knn(view, features.descriptors, p.k, p.search_k, self._pool)
         t1 = time.perf_counter()
-        hits = gather_hits(ids, dists, snap.row_image, excluded)
-        votes = vote(hits, len(snap.images))
+        hits = gather_hits(rows, images, dists, excluded)
+        votes = vote(hits, len(view.images))
         chosen = shortlist(votes, shortlist_size, p.min_votes)
         putatives = putative_matches(hits, chosen, p.ratio, p.max_distance)
         t2 = time.perf_counter()
 
-        def check(put: Putative) -> tuple[Putative, Verification]:
+        def check(put: Putative) -> tuple[Putative, np.ndarray, np.ndarray, Verification]:
             src = features.locations[put.query]
-            dst = np.asarray(snap.locations[put.row])
-            return put, verify(src, dst, tuple(snap.image_sizes[put.image]), p.verify)
+            dst = view.locations_of(put.row)
+            return put, src, dst, verify(src, dst, tuple(view.image_sizes[put.image]), p.verify)
 
         # OpenCV releases the GIL: candidates are verified on both cores.
         checked = (
@@ -247,21 +218,17 @@ class SearchEngine:
             else map(check, putatives)
         )
         found: list[Candidate] = []
-        for put, result in checked:
+        for put, src, dst, result in checked:
             if result.inliers < min_inliers:
                 continue
             found.append(
                 Candidate(
-                    image=snap.images[put.image],
+                    image=view.images[put.image],
                     inliers=result.inliers,
                     votes=int(votes[put.image]),
                     putative=int(put.query.size),
-                    query_locations=features.locations[put.query][result.mask]
-                    if include_matches
-                    else None,
-                    database_locations=np.asarray(snap.locations[put.row])[result.mask]
-                    if include_matches
-                    else None,
+                    query_locations=src[result.mask] if include_matches else None,
+                    database_locations=dst[result.mask] if include_matches else None,
                     transform=result.transform,
                 )
             )
@@ -271,24 +238,27 @@ class SearchEngine:
         return SearchResult(found[:top_k], min_inliers, timing)
 
     def info(self) -> dict[str, float | int | str]:
-        snap = self.snapshot
-        on_disk = snap.bytes_on_disk()
-        n = snap.num_descriptors
+        view = self.store.view
+        on_disk = self.store.bytes_on_disk()
+        n = sum(s.rows for s in view.segments) + int(view.growing_descriptors.shape[0])
         return {
-            "images": len(snap.images),
+            "images": view.live_images,
             "descriptors": n,
-            "dimension": snap.dimension,
-            "backend": snap.backend,
+            "dimension": view.dimension,
+            "backend": view.backend,
             "bytes_on_disk": on_disk,
             "bytes_per_descriptor": on_disk / n if n else 0.0,
-            "labels": len({m.label for m in snap.images}),
-            "generation": snap.generation,
+            "labels": len({view.images[i].label for i in view.by_id.values()}),
+            "generation": view.generation,
+            "segments": len(view.segments),
+            "growing_descriptors": int(view.growing_descriptors.shape[0]),
         }
 
     def list_images(self, after: str, limit: int) -> list[ImageMeta]:
-        metas = sorted(self.snapshot.images, key=lambda m: m.image_id)
-        lo = bisect.bisect_right([m.image_id for m in metas], after) if after else 0
-        return metas[lo : lo + limit]
+        view = self.store.view
+        ids = sorted(view.by_id)
+        lo = bisect.bisect_right(ids, after) if after else 0
+        return [view.images[view.by_id[i]] for i in ids[lo : lo + limit]]
 
 
 def _check_id(image_id: str) -> None:

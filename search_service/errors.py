@@ -15,3 +15,7 @@ class AlreadyExists(Exception):
 
 class IndexCorrupt(Exception):
     """The index directory cannot be loaded (the service refuses to start)."""
+
+
+class IndexLocked(Exception):
+    """Another process owns the index directory (the service refuses to start)."""

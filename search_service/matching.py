@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from annoy import AnnoyIndex
 
+from .store import View
+
 
 @dataclass(frozen=True)
 class Hits:
@@ -54,20 +56,66 @@ def ann_lookup(
     return ids, dists
 
 
+def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k nearest rows of ``base`` (the small growing buffer)."""
+    n = queries.shape[0]
+    kk = min(k, base.shape[0])
+    ids = np.full((n, k), -1, np.int64)
+    dists = np.full((n, k), np.inf, np.float32)
+    if kk == 0:
+        return ids, dists
+    d2 = (queries * queries).sum(1)[:, None] + (base * base).sum(1)[None, :] - 2 * queries @ base.T
+    part = (
+        np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+        if kk < base.shape[0]
+        else np.tile(np.arange(kk), (n, 1))
+    )
+    part_d = np.take_along_axis(d2, part, axis=1)
+    order = np.argsort(part_d, axis=1)
+    ids[:, :kk] = np.take_along_axis(part, order, axis=1)
+    dists[:, :kk] = np.sqrt(np.maximum(np.take_along_axis(part_d, order, axis=1), 0))
+    return ids, dists
+
+
+def knn(
+    view: View, queries: np.ndarray, k: int, search_k: int, pool: ThreadPoolExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k nearest database rows over every segment and the growing buffer.
+
+    Returns global rows [Q, k] (-1 = none), their global image numbers and distances."""
+    rows, images, dists = [], [], []
+    for s, seg in enumerate(view.segments):
+        ids, d = ann_lookup(seg.annoy, queries, k, search_k or k * seg.n_trees * 3, pool)
+        valid = ids >= 0
+        local = np.where(valid, ids, 0)
+        rows.append(np.where(valid, local + view.row_offsets[s], -1))
+        images.append(np.where(valid, seg.row_image[local] + view.image_offsets[s], -1))
+        dists.append(d)
+    if view.growing_descriptors.shape[0]:
+        ids, d = exact_knn(queries, view.growing_descriptors, k)
+        valid = ids >= 0
+        local = np.where(valid, ids, 0)
+        rows.append(np.where(valid, local + view.row_offsets[-1], -1))
+        images.append(np.where(valid, view.growing_row_image[local], -1))
+        dists.append(d)
+    if len(rows) == 1:
+        return rows[0], images[0], dists[0]
+    r, i, d = np.hstack(rows), np.hstack(images), np.hstack(dists)
+    best = np.argsort(d, axis=1, kind="stable")[:, :k]
+    take = np.take_along_axis
+    return take(r, best, axis=1), take(i, best, axis=1), take(d, best, axis=1)
+
+
 def gather_hits(
-    ids: np.ndarray, dists: np.ndarray, row_image: np.ndarray, excluded: np.ndarray | None = None
+    rows: np.ndarray, images: np.ndarray, dists: np.ndarray, excluded: np.ndarray | None = None
 ) -> Hits:
-    """Flatten k-NN results, map rows to images, drop empty slots and excluded images."""
-    q = np.repeat(np.arange(ids.shape[0], dtype=np.int32), ids.shape[1])
-    rows = ids.ravel()
-    d = dists.ravel()
-    keep = rows >= 0
-    q, rows, d = q[keep], rows[keep], d[keep]
-    image = row_image[rows]
+    """Flatten k-NN results, drop empty slots and excluded images."""
+    q = np.repeat(np.arange(rows.shape[0], dtype=np.int32), rows.shape[1])
+    r, img, d = rows.ravel(), images.ravel(), dists.ravel()
+    keep = r >= 0
     if excluded is not None and excluded.size:
-        keep = ~np.isin(image, excluded)
-        q, rows, d, image = q[keep], rows[keep], d[keep], image[keep]
-    return Hits(q, rows, image.astype(np.int32), d)
+        keep &= ~np.isin(img, excluded)
+    return Hits(q[keep], r[keep], img[keep].astype(np.int32), d[keep])
 
 
 def vote(hits: Hits, num_images: int) -> np.ndarray:

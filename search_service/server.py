@@ -140,8 +140,8 @@ def create_server(
     engine = engine or SearchEngine(
         Path(config.index_dir),
         config.search_params(),
-        n_trees=config.n_trees,
         threads=config.threads,
+        store_settings=config.store_settings(),
     )
     max_msg = config.max_message_mb << 20
     server = grpc.server(

@@ -156,6 +156,8 @@ def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
         bytes_per_descriptor=msg.bytes_per_descriptor,
         labels=msg.labels,
         generation=msg.generation,
+        segments=msg.segments,
+        growing_descriptors=msg.growing_descriptors,
     )
 
 

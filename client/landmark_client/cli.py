@@ -69,7 +69,11 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # bad settings, busy port, locked or corrupt index directory
+        if type(exc).__name__ not in ("IndexLocked", "IndexCorrupt") and not isinstance(
+            exc, (ValueError, OSError)
+        ):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{READY_PREFIX}{config.host}:{port}", flush=True)
@@ -294,7 +298,7 @@ def match_images(
     with ExtractorClient(extractor, timeout=timeout) as ex:
         f1, f2 = ex.extract(image1), ex.extract(image2)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = SearchEngine(Path(tmp), threads=1)
+        engine = SearchEngine(Path(tmp), threads=1, background=False)
         engine.add([("image2", "image2", {}, f2)])
         result = engine.search(f1, top_k=1, min_inliers=1, include_matches=True)
         engine.close()

@@ -115,6 +115,8 @@ class IndexInfo:
     bytes_per_descriptor: float
     labels: int
     generation: int
+    segments: int = 0
+    growing_descriptors: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,16 @@ def feats() -> dict[str, Features]:
 
 @pytest.fixture()
 def engine(tmp_path, feats):
-    eng = SearchEngine(tmp_path / "idx", threads=1)
-    eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS])
-    yield eng
+    eng = SearchEngine(tmp_path / "idx", threads=1, background=False)
+    eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[:2]])
+    eng.store.seal()  # two images in a sealed Annoy segment ...
+    eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[2:]])
+    yield eng  # ... and two in the growing buffer, searched exactly
     eng.close()
+
+
+def reopen(path):
+    return SearchEngine(path, threads=1, background=False)
 
 
 def test_each_view_finds_its_photo(engine, feats):
@@ -47,24 +53,49 @@ def test_exclusion_leaves_no_match(engine, feats):
     assert r.best is None or r.best.image.image_id != "coffee.png"
 
 
+def test_both_sealed_and_growing_images_are_found(engine):
+    info = engine.info()
+    assert info["segments"] == 1 and info["growing_descriptors"] > 0 and info["images"] == 4
+
+
 def test_index_reloads_from_disk_with_the_same_answers(tmp_path, engine, feats):
     before = engine.search(feats["view:rocket.jpg"])
-    again = SearchEngine(tmp_path / "idx", threads=1)
+    engine.close()  # the WAL holds the unsealed adds; they are replayed
+    again = reopen(tmp_path / "idx")
     after = again.search(feats["view:rocket.jpg"])
     assert [(c.image.image_id, c.inliers) for c in after.candidates] == [
         (c.image.image_id, c.inliers) for c in before.candidates
     ]
-    assert again.info()["images"] == 4 and again.info()["generation"] == 1
+    assert again.info()["images"] == 4
+    again.close()
 
 
-def test_remove_takes_effect_at_once_and_persists(tmp_path, engine, feats):
-    removed, missing = engine.remove(["chelsea.png", "nope.png"])
-    assert removed == 1 and missing == ["nope.png"]
-    r = engine.search(feats["view:chelsea.png"])
-    assert all(c.image.image_id != "chelsea.png" for c in r.candidates)
-    assert SearchEngine(tmp_path / "idx", threads=1).info()["images"] == 3
-    gens = [p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("gen-")]
-    assert gens == ["gen-00000002"]  # old generation cleaned up
+def test_a_second_process_cannot_open_the_same_directory(tmp_path, engine):
+    from search_service.errors import IndexLocked
+
+    with pytest.raises(IndexLocked, match="in use by another search process"):
+        reopen(tmp_path / "idx")
+
+
+def test_remove_takes_effect_at_once_persists_and_merge_reclaims(tmp_path, engine, feats):
+    removed, missing = engine.remove(["chelsea.png", "astronaut.png", "nope.png"])
+    assert removed == 2 and missing == ["nope.png"]
+    for name in ("chelsea.png", "astronaut.png"):  # one was growing, one sealed
+        r = engine.search(feats["view:" + name])
+        assert all(c.image.image_id != name for c in r.candidates)
+    rows_before = engine.info()["descriptors"]
+    engine.close()
+    engine = reopen(tmp_path / "idx")
+    assert engine.info()["images"] == 2
+    engine.store.seal()
+    engine.store.merge()
+    info = engine.info()
+    assert info["segments"] == 1 and info["images"] == 2
+    assert info["descriptors"] < rows_before  # the removed rows are gone
+    segs = [p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("seg-")]
+    assert len(segs) == 1
+    assert engine.search(feats["view:coffee.png"]).best.image.image_id == "coffee.png"
+    engine.close()
 
 
 def test_adding_again_follows_the_conflict_policy(engine, feats):
@@ -98,11 +129,27 @@ def test_bad_top_k(engine, feats, top_k):
         engine.search(feats["coffee.png"], top_k=top_k)
 
 
-def test_half_written_generation_is_never_loaded(tmp_path, engine, feats):
+def test_leftovers_of_an_interrupted_change_are_never_loaded(tmp_path, engine, feats):
+    engine.close()
     idx = tmp_path / "idx"
-    junk = idx / ".tmp-gen-crashed"
-    junk.mkdir()
-    (junk / "meta.json").write_text("{ half")
-    (idx / "gen-00000099").mkdir()  # a renamed but never committed generation
-    again = SearchEngine(idx, threads=1)
-    assert again.info()["generation"] == 1 and again.info()["images"] == 4
+    (idx / ".tmp-seg-000099").mkdir()
+    (idx / ".tmp-seg-000099" / "meta.json").write_text("{ half")
+    (idx / "seg-000098").mkdir()  # renamed, but the manifest never named it
+    (idx / "wal-000097.log").write_bytes(b"\x05\x00\x00\x00junk")
+    again = reopen(idx)
+    assert again.info()["images"] == 4
+    assert not (idx / "seg-000098").exists() and not (idx / "wal-000097.log").exists()
+    again.close()
+
+
+def test_a_torn_wal_tail_is_ignored(tmp_path, engine, feats):
+    engine.close()
+    idx = tmp_path / "idx"
+    (wal,) = idx.glob("wal-*.log")
+    with open(wal, "ab") as fh:
+        fh.write(b"\xff\x00\x00\x00\x01\x02")  # a record cut short by a crash
+    again = reopen(idx)
+    assert again.info()["images"] == 4
+    again.add([("late.png", "late", {}, feats["coffee.png"])])  # appends after the cut
+    again.close()
+    assert reopen(idx).info()["images"] == 5

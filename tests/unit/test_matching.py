@@ -1,6 +1,13 @@
 import numpy as np
 
-from search_service.matching import Hits, gather_hits, putative_matches, shortlist, vote
+from search_service.matching import (
+    Hits,
+    exact_knn,
+    gather_hits,
+    putative_matches,
+    shortlist,
+    vote,
+)
 
 
 def _hits(rows):
@@ -15,13 +22,25 @@ def _hits(rows):
 
 
 def test_gather_hits_drops_empty_slots_and_excluded_images():
-    ids = np.array([[0, 3, -1], [4, 1, 2]])
+    rows = np.array([[0, 3, -1], [4, 1, 2]])
+    images = np.array([[0, 1, -1], [2, 0, 1]])
     dists = np.array([[0.1, 0.2, np.inf], [0.3, 0.4, 0.5]], np.float32)
-    row_image = np.array([0, 0, 1, 1, 2], np.int32)
-    h = gather_hits(ids, dists, row_image, excluded=np.array([1], np.int32))
+    h = gather_hits(rows, images, dists, excluded=np.array([1], np.int32))
     assert h.query.tolist() == [0, 1, 1]
     assert h.row.tolist() == [0, 4, 1]
     assert h.image.tolist() == [0, 2, 0]
+
+
+def test_exact_knn_matches_brute_force():
+    rng = np.random.default_rng(0)
+    base = rng.random((50, 8), dtype=np.float32)
+    queries = rng.random((5, 8), dtype=np.float32)
+    ids, dists = exact_knn(queries, base, 3)
+    full = np.linalg.norm(queries[:, None] - base[None], axis=2)
+    np.testing.assert_array_equal(ids, np.argsort(full, axis=1)[:, :3])
+    np.testing.assert_allclose(dists, np.sort(full, axis=1)[:, :3], atol=1e-5)
+    ids, _ = exact_knn(queries, base[:2], 3)
+    assert (ids[:, 2] == -1).all()
 
 
 def test_votes_count_distinct_query_keypoints_per_image():

@@ -156,7 +156,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation")
+    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,8 @@ class IndexInfo(_message.Message):
     BYTES_PER_DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    GROWING_DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     images: int
     descriptors: int
     dimension: int
@@ -173,7 +175,9 @@ class IndexInfo(_message.Message):
     bytes_per_descriptor: float
     labels: int
     generation: int
-    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    segments: int
+    growing_descriptors: int
+    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -1,0 +1,171 @@
+"""The markdown report of a benchmark run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TARGETS = {
+    "search p50 at 1,000 images": (
+        "<= 100 ms",
+        lambda r: _size(r, 1000)["in_process"]["p50_ms"] <= 100,
+    ),
+    "search p50 at 10,000 images": (
+        "<= 250 ms",
+        lambda r: _size(r, 10000)["in_process"]["p50_ms"] <= 250,
+    ),
+    "speed-up over the seed at 1,000 images": (">= 100x", lambda r: _speedup(r, 1000) >= 100),
+    "top-1 vs the seed (sampled queries, 100 images)": (
+        "equal or better",
+        lambda r: (
+            _size(r, 100)["baseline"]["ours_top1_on_sample"]
+            >= _size(r, 100)["baseline"]["top1_on_sample"]
+        ),
+    ),
+    "verification per candidate": (
+        "<= 2 ms",
+        lambda r: max(s["verify_ms_per_candidate"] for s in r["search"]) <= 2,
+    ),
+    "gRPC + serialization share of a search": (
+        "<= 10%",
+        lambda r: max(s["grpc"]["share_of_search_p50"] for s in r["search"]) <= 0.10,
+    ),
+    "building 1,000,000 descriptors": ("<= 60 s", lambda r: _size(r, 1000)["build_s"] <= 60),
+}
+
+
+def _size(report: dict, size: int) -> dict:
+    for s in report["search"]:
+        if s["size"] == size:
+            return s
+    raise KeyError(size)
+
+
+def _speedup(report: dict, size: int) -> float:
+    s = _size(report, size)
+    return s["baseline"]["p50_ms"] / s["in_process"]["p50_ms"]
+
+
+def write_report(report: dict, path: Path) -> None:
+    m = report["machine"]
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Run {report['date']} in {report['bench_seconds']} s on **{m['cpu']}**, "
+        f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}.",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + ".",
+        "",
+        "Workload: SIFT features (about 1000 per photo) of the 95 real photos of "
+        "../shared/data/landmarks, plus GENERATED database images whose descriptors follow "
+        "the mean and covariance of the real ones (bench/synthetic.py) to reach each size. "
+        "Queries: the 79 real landmark photos, each excluded from its own search, so top-1 is "
+        "measured at every size.",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | met |",
+        "|---|---|---|",
+    ]
+    for name, (goal, check) in TARGETS.items():
+        try:
+            met = "yes" if check(report) else "**no**"
+        except (KeyError, ZeroDivisionError):
+            met = "not measured"
+        lines.append(f"| {name} | {goal} | {met} |")
+    lines += [
+        "",
+        "## Search latency per query (about 1000 query descriptors)",
+        "",
+        "| images | descriptors | top-1 | in-process p50 / p95 ms | ANN | aggregate | "
+        "verify | gRPC p50 / p95 ms | gRPC+serialization share | build s | bytes/descr | "
+        "peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["search"]:
+        i, g = s["in_process"], s["grpc"]
+        lines.append(
+            f"| {s['size']:,} | {s['descriptors']:,} | {i['top1']:.3f} | {i['p50_ms']} / "
+            f"{i['p95_ms']} | {i['ann_ms_p50']} | {i['aggregate_ms_p50']} | "
+            f"{i['verify_ms_p50']} | {g['p50_ms']} / {g['p95_ms']} | "
+            f"{g['share_of_search_p50']:.1%} | {s['build_s']} | {s['bytes_per_descriptor']} | "
+            f"{s['peak_rss_mib']} |"
+        )
+    lines += [
+        "",
+        "## Against the seed's algorithm (BASELINE, written inside the bench)",
+        "",
+        "| images | seed p50 ms | k-d tree ms | verify ms | ours p50 ms | speed-up | "
+        "seed top-1 | ours top-1 (same queries) | how |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["search"]:
+        b = s.get("baseline")
+        if not b:
+            continue
+        how = b.get("how") or f"{len(b['sampled_queries'])} sampled queries, run whole"
+        lines.append(
+            f"| {s['size']:,} | {b['p50_ms']:,} | {b['kdtree_ms_p50']:,} | "
+            f"{b['verify_ms_p50']:,} | "
+            f"{s['in_process']['p50_ms']} | {b['p50_ms'] / s['in_process']['p50_ms']:.0f}x | "
+            f"{b.get('top1_on_sample', '-')} | {b.get('ours_top1_on_sample', '-')} | {how} |"
+        )
+    lines.append("")
+    lines.append("At 10,000 images the seed's algorithm is not run (hours per query).")
+    one = (
+        _size(report, 1000).get("one_thread")
+        if any(s["size"] == 1000 for s in report["search"])
+        else None
+    )
+    if one:
+        two = _size(report, 1000)["in_process"]
+        lines += [
+            "",
+            "## Both cores (1,000 images)",
+            "",
+            "| threads | p50 ms | ANN ms | verify ms |",
+            "|---|---|---|---|",
+            f"| 1 | {one['p50_ms']} | {one['ann_ms_p50']} | {one['verify_ms_p50']} |",
+            f"| 2 | {two['p50_ms']} | {two['ann_ms_p50']} | {two['verify_ms_p50']} |",
+        ]
+    sweep = _size(report, 1000).get("annoy_sweep") if one else None
+    if sweep:
+        lines += [
+            "",
+            "## Annoy settings: accuracy beside latency (1,000 images)",
+            "",
+            "| n_trees | search_k | top-1 | p50 ms | ANN ms |",
+            "|---|---|---|---|---|",
+        ]
+        for row in sweep:
+            lines.append(
+                f"| {row['n_trees']} | {row['search_k']} | {row['top1']:.3f} | "
+                f"{row['p50_ms']} | {row['ann_ms_p50']} |"
+            )
+    lines += [
+        "",
+        "## Extraction throughput",
+        "",
+        "| backend | max image size | threads | images/s | images/s per core |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["extraction"]:
+        if "note" in row:
+            lines.append(f"| {row['backend']} | {row['note']} | | | |")
+        else:
+            lines.append(
+                f"| {row['backend']} | {row['max_image_size']} | {row['threads']} | "
+                f"{row['images_per_s']} | {row['images_per_s_per_core']} |"
+            )
+    lines += [
+        "",
+        "## End to end: recognize(photo) through both services (95 real photos indexed)",
+        "",
+        "| concurrent clients | requests | p50 ms | p95 ms | photos/s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["end_to_end"]:
+        lines.append(
+            f"| {row['clients']} | {row['requests']} | {row['p50_ms']} | "
+            f"{row['p95_ms']} | {row['throughput_per_s']} |"
+        )
+    lines += ["", "Reproduce: `make bench` (writes bench/results/bench.json and this file).", ""]
+    path.write_text("\n".join(lines))

@@ -1,0 +1,172 @@
+"""A sealed segment: an immutable, mmap-loaded Annoy index over some images' descriptors.
+
+    seg-000042/  meta.json  descriptors.npy  locations.npy  row_image.npy  index.ann
+
+Annoy row r is row r of the .npy files; row_image[r] is the image's number within the
+segment, and r - image.start its keypoint number. A segment is written in a temporary
+folder, fsynced, then renamed; it becomes live only when the manifest names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from annoy import AnnoyIndex
+
+from .errors import IndexCorrupt
+from .wal import fsync_dir
+
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    image_id: str
+    label: str
+    start: int  # first row within its segment (or within the growing buffer)
+    count: int  # keypoints
+    width: int
+    height: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """One image's features, ready to be stored."""
+
+    image_id: str
+    label: str
+    descriptors: np.ndarray  # [n, D] float32
+    locations: np.ndarray  # [n, 2] float32 (x, y)
+    width: int
+    height: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Segment:
+    name: str
+    path: Path
+    dimension: int
+    images: list[ImageMeta]
+    descriptors: np.ndarray  # [N, D] (mmap)
+    locations: np.ndarray  # [N, 2] (mmap)
+    row_image: np.ndarray  # [N] int32
+    annoy: AnnoyIndex
+    n_trees: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.row_image.shape[0])
+
+    def bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def image_data(self, index: int) -> ImageData:
+        m = self.images[index]
+        rows = slice(m.start, m.start + m.count)
+        return ImageData(
+            m.image_id,
+            m.label,
+            np.array(self.descriptors[rows]),
+            np.array(self.locations[rows]),
+            m.width,
+            m.height,
+            dict(m.metadata),
+        )
+
+
+def build_segment(
+    images: list[ImageData], dimension: int, n_trees: int, tmp: Path, final: Path
+) -> Segment:
+    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``."""
+    metas, start = [], 0
+    for im in images:
+        metas.append(
+            ImageMeta(
+                im.image_id,
+                im.label,
+                start,
+                len(im.descriptors),
+                im.width,
+                im.height,
+                dict(im.metadata),
+            )
+        )
+        start += len(im.descriptors)
+    total = start
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def out(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        # written straight into the file: no second copy in memory
+        return np.lib.format.open_memmap(tmp / f"{name}.npy", "w+", dtype, shape)
+
+    descriptors = out("descriptors", (total, dimension), np.float32)
+    locations = out("locations", (total, 2), np.float32)
+    row_image = out("row_image", (total,), np.int32)
+    for i, (m, im) in enumerate(zip(metas, images, strict=True)):
+        descriptors[m.start : m.start + m.count] = im.descriptors
+        locations[m.start : m.start + m.count] = im.locations
+        row_image[m.start : m.start + m.count] = i
+    for arr in (descriptors, locations, row_image):
+        arr.flush()
+    annoy = AnnoyIndex(dimension, "euclidean")
+    for row in range(total):
+        annoy.add_item(row, descriptors[row])
+    annoy.build(n_trees, n_jobs=-1)
+    annoy.save(str(tmp / "index.ann"))
+    annoy.unload()
+    meta = {
+        "format": FORMAT,
+        "dimension": dimension,
+        "metric": "euclidean",
+        "n_trees": n_trees,
+        "descriptors": total,
+        "images": [asdict(m) for m in metas],
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    for p in tmp.iterdir():
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(tmp)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    return load_segment(final)
+
+
+def load_segment(path: Path) -> Segment:
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise IndexCorrupt(f"{path}: segment format {meta.get('format')} is not {FORMAT}")
+        annoy = AnnoyIndex(int(meta["dimension"]), meta["metric"])
+        annoy.load(str(path / "index.ann"))  # mmap: shared between processes
+        seg = Segment(
+            name=path.name,
+            path=path,
+            dimension=int(meta["dimension"]),
+            images=[ImageMeta(**m) for m in meta["images"]],
+            descriptors=np.load(path / "descriptors.npy", mmap_mode="r"),
+            locations=np.load(path / "locations.npy", mmap_mode="r"),
+            row_image=np.load(path / "row_image.npy"),
+            annoy=annoy,
+            n_trees=int(meta["n_trees"]),
+        )
+    except IndexCorrupt:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexCorrupt(f"{path}: cannot load segment ({exc})") from None
+    if (
+        seg.descriptors.shape != (meta["descriptors"], seg.dimension)
+        or seg.rows != (meta["descriptors"])
+        or annoy.get_n_items() != meta["descriptors"]
+    ):
+        raise IndexCorrupt(f"{path}: array sizes disagree with meta.json")
+    return seg
