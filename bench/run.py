@@ -131,7 +131,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
     }
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        engine = SearchEngine(Path(tmp) / "index", SearchParams(), n_trees=16, threads=2)
+        engine = SearchEngine(Path(tmp) / "index", SearchParams(), threads=2, background=False)
         t = time.perf_counter()
         engine.add(entries)
         result["build_s"] = round(time.perf_counter() - t, 2)
@@ -193,9 +193,9 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
             result["annoy_sweep"] = [
                 {"n_trees": 16, "search_k": k, **run(engine, k)} for k in SWEEP_SEARCH_K
             ]
-            single = SearchEngine(Path(tmp) / "index", SearchParams(), n_trees=16, threads=1)
-            result["one_thread"] = run(single)
-            single.close()
+            pool, engine._pool = engine._pool, None  # the same index, on one thread
+            result["one_thread"] = run(engine)
+            engine._pool = pool
         engine.close()
 
     if baseline_queries:

@@ -216,7 +216,13 @@ class IndexStore:
         return image_id in self.view.by_id
 
     def apply(self, removes: list[str], adds: list[tuple[str, str, dict, Features]]) -> None:
-        """Durably remove then add; returns once the change is fsynced and searchable."""
+        """Durably remove then add; returns once the change is fsynced and searchable.
+
+        A large batch becomes a sealed segment directly (durable when the manifest names
+        it); a small one goes through the write-ahead log into the growing buffer."""
+        size = sum(len(f) for *_, f in adds)
+        if size >= self.settings.seal_descriptors and not any(r in self.growing for r in removes):
+            return self._bulk(removes, adds)
         with self._mutex:
             if adds and not self.backend:
                 self.backend, self.dimension = adds[0][3].backend, adds[0][3].dimension
@@ -232,6 +238,37 @@ class IndexStore:
             for a in adds:
                 self._apply_add(*a)
             self.view = self._make_view()
+
+    def _bulk(self, removes: list[str], adds: list[tuple[str, str, dict, Features]]) -> None:
+        with self._maintenance:
+            with self._mutex:
+                if not self.backend:
+                    self.backend, self.dimension = adds[0][3].backend, adds[0][3].dimension
+                name = self._new_name("seg")
+            images = [
+                ImageData(
+                    i,
+                    label,
+                    f.descriptors,
+                    f.locations,
+                    f.image_size[0],
+                    f.image_size[1],
+                    dict(meta),
+                )
+                for i, label, meta, f in adds
+            ]
+            segment = build_segment(
+                images,
+                self.dimension,
+                self.settings.n_trees,
+                self.dir / f".tmp-{name}",
+                self.dir / name,
+            )
+            with self._mutex:
+                self._apply_remove(removes)  # tombstones go into the same manifest write
+                self.segments.append(segment)
+                self._write_manifest()
+                self.view = self._make_view()
 
     def _apply_add(self, image_id: str, label: str, metadata: dict, f: Features) -> None:
         if not self.backend:

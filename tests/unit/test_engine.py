@@ -153,3 +153,24 @@ def test_a_torn_wal_tail_is_ignored(tmp_path, engine, feats):
     again.add([("late.png", "late", {}, feats["coffee.png"])])  # appends after the cut
     again.close()
     assert reopen(idx).info()["images"] == 5
+
+
+def test_a_large_batch_becomes_a_segment_directly(tmp_path, feats):
+    from search_service.store import StoreSettings
+
+    eng = SearchEngine(
+        tmp_path / "bulk",
+        threads=1,
+        background=False,
+        store_settings=StoreSettings(seal_descriptors=1000),
+    )
+    eng.add([(n, n, {}, feats[n]) for n in PHOTOS])
+    info = eng.info()
+    assert info["segments"] == 1 and info["growing_descriptors"] == 0 and info["images"] == 4
+    eng.add([("coffee.png", "tea", {}, feats["coffee.png"])], OnConflict.REPLACE)
+    assert eng.search(feats["view:coffee.png"]).best.image.label == "tea"
+    eng.close()
+    again = SearchEngine(tmp_path / "bulk", threads=1, background=False)
+    assert again.info()["images"] == 4
+    assert again.search(feats["view:coffee.png"]).best.image.label == "tea"
+    again.close()
