@@ -101,7 +101,7 @@ def write_report(report: dict, path: Path) -> None:
         b = s.get("baseline")
         if not b:
             continue
-        how = b.get("how") or f"{len(b['sampled_queries'])} sampled queries, run whole"
+        how = b.get("how") or f"{len(b['sampled_queries'])} sampled query, run whole"
         lines.append(
             f"| {s['size']:,} | {b['p50_ms']:,} | {b['kdtree_ms_p50']:,} | "
             f"{b['verify_ms_p50']:,} | "

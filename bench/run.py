@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data" / "landmarks").resolve()
 RESULTS = ROOT / "bench" / "results"
 SIZES = (100, 1000, 10000)
-SWEEP_SEARCH_K = (160, 480, 1000, 3200)
+SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 
 
 def pct(values, q) -> float:
@@ -69,7 +69,7 @@ def load_real(cache: Path):
     return out
 
 
-def extraction_throughput(n_images: int = 24) -> list[dict]:
+def extraction_throughput(n_images: int = 16) -> list[dict]:
     from extractor_service.backends import create_backend
     from extractor_service.extractor import FeatureExtractor, Limits
     from landmark_client.gallery import scan
@@ -303,7 +303,7 @@ def baseline_run(real, model, size: int, n_queries: int) -> dict:
 # -- end to end through both services ---------------------------------------------------
 
 
-def end_to_end(requests_per_level: int = 32) -> list[dict]:
+def end_to_end(requests_per_level: int = 24) -> list[dict]:
     from landmark_client import LandmarkClient
     from landmark_client.cli import index_gallery
     from landmark_client.gallery import scan
@@ -369,7 +369,7 @@ def main() -> int:
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"search at {size} database images ...", flush=True)
             out = Path(tmp) / f"size{size}.json"
-            baseline = {100: 2, 1000: -1}.get(size, 0)
+            baseline = {100: 1, 1000: -1}.get(size, 0)
             subprocess.run(
                 [
                     sys.executable,

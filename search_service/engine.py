@@ -77,7 +77,10 @@ class SearchResult:
 
     @property
     def best(self) -> Candidate | None:
-        return self.candidates[0] if self.candidates else None
+        """The best candidate, if it reaches min_inliers (else "no match")."""
+        if self.candidates and self.candidates[0].inliers >= self.min_inliers:
+            return self.candidates[0]
+        return None
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class SearchEngine:
         min_inliers: int = 0,
         exclude: list[str] | tuple[str, ...] = (),
         include_matches: bool = False,
+        include_rejected: bool = False,
     ) -> SearchResult:
         start = time.perf_counter()
         p = self.params
@@ -219,7 +223,7 @@ class SearchEngine:
         )
         found: list[Candidate] = []
         for put, src, dst, result in checked:
-            if result.inliers < min_inliers:
+            if result.inliers < min_inliers and not include_rejected:
                 continue
             found.append(
                 Candidate(

@@ -86,6 +86,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 min_inliers=opts.min_inliers,
                 exclude=list(opts.exclude_image_ids),
                 include_matches=opts.include_matches,
+                include_rejected=opts.include_rejected,
             )
         except Exception as exc:
             _abort(context, exc)
@@ -99,6 +100,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 inliers=c.inliers,
                 votes=c.votes,
                 putative_matches=c.putative,
+                accepted=c.inliers >= result.min_inliers,
                 metadata=c.image.metadata,
             )
             if c.transform is not None:

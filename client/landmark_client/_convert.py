@@ -100,6 +100,7 @@ def search_request(
     min_inliers: int,
     exclude: Iterable[str],
     include_matches: bool,
+    include_rejected: bool = False,
 ) -> search_pb2.SearchRequest:
     return search_pb2.SearchRequest(
         features=features_to_proto(features),
@@ -109,6 +110,7 @@ def search_request(
             min_inliers=min_inliers,
             exclude_image_ids=list(exclude),
             include_matches=include_matches,
+            include_rejected=include_rejected,
         ),
     )
 
@@ -124,6 +126,7 @@ def search_result(msg: search_pb2.SearchResponse) -> SearchResult:
                 inliers=c.inliers,
                 votes=c.votes,
                 putative_matches=c.putative_matches,
+                accepted=c.accepted,
                 metadata=dict(c.metadata),
                 query_locations=(
                     matrix_from_proto(c.query_locations, "query_locations", 2, 2)

@@ -9,14 +9,13 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import gallery as gallery_mod
 from .client import ExtractorClient, LandmarkClient, SearchClient
 from .errors import LandmarkError
-from .evaluation import QueryOutcome, summarize
+from .evaluation import evaluate, load_groups
 from .local import READY_PREFIX, local_services
 from .types import ImageToAdd, SearchResult
 
@@ -324,62 +323,37 @@ def _match(args: argparse.Namespace) -> int:
 # -- eval --------------------------------------------------------------------------------
 
 
-def evaluate(
-    folder: str | Path, client: LandmarkClient, distractor_label: str = "distractor"
-) -> dict:
-    """Leave-one-out: index every image, then query each against all the others."""
-    images = gallery_mod.scan(folder)
-    features = {}
-    with _progress(len(images), "extracting") as bar:
-        for item in client.extractor.extract_many(
-            ((g.image_id, g.path) for g in images), timeout=max(60.0, 10.0 * len(images))
-        ):
-            if item.error is not None:
-                raise item.error
-            features[item.request_id] = item.features
-            bar.update(1)
-    entries = [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images]
-    client.search.add_images(entries, on_conflict="replace")
-    counts: dict[str, int] = {}
-    for g in images:
-        counts[g.label] = counts.get(g.label, 0) + 1
-    outcomes = []
-    with _progress(len(images), "querying") as bar:
-        for g in images:
-            start = time.perf_counter()
-            r = client.search.search(features[g.image_id], top_k=100, exclude=[g.image_id])
-            latency = (time.perf_counter() - start) * 1e3
-            outcomes.append(
-                QueryOutcome(
-                    g.image_id,
-                    g.label,
-                    r.label,
-                    r.best.inliers if r.best else 0,
-                    [m.label for m in r.candidates],
-                    latency,
-                )
-            )
-            bar.update(1)
-    return summarize(outcomes, counts, distractor_label)
-
-
 def _eval(args: argparse.Namespace) -> int:
+    groups = load_groups(args.groups)
     with _services(args) as (extractor, search):
         with LandmarkClient(extractor, search, timeout=args.timeout) as client:
-            report = evaluate(args.dir, client, args.distractor_label)
+            report = evaluate(args.dir, client, args.distractor_label, groups, _progress)
+    if args.pr_plot:
+        from .drawing import draw_pr_curve
+
+        draw_pr_curve(report["pr_curve"], args.pr_plot, f"leave-one-out over {args.dir}")
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"leave-one-out over {args.dir}: {report['queries']} landmark queries")
     print(
         f"  top-1 {report['top1']:.3f} (averaged per landmark {report['top1_per_landmark']:.3f})"
-        f"   mAP {report['map']:.3f}   no match {report['no_match']}   wrong "
-        f"{report['wrong']}"
+        f"   mAP {report['map']:.3f}   no match {report['no_match']}   wrong {report['wrong']}"
     )
-    if report["distractor_queries"]:
-        print(
-            f"  distractors accepted: {report['false_accepts']} of {report['distractor_queries']}"
-        )
+    for name, g in report["groups"].items():
+        print(f"  group {name:<8} top-1 {g['top1']:.3f} over {g['queries']} queries")
+    o = report["open_set"]
+    print(
+        f"  open set: distractors accepted {report['false_accepts']} of "
+        f"{report['distractor_queries']}; left-out landmarks accepted "
+        f"{o['left_out_false_accepts']} of {o['left_out_queries']}; false-accept rate "
+        f"{o['false_accept_rate']:.3f}, true-accept rate {o['true_accept_rate']:.3f}"
+    )
+    h = report["half_protocol"]
+    print(
+        f"  half protocol (half indexed, half queried): top-1 {h['top1']:.3f} over "
+        f"{h['queries']} queries, mAP {h['map']:.3f}"
+    )
     print(
         f"  search latency p50 {report['latency_ms_p50']:.1f} ms, "
         f"p95 {report['latency_ms_p95']:.1f} ms"
@@ -390,6 +364,8 @@ def _eval(args: argparse.Namespace) -> int:
             f"  {label:<28} {row['queries']:>3} {row['top1']:>6.2f} {row['map']:>6.2f} "
             f"{row['no_match']:>8}"
         )
+    if args.pr_plot:
+        print(f"\n  precision-recall plot: {args.pr_plot}")
     return 0
 
 
@@ -432,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--backend", default="sift", help="extractor backend for local services")
     p.add_argument("--delf-model", help="delf: TF-Hub handle or module folder for local services")
+    p.add_argument("--groups", help="JSON file mapping labels or image ids to groups")
+    p.add_argument("--pr-plot", help="write the precision-recall curve to this PNG")
     p.add_argument(
         "--distractor-label",
         default="distractor",

@@ -196,10 +196,13 @@ class SearchClient(_Client):
         min_inliers: int = 0,
         exclude: Iterable[str] = (),
         include_matches: bool = False,
+        include_rejected: bool = False,
         timeout: float | None = None,
     ) -> SearchResult:
+        """Verified candidates for ``features``; ``exclude`` never returns those ids;
+        ``include_rejected`` appends the candidates below min_inliers (full ranking)."""
         request = conv.search_request(
-            features, top_k, shortlist, min_inliers, exclude, include_matches
+            features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
         )
         return conv.search_result(self._call(self._stub.Search, request, timeout))
 

@@ -104,7 +104,8 @@ def _build_sample_gallery(out: Path) -> tuple[Path, list[tuple[Path, str, str]]]
 
 
 def run_demo(gallery: str | None, out: Path) -> int:
-    from .cli import evaluate, index_gallery
+    from .cli import index_gallery
+    from .evaluation import evaluate
 
     out.mkdir(parents=True, exist_ok=True)
     with local_services() as (extractor, search):

@@ -55,3 +55,40 @@ def draw_matches(
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)
     return out
+
+
+def draw_pr_curve(rows: list[dict], out: str | Path, title: str = "") -> Path:
+    """Precision (y) against recall (x) as the inlier threshold moves, with a few
+    thresholds marked along the curve."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h, pad = 640, 480, 60
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=14)
+
+    def xy(recall: float, precision: float) -> tuple[float, float]:
+        return pad + recall * (w - 2 * pad), h - pad - precision * (h - 2 * pad)
+
+    draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x, y = xy(t, 0)
+        draw.text((x - 10, y + 6), f"{t:.2f}", fill="black", font=font)
+        x, y = xy(0, t)
+        draw.text((x - 45, y - 8), f"{t:.2f}", fill="black", font=font)
+    draw.text((w / 2 - 30, h - 28), "recall", fill="black", font=font)
+    draw.text((6, 30), "precision", fill="black", font=font)
+    if title:
+        draw.text((pad, 8), title, fill="black", font=font)
+    points = [xy(r["recall"], r["precision"]) for r in sorted(rows, key=lambda r: r["recall"])]
+    if len(points) > 1:
+        draw.line(points, fill=(30, 90, 200), width=3)
+    for r in rows:
+        if r["threshold"] in (4, 8, 12, 16, 24, 40):
+            x, y = xy(r["recall"], r["precision"])
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(200, 40, 40))
+            draw.text((x + 6, y - 16), f"{r['threshold']} inliers", fill=(200, 40, 40), font=font)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out

@@ -20,6 +20,8 @@ class Match:
     votes: int
     putative_matches: int
     metadata: dict[str, str] = field(default_factory=dict)
+    # inliers reached the service's min_inliers: this candidate counts as a match
+    accepted: bool = True
     # [M, 2] inlier (x, y) in the query and in the database image (with include_matches).
     query_locations: np.ndarray | None = None
     database_locations: np.ndarray | None = None
@@ -37,24 +39,31 @@ class Timing:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Verified candidates, best first; ``match`` is False when none passed."""
+    """Verified candidates, best first; ``match`` is False when none was accepted.
+
+    With ``include_rejected`` the candidates below min_inliers follow (accepted False)."""
 
     candidates: list[Match]
     min_inliers: int
     timing: Timing
 
     @property
+    def accepted(self) -> list[Match]:
+        return [m for m in self.candidates if m.accepted]
+
+    @property
     def match(self) -> bool:
-        return bool(self.candidates)
+        return bool(self.candidates) and self.candidates[0].accepted
 
     @property
     def best(self) -> Match | None:
-        return self.candidates[0] if self.candidates else None
+        """The best accepted candidate, or None for "no match"."""
+        return self.candidates[0] if self.match else None
 
     @property
     def label(self) -> str | None:
         """The best guess, or None for "no match"."""
-        return self.candidates[0].label if self.candidates else None
+        return self.candidates[0].label if self.match else None
 
 
 @dataclass(frozen=True)

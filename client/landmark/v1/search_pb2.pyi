@@ -73,16 +73,18 @@ class RemoveImagesResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("shortlist", "min_inliers", "exclude_image_ids", "include_matches")
+    __slots__ = ("shortlist", "min_inliers", "exclude_image_ids", "include_matches", "include_rejected")
     SHORTLIST_FIELD_NUMBER: _ClassVar[int]
     MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_REJECTED_FIELD_NUMBER: _ClassVar[int]
     shortlist: int
     min_inliers: int
     exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
     include_matches: bool
-    def __init__(self, shortlist: _Optional[int] = ..., min_inliers: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., include_matches: _Optional[bool] = ...) -> None: ...
+    include_rejected: bool
+    def __init__(self, shortlist: _Optional[int] = ..., min_inliers: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., include_matches: _Optional[bool] = ..., include_rejected: _Optional[bool] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("features", "top_k", "options")
@@ -95,7 +97,7 @@ class SearchRequest(_message.Message):
     def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., top_k: _Optional[int] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("image_id", "label", "inliers", "votes", "putative_matches", "metadata", "query_locations", "database_locations", "transform")
+    __slots__ = ("image_id", "label", "inliers", "votes", "putative_matches", "metadata", "query_locations", "database_locations", "transform", "accepted")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class Candidate(_message.Message):
     QUERY_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
     DATABASE_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     label: str
     inliers: int
@@ -121,7 +124,8 @@ class Candidate(_message.Message):
     query_locations: _features_pb2.Float32Matrix
     database_locations: _features_pb2.Float32Matrix
     transform: _features_pb2.Float32Matrix
-    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., inliers: _Optional[int] = ..., votes: _Optional[int] = ..., putative_matches: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., query_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., database_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., transform: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
+    accepted: bool
+    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., inliers: _Optional[int] = ..., votes: _Optional[int] = ..., putative_matches: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., query_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., database_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., transform: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., accepted: _Optional[bool] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("ann_ms", "aggregate_ms", "verify_ms", "total_ms")
