@@ -24,7 +24,7 @@ class SearchConfig:
     search_k: int = field(default=0, metadata=_env("LANDMARK_ANNOY_SEARCH_K"))
     neighbours: int = field(default=10, metadata=_env("LANDMARK_NEIGHBOURS"))
     shortlist: int = field(default=30, metadata=_env("LANDMARK_SHORTLIST"))
-    min_inliers: int = field(default=12, metadata=_env("LANDMARK_MIN_INLIERS"))
+    min_inliers: int = field(default=10, metadata=_env("LANDMARK_MIN_INLIERS"))
     ratio: float = field(default=0.9, metadata=_env("LANDMARK_RATIO"))
     # the growing buffer is sealed into an Annoy segment at this size or age
     seal_descriptors: int = field(default=20_000, metadata=_env("LANDMARK_SEAL_DESCRIPTORS"))

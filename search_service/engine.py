@@ -40,7 +40,7 @@ class SearchParams:
     min_votes: int = 4
     ratio: float = 0.9  # within-image second-neighbour ratio test
     max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
-    min_inliers: int = 12
+    min_inliers: int = 10
     verify: VerifyParams = field(default_factory=VerifyParams)
 
 

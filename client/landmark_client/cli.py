@@ -134,7 +134,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
     se.add_argument("--n-trees", type=int, help="Annoy trees built per index (16)")
     se.add_argument("--search-k", type=int, help="Annoy search_k (0 = automatic)")
-    se.add_argument("--min-inliers", type=int, help="inliers needed for a match (12)")
+    se.add_argument("--min-inliers", type=int, help="inliers needed for a match (10)")
     se.add_argument("--shortlist", type=int, help="candidates verified per query (30)")
     se.set_defaults(
         settings={

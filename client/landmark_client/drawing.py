@@ -84,7 +84,7 @@ def draw_pr_curve(rows: list[dict], out: str | Path, title: str = "") -> Path:
     if len(points) > 1:
         draw.line(points, fill=(30, 90, 200), width=3)
     for r in rows:
-        if r["threshold"] in (4, 8, 12, 16, 24, 40):
+        if r["threshold"] in (4, 10, 16, 40):
             x, y = xy(r["recall"], r["precision"])
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(200, 40, 40))
             draw.text((x + 6, y - 16), f"{r['threshold']} inliers", fill=(200, 40, 40), font=font)

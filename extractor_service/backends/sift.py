@@ -1,4 +1,9 @@
-"""OpenCV SIFT with RootSIFT normalisation (Arandjelovic & Zisserman, 2012). CPU, no model."""
+"""OpenCV SIFT with RootSIFT normalisation (Arandjelovic & Zisserman, 2012). CPU, no model.
+
+Before detection the gray image is contrast-normalised with CLAHE (local histogram
+equalisation, clip 2.0, 8x8 tiles): it helps dark, hazy and night photos, and measured +3
+points of top-1 on the real landmark set at the same false-accept rate (docs/quality.md).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ class SiftBackend(Backend):
     name = "sift"
     dimension = 128
 
-    def __init__(self, contrast_threshold: float = 0.04, clahe: bool = False) -> None:
+    def __init__(self, contrast_threshold: float = 0.04, clahe: bool = True) -> None:
         self.contrast_threshold = contrast_threshold
         self.clahe = clahe
 
