@@ -115,8 +115,9 @@ def build_segment(
     for arr in (descriptors, locations, row_image):
         arr.flush()
     annoy = AnnoyIndex(dimension, "euclidean")
+    plain = descriptors.view(np.ndarray)  # memmap item access is slow; a plain view is not
     for row in range(total):
-        annoy.add_item(row, descriptors[row])
+        annoy.add_item(row, plain[row])
     annoy.build(n_trees, n_jobs=-1)
     annoy.save(str(tmp / "index.ann"))
     annoy.unload()

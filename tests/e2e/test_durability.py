@@ -23,7 +23,7 @@ def features(i: int) -> Features:
     return Features("sift", loc, d, (640, 480))
 
 
-def start(index_dir) -> tuple[subprocess.Popen, str]:
+def start(index_dir, log=None) -> tuple[subprocess.Popen, str]:
     env = {
         **os.environ,
         "LANDMARK_SEAL_SECONDS": "0.2",
@@ -48,7 +48,7 @@ def start(index_dir) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     line = proc.stdout.readline()
-    assert line.startswith("LISTENING"), line
+    assert line.startswith("LISTENING"), f"the search service did not start: {line!r}"
     return proc, line.split()[1]
 
 
@@ -61,7 +61,8 @@ def test_acknowledged_adds_survive_kill_9(tmp_path):
     n = 0
     segments: list[int] = []
     for round_ in range(ROUNDS):
-        proc, address = start(index_dir)
+        log = open(tmp_path / f"server-{round_}.log", "w")
+        proc, address = start(index_dir, log)
         stop = threading.Event()
 
         def writer(address=address, stop=stop) -> None:
@@ -92,7 +93,7 @@ def test_acknowledged_adds_survive_kill_9(tmp_path):
         stop.set()
         thread.join()
 
-        proc, address = start(index_dir)
+        proc, address = start(index_dir, log)
         try:
             with SearchClient(address, timeout=30) as client:
                 present = {r.image_id for r in client.list_images()}
@@ -103,9 +104,14 @@ def test_acknowledged_adds_survive_kill_9(tmp_path):
                 result = client.search(features(int(probe[4:])), top_k=3)
                 assert result.best is not None and result.best.image_id == probe
                 segments.append(client.index_info().segments)
+        except AssertionError:
+            log.flush()
+            print((tmp_path / f"server-{round_}.log").read_text()[-5000:])
+            raise
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+            log.close()
     assert len(acked) > 50  # the test really wrote while killing
     assert max(segments) >= 1  # ... and sealed segments while being killed
     leftovers = [p.name for p in index_dir.iterdir() if p.name.startswith(".tmp")]
