@@ -2,44 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-def _env(name: str) -> dict[str, str]:
-    return {"env": name}
+from landmark_client.settings import check_positive, setting
 
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    host: str = field(default="127.0.0.1", metadata=_env("LANDMARK_EXTRACTOR_HOST"))
-    port: int = field(default=50051, metadata=_env("LANDMARK_EXTRACTOR_PORT"))
-    backend: str = field(default="sift", metadata=_env("LANDMARK_BACKEND"))
-    workers: int = field(default=4, metadata=_env("LANDMARK_EXTRACTOR_WORKERS"))
+    host: str = setting("127.0.0.1", "LANDMARK_EXTRACTOR_HOST")
+    port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT")
+    backend: str = setting("sift", "LANDMARK_BACKEND")
+    workers: int = setting(4, "LANDMARK_EXTRACTOR_WORKERS")
     # Requests extracting at once; the rest wait (bounded by the gRPC worker pool).
-    max_concurrent: int = field(default=2, metadata=_env("LANDMARK_EXTRACTOR_CONCURRENCY"))
-    max_features: int = field(default=1000, metadata=_env("LANDMARK_MAX_FEATURES"))
-    max_image_size: int = field(default=1024, metadata=_env("LANDMARK_MAX_IMAGE_SIZE"))
-    max_pixels: int = field(default=40_000_000, metadata=_env("LANDMARK_MAX_PIXELS"))
-    max_image_bytes: int = field(default=32 << 20, metadata=_env("LANDMARK_MAX_IMAGE_BYTES"))
+    max_concurrent: int = setting(2, "LANDMARK_EXTRACTOR_CONCURRENCY")
+    max_features: int = setting(1000, "LANDMARK_MAX_FEATURES")
+    max_image_size: int = setting(1024, "LANDMARK_MAX_IMAGE_SIZE")
+    max_pixels: int = setting(40_000_000, "LANDMARK_MAX_PIXELS")
+    max_image_bytes: int = setting(32 << 20, "LANDMARK_MAX_IMAGE_BYTES")
     # delf backend: a TF-Hub handle (URL) or a local folder holding the downloaded module.
-    delf_model: str = field(default="", metadata=_env("LANDMARK_DELF_MODEL"))
-    delf_score_threshold: float = field(default=100.0, metadata=_env("LANDMARK_DELF_THRESHOLD"))
-    delf_scales: tuple[float, ...] = field(default=(), metadata=_env("LANDMARK_DELF_SCALES"))
-    grace_seconds: float = field(default=5.0, metadata=_env("LANDMARK_GRACE_SECONDS"))
+    delf_model: str = setting("", "LANDMARK_DELF_MODEL")
+    delf_score_threshold: float = setting(100.0, "LANDMARK_DELF_THRESHOLD")
+    delf_scales: tuple[float, ...] = setting((), "LANDMARK_DELF_SCALES")
+    grace_seconds: float = setting(5.0, "LANDMARK_GRACE_SECONDS")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is out of range 0-65535")
-        for name in (
+        check_positive(
+            self,
             "workers",
             "max_concurrent",
             "max_features",
             "max_image_size",
             "max_pixels",
             "max_image_bytes",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        )
 
     @property
     def address(self) -> str:

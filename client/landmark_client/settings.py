@@ -38,6 +38,21 @@ def _parse(raw: str, kind: Any, source: str) -> Any:
         ) from None
 
 
+def setting(default: Any, env: str) -> Any:
+    """A settings field: ``default``, unless environment variable ``env`` (or a flag) says."""
+    return dataclasses.field(default=default, metadata={"env": env})
+
+
+def check_positive(obj: Any, *names: str) -> None:
+    """ValueError naming the first of ``names`` that is not positive, or a bad port."""
+    port = getattr(obj, "port", 0)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(obj, name)}")
+
+
 def load(
     cls: type[T], overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> T:
