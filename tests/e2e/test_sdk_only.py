@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent("""
         assert importlib.util.find_spec(heavy) is None, heavy + " must not be installed"
     import numpy as np
     from landmark_client import LandmarkClient, ImageToAdd, LandmarkError
+    from landmark_client import aio  # the asyncio twins import with the SDK alone
     extractor, search, photo = sys.argv[1:4]
     with LandmarkClient(extractor, search, timeout=30) as client:
         assert client.extractor.health() == "SERVING" and client.search.health() == "SERVING"

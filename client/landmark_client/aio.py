@@ -1,0 +1,230 @@
+"""asyncio twins of the clients: the same method names and arguments, awaitable.
+
+from landmark_client.aio import LandmarkClient
+async with LandmarkClient(extractor_addr, search_addr, timeout=10) as client:
+    rec = await client.recognize("photo.jpg")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+
+from . import _convert as conv
+from .client import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, extractor_address, search_address
+from .errors import LandmarkError
+from .images import ImageInput
+from .types import (
+    AddResult,
+    ExtractItem,
+    ExtractorInfo,
+    ImageRecord,
+    ImageToAdd,
+    IndexInfo,
+    Recognition,
+    SearchResult,
+)
+from .wire import Features
+
+
+class _AsyncClient:
+    _service = ""
+    _health_name = ""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def _call(self, fn: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await fn(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as err:
+            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+
+    async def health(self, timeout: float | None = None) -> str:
+        request = health_pb2.HealthCheckRequest(service=self._health_name)
+        response = await self._call(self._health.Check, request, timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self):  # noqa: ANN204
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class ExtractorClient(_AsyncClient):
+    _service = "extractor"
+    _health_name = "landmark.v1.Extractor"
+
+    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(extractor_address(address), timeout)
+        self._stub = extractor_pb2_grpc.ExtractorStub(self._channel)
+
+    async def extract(
+        self,
+        image: ImageInput,
+        *,
+        max_features: int = 0,
+        max_image_size: int = 0,
+        score_threshold: float | None = None,
+        image_scales: Sequence[float] | None = None,
+        timeout: float | None = None,
+    ) -> Features:
+        request = conv.extract_request(
+            image, max_features, max_image_size, "", score_threshold, image_scales
+        )
+        response = await self._call(self._stub.Extract, request, timeout)
+        return conv.features_from_proto(response.features)
+
+    async def extract_many(
+        self,
+        images: Iterable[tuple[str, ImageInput]],
+        *,
+        max_features: int = 0,
+        max_image_size: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[ExtractItem]:
+        requests = (
+            conv.extract_request(img, max_features, max_image_size, rid) for rid, img in images
+        )
+        call = self._stub.ExtractStream(
+            requests, timeout=self.timeout if timeout is None else timeout
+        )
+        try:
+            async for response in call:
+                yield conv.extract_item(response)
+        except grpc.RpcError as err:
+            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+
+    async def info(self, *, timeout: float | None = None) -> ExtractorInfo:
+        request = extractor_pb2.GetExtractorInfoRequest()
+        return conv.extractor_info(await self._call(self._stub.GetExtractorInfo, request, timeout))
+
+
+class SearchClient(_AsyncClient):
+    _service = "search service"
+    _health_name = "landmark.v1.Search"
+
+    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(search_address(address), timeout)
+        self._stub = search_pb2_grpc.SearchStub(self._channel)
+
+    async def add_images(
+        self,
+        images: Iterable[ImageToAdd],
+        *,
+        on_conflict: str = "error",
+        timeout: float | None = None,
+    ) -> AddResult:
+        added = skipped = replaced = 0
+        for request in conv.add_batches(images, on_conflict):
+            r = await self._call(self._stub.AddImages, request, timeout)
+            added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
+        return AddResult(added, skipped, replaced)
+
+    async def remove_images(
+        self, image_ids: Iterable[str], *, timeout: float | None = None
+    ) -> tuple[int, list[str]]:
+        request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
+        r = await self._call(self._stub.RemoveImages, request, timeout)
+        return r.removed, list(r.not_found)
+
+    async def search(
+        self,
+        features: Features,
+        *,
+        top_k: int = 10,
+        shortlist: int = 0,
+        min_inliers: int = 0,
+        exclude: Iterable[str] = (),
+        include_matches: bool = False,
+        include_rejected: bool = False,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        request = conv.search_request(
+            features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
+        )
+        return conv.search_result(await self._call(self._stub.Search, request, timeout))
+
+    async def index_info(self, *, timeout: float | None = None) -> IndexInfo:
+        request = search_pb2.GetIndexInfoRequest()
+        return conv.index_info(await self._call(self._stub.GetIndexInfo, request, timeout))
+
+    async def list_images(
+        self, *, page_size: int = 1000, timeout: float | None = None
+    ) -> AsyncIterator[ImageRecord]:
+        token = ""
+        while True:
+            request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
+            page = await self._call(self._stub.ListImages, request, timeout)
+            for m in page.images:
+                yield conv.image_record(m)
+            token = page.next_page_token
+            if not token:
+                return
+
+
+class LandmarkClient:
+    """asyncio twin of landmark_client.LandmarkClient."""
+
+    def __init__(
+        self,
+        extractor: str | None = None,
+        search: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.timeout = timeout
+        self.extractor = ExtractorClient(extractor, timeout=timeout)
+        self.search = SearchClient(search, timeout=timeout)
+
+    async def recognize(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 5,
+        include_matches: bool = False,
+        exclude: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> Recognition:
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        features = await self.extractor.extract(image, timeout=budget)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LandmarkError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"extraction used the whole {budget}s timeout"
+            )
+        result = await self.search.search(
+            features,
+            top_k=top_k,
+            include_matches=include_matches,
+            exclude=exclude,
+            timeout=remaining,
+        )
+        return Recognition(features, result)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.extractor.close(), self.search.close())
+
+    async def __aenter__(self) -> LandmarkClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = ["ExtractorClient", "LandmarkClient", "SearchClient"]
