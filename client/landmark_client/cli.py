@@ -15,7 +15,7 @@ from pathlib import Path
 from . import gallery as gallery_mod
 from .client import ExtractorClient, LandmarkClient, SearchClient
 from .errors import LandmarkError
-from .evaluation import evaluate, load_groups
+from .evaluation import NoProgress, evaluate, load_groups
 from .local import READY_PREFIX, local_services
 from .types import ImageToAdd, SearchResult
 
@@ -26,16 +26,8 @@ def _progress(total: int, desc: str):  # noqa: ANN202
     try:
         from tqdm import tqdm
     except ImportError:  # the SDK alone: no bars
-        return contextlib.nullcontext(_NoBar())
+        return NoProgress()
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
 
 
 # -- serve -------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def evaluate(
     progress: Callable[[int, str], object] | None = None,
 ) -> dict:
     images = gallery_mod.scan(folder)
-    bar = progress or (lambda total, desc: _NoBar())
+    bar = progress or (lambda total, desc: NoProgress())
     features = {}
     with bar(len(images), "extracting") as b:
         for item in client.extractor.extract_many(
@@ -230,12 +230,17 @@ def evaluate(
     return report
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
+class NoProgress:
+    """A progress bar that shows nothing (when tqdm is not installed)."""
+
+    def __enter__(self) -> NoProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
 
     def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
         pass

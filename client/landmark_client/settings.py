@@ -74,10 +74,3 @@ def load(
         if var and var in env:
             values[f.name] = _parse(env[var], hints[f.name], var)
     return cls(**values)
-
-
-def env_name(cls: type, field: str) -> str | None:
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name == field:
-            return f.metadata.get("env")
-    raise KeyError(field)
