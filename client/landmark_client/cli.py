@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -84,8 +85,14 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("stopping (grace %.1fs)", config.grace_seconds)
     server.stop(config.grace_seconds).wait()
     if args.service == "search":
-        servicer.close()
-    return 0
+        servicer.close()  # stops the sealer, closes the WAL, releases the directory lock
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is closed; exit without waiting on gRPC's worker threads at interpreter
+    # teardown, which can hang now and then (grpc/grpc#40834).
+    os._exit(0)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -259,7 +266,6 @@ def _remove(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _services(args: argparse.Namespace, need_search: bool = True) -> Iterator[tuple[str, str]]:
     """The addresses given, or local services started for this command."""
-    import os
 
     extractor = args.extractor or os.environ.get("LANDMARK_EXTRACTOR")
     search = args.search or os.environ.get("LANDMARK_SEARCH")
