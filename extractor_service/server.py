@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -61,10 +60,6 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         opts = request.options
         threshold = opts.score_threshold if opts.HasField("score_threshold") else None
         scales = tuple(opts.image_scales) or None
-        if threshold is not None and not math.isfinite(threshold):
-            raise ValueError("score_threshold must be a finite number")
-        if scales is not None and not all(math.isfinite(s) for s in scales):
-            raise ValueError("image_scales must be finite numbers")
         with self._slots:
             return core.extract(
                 request.image, opts.max_features, opts.max_image_size, threshold, scales

@@ -8,7 +8,6 @@ from landmark_client.settings import check_positive, setting
 
 from .engine import SearchParams
 from .store import StoreSettings
-from .verify import VerifyParams
 
 
 @dataclass(frozen=True)
@@ -69,5 +68,4 @@ class SearchConfig:
             shortlist=self.shortlist,
             min_inliers=self.min_inliers,
             ratio=self.ratio,
-            verify=VerifyParams(),
         )

@@ -51,8 +51,8 @@ def ann_lookup(
     if pool is None or n < 64:
         run(0, n)
     else:
-        parts = np.linspace(0, n, pool._max_workers + 1, dtype=int)  # noqa: SLF001
-        list(pool.map(lambda ab: run(*ab), zip(parts[:-1], parts[1:], strict=True)))
+        # chunks of 128 queries keep every worker busy, whatever the pool's size
+        list(pool.map(lambda lo: run(lo, min(lo + 128, n)), range(0, n, 128)))
     return ids, dists
 
 

@@ -434,6 +434,8 @@ class IndexStore:
         with self._mutex:
             if len(self.segments) > self.settings.max_segments:
                 return True
+            if not self.removed:  # the common case, checked four times a second
+                return False
             rows = sum(s.rows for s in self.segments)
             dead_rows = sum(
                 m.count

@@ -52,6 +52,11 @@ def test_index_twice_adds_nothing_twice(services, gallery):
     assert "2 images found, 2 already indexed, 0 added" in second.stdout
     info = json.loads(run("info", env=services).stdout)
     assert info["images"] == 2 and info["backend"] == "sift"
+    removed = run("remove", "coffee/coffee.png", "ghost.png", env=services).stdout
+    assert "removed 1; not in the index: 1" in removed
+    assert json.loads(run("info", env=services).stdout)["images"] == 1
+    third = run("index", str(gallery), env=services)  # puts it back
+    assert "1 already indexed, 1 added" in third.stdout
 
 
 def test_query_json_and_text(services, gallery):

@@ -16,3 +16,33 @@ def test_demo(tmp_path):
     assert "11 of 11 answers correct" in proc.stdout
     assert (tmp_path / "demo" / "demo-match.png").stat().st_size > 10_000
     assert "services stopped" in proc.stdout
+
+
+def test_demo_on_your_own_gallery(tmp_path):
+    import shutil
+
+    from tests.conftest import sample_photo
+
+    gallery = tmp_path / "mine"
+    for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
+        (gallery / label).mkdir(parents=True)
+        shutil.copy(sample_photo(name), gallery / label / "a.png")
+        shutil.copy(sample_photo(name), gallery / label / "b.png")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "landmark_client.cli",
+            "demo",
+            "--gallery",
+            str(gallery),
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "leave-one-out over your gallery" in proc.stdout
+    assert "top-1 1.000 over 4 queries" in proc.stdout

@@ -18,6 +18,11 @@ def test_environment_values_are_parsed_to_the_field_type():
     assert cfg.ratio == 0.75 and cfg.index_dir == "/x"
 
 
+def test_a_list_of_numbers_from_the_environment():
+    cfg = load(ExtractorConfig, {}, env={"LANDMARK_DELF_SCALES": "0.5, 1.0 2.0"})
+    assert cfg.delf_scales == (0.5, 1.0, 2.0)
+
+
 def test_unknown_keys_are_rejected():
     with pytest.raises(ValueError, match="unknown setting"):
         load(SearchConfig, {"n_tress": 3}, env={})
