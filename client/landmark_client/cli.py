@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -34,10 +35,15 @@ def _progress(total: int, desc: str):  # noqa: ANN202
 # -- serve -------------------------------------------------------------------------------
 
 
+def _flags(args: argparse.Namespace, config_class: type) -> dict:
+    """The command-line flags that name a field of ``config_class`` (None = not given)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
 def _serve(args: argparse.Namespace) -> int:
     from landmark_client.settings import load
 
-    flags = {k: v for k, v in vars(args).items() if k in args.settings}
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -46,13 +52,13 @@ def _serve(args: argparse.Namespace) -> int:
             from extractor_service.config import ExtractorConfig
             from extractor_service.server import create_server
 
-            config = load(ExtractorConfig, flags)
+            config = load(ExtractorConfig, _flags(args, ExtractorConfig))
             server, port, servicer = create_server(config, wait=False)
         else:
             from search_service.config import SearchConfig
             from search_service.server import create_server
 
-            config = load(SearchConfig, flags)
+            config = load(SearchConfig, _flags(args, SearchConfig))
             server, port, servicer = create_server(config)
     except ImportError as exc:
         print(
@@ -118,35 +124,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--max-features", type=int, help="default keypoints per image (1000)")
     ex.add_argument("--max-image-size", type=int, help="default longer side in pixels (1024)")
     ex.add_argument("--max-concurrent", type=int, help="extractions running at once (2)")
-    ex.set_defaults(
-        settings={
-            "host",
-            "port",
-            "workers",
-            "backend",
-            "max_features",
-            "max_image_size",
-            "max_concurrent",
-            "delf_model",
-        }
-    )
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
     se.add_argument("--n-trees", type=int, help="Annoy trees built per index (16)")
     se.add_argument("--search-k", type=int, help="Annoy search_k (0 = automatic)")
     se.add_argument("--min-inliers", type=int, help="inliers needed for a match (10)")
     se.add_argument("--shortlist", type=int, help="candidates verified per query (30)")
-    se.set_defaults(
-        settings={
-            "host",
-            "port",
-            "workers",
-            "index_dir",
-            "n_trees",
-            "search_k",
-            "min_inliers",
-            "shortlist",
-        }
-    )
     for p in (ex, se):
         p.set_defaults(func=_serve)
 

@@ -45,3 +45,22 @@ def test_config_is_frozen():
     cfg = SearchConfig()
     with pytest.raises(AttributeError):
         cfg.port = 1  # type: ignore[misc]
+
+
+def test_serve_flags_reach_the_config_and_beat_the_environment():
+    from landmark_client.cli import _flags, build_parser
+
+    args = build_parser().parse_args(
+        ["serve", "search", "--port", "0", "--min-inliers", "7", "--index-dir", "/x"]
+    )
+    cfg = load(
+        SearchConfig,
+        _flags(args, SearchConfig),
+        env={"LANDMARK_MIN_INLIERS": "20", "LANDMARK_SHORTLIST": "40"},
+    )
+    assert (cfg.port, cfg.min_inliers, cfg.index_dir, cfg.shortlist) == (0, 7, "/x", 40)
+    args = build_parser().parse_args(
+        ["serve", "extractor", "--backend", "delf", "--delf-model", "/m"]
+    )
+    cfg = load(ExtractorConfig, _flags(args, ExtractorConfig), env={})
+    assert (cfg.backend, cfg.delf_model, cfg.port) == ("delf", "/m", 50051)
