@@ -267,7 +267,7 @@ def baseline_run(real, model, size: int, n_queries: int) -> dict:
         return {
             "label": label,
             "estimated": True,
-            "how": "k-d tree timed on 100 descriptors and scaled to the query's "
+            "how": f"k-d tree timed on {len(sample)} descriptors and scaled to the query's "
             f"{len(feats[qi])}; RANSAC timed on 5 candidates of 100 matches and "
             f"multiplied by {size - 1} candidates",
             "tree_build_s": round(build, 2),
