@@ -174,7 +174,9 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]
 
-        server, port, _ = create_server(SearchConfig(port=0, index_dir=tmp), engine=engine)
+        server, port, _ = create_server(
+            SearchConfig(port=0, metrics_port=0, index_dir=tmp), engine=engine
+        )
         lat, server_ms = [], []
         with SearchClient(f"127.0.0.1:{port}", timeout=120) as client:
             for image_id, _, f in queries:

@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from landmark_client.settings import check_positive, setting
+from serving.config import ServingConfig
 
 
 @dataclass(frozen=True)
-class ExtractorConfig:
-    host: str = setting("127.0.0.1", "LANDMARK_EXTRACTOR_HOST")
+class ExtractorConfig(ServingConfig):
+    host: str = setting("", "LANDMARK_EXTRACTOR_HOST")
     port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT")
+    metrics_port: int = setting(9151, "LANDMARK_EXTRACTOR_METRICS_PORT")
+    max_rpcs: int = setting(16, "LANDMARK_EXTRACTOR_MAX_RPCS")
     backend: str = setting("sift", "LANDMARK_BACKEND")
-    workers: int = setting(4, "LANDMARK_EXTRACTOR_WORKERS")
-    # Requests extracting at once; the rest wait (bounded by the gRPC worker pool).
+    # Requests extracting at once; the others (up to max_rpcs) wait their turn.
     max_concurrent: int = setting(2, "LANDMARK_EXTRACTOR_CONCURRENCY")
     max_features: int = setting(1000, "LANDMARK_MAX_FEATURES")
+    max_features_limit: int = setting(10000, "LANDMARK_MAX_FEATURES_LIMIT")
     max_image_size: int = setting(1024, "LANDMARK_MAX_IMAGE_SIZE")
     max_pixels: int = setting(40_000_000, "LANDMARK_MAX_PIXELS")
     max_image_bytes: int = setting(32 << 20, "LANDMARK_MAX_IMAGE_BYTES")
@@ -23,19 +26,21 @@ class ExtractorConfig:
     delf_model: str = setting("", "LANDMARK_DELF_MODEL")
     delf_score_threshold: float = setting(100.0, "LANDMARK_DELF_THRESHOLD")
     delf_scales: tuple[float, ...] = setting((), "LANDMARK_DELF_SCALES")
-    grace_seconds: float = setting(5.0, "LANDMARK_GRACE_SECONDS")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(
             self,
-            "workers",
+            "max_rpcs",
             "max_concurrent",
             "max_features",
+            "max_features_limit",
             "max_image_size",
             "max_pixels",
             "max_image_bytes",
         )
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        if self.max_features > self.max_features_limit:
+            raise ValueError(
+                f"max_features ({self.max_features}) is above max_features_limit "
+                f"({self.max_features_limit})"
+            )

@@ -1,17 +1,20 @@
-"""gRPC edge of the extractor: thin servicer over FeatureExtractor, health, graceful stop."""
+"""gRPC edge of the extractor: thin servicer over FeatureExtractor.
+
+TLS, auth, limits, metrics, logs, health and reflection come from ``serving.runtime``."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, features_pb2
 from landmark_client.wire import features_to_proto
+from serving import runtime
+from serving.metrics import Metrics
+from serving.security import READ
 
 from .backends import Backend, create_backend
 from .config import ExtractorConfig
@@ -20,24 +23,35 @@ from .extractor import Extraction, FeatureExtractor, Limits
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "landmark.v1.Extractor"
+SERVICE_NAME = extractor_pb2.DESCRIPTOR.services_by_name["Extractor"].full_name
+ROLES = {f"/{SERVICE_NAME}/{m}": READ for m in ("Extract", "ExtractStream", "GetExtractorInfo")}
+FEATURE_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+
+
+class Gone(Exception):
+    """The caller went away or its deadline passed before the work started."""
 
 
 class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
     """Converts requests to plain values, calls the core, maps errors to status codes."""
 
-    def __init__(self, config: ExtractorConfig) -> None:
+    def __init__(self, config: ExtractorConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.core: FeatureExtractor | None = None
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self._slots = threading.BoundedSemaphore(config.max_concurrent)
+        self._features = (metrics or Metrics()).histogram(
+            "landmark_extractor_features_per_image",
+            "keypoints returned per extracted image",
+            FEATURE_BUCKETS,
+        )
 
     def attach(self, backend: Backend) -> None:
         cfg = self.config
         limits = Limits(
             default_max_features=cfg.max_features,
-            max_features_limit=max(10000, cfg.max_features),
+            max_features_limit=cfg.max_features_limit,
             default_max_image_size=cfg.max_image_size,
             max_image_size_limit=max(4096, cfg.max_image_size),
             max_pixels=cfg.max_pixels,
@@ -56,14 +70,28 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         assert self.core is not None
         return self.core
 
-    def _run(self, request: extractor_pb2.ExtractRequest, core: FeatureExtractor) -> Extraction:
+    def _run(
+        self,
+        request: extractor_pb2.ExtractRequest,
+        core: FeatureExtractor,
+        context: grpc.ServicerContext,
+    ) -> Extraction:
         opts = request.options
         threshold = opts.score_threshold if opts.HasField("score_threshold") else None
         scales = tuple(opts.image_scales) or None
-        with self._slots:
-            return core.extract(
+        # wait for a free extraction slot no longer than the caller's deadline
+        if not self._slots.acquire(timeout=context.time_remaining()):
+            raise Gone("no extraction slot became free before the deadline")
+        try:
+            if not context.is_active():
+                raise Gone("the caller went away while waiting for an extraction slot")
+            ex = core.extract(
                 request.image, opts.max_features, opts.max_image_size, threshold, scales
             )
+        finally:
+            self._slots.release()
+        self._features.observe(len(ex.features))
+        return ex
 
     @staticmethod
     def _response(ex: Extraction, request_id: str) -> extractor_pb2.ExtractResponse:
@@ -78,9 +106,11 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
     def Extract(self, request, context):  # noqa: N802 (gRPC method name)
         core = self._core(context)
         try:
-            ex = self._run(request, core)
+            ex = self._run(request, core, context)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Gone as exc:
+            context.abort(_gone_code(context), str(exc))
         except Exception:
             log.exception("extraction failed")
             context.abort(grpc.StatusCode.INTERNAL, "feature extraction failed; see server log")
@@ -90,7 +120,9 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         core = self._core(context)
         for request in request_iterator:
             try:
-                yield self._response(self._run(request, core), request.request_id)
+                yield self._response(self._run(request, core, context), request.request_id)
+            except Gone as exc:
+                context.abort(_gone_code(context), str(exc))
             except ValueError as exc:
                 yield _item_error(request.request_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Exception:
@@ -118,6 +150,13 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         )
 
 
+def _gone_code(context: grpc.ServicerContext) -> grpc.StatusCode:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def _item_error(request_id: str, code: grpc.StatusCode, message: str):
     return extractor_pb2.ExtractResponse(
         request_id=request_id,
@@ -129,36 +168,29 @@ def create_server(
     config: ExtractorConfig,
     backend_factory: Callable[[], Backend] | None = None,
     wait: bool = True,
-) -> tuple[grpc.Server, int, ExtractorServicer]:
+) -> tuple[runtime.Running, int, ExtractorServicer]:
     """Start the server on ``config.address`` (port 0 = any free port).
 
     The backend is built and warmed up in a background thread; until then the health
     service says NOT_SERVING and Extract answers UNAVAILABLE. With ``wait`` this call
-    returns only once the backend is ready (and raises if loading failed).
+    returns only once the backend is ready (and raises if loading failed). Returns the
+    running server (``.stop(grace)``), its port and the servicer.
     """
     factory = backend_factory or (
         lambda: create_backend(
             config.backend, config.delf_model, config.delf_score_threshold, config.delf_scales
         )
     )
-    max_msg = config.max_image_bytes + (1 << 20)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="extract"),
-        options=[
-            ("grpc.max_receive_message_length", max_msg),
-            ("grpc.max_send_message_length", 256 << 20),
-        ],
+    metrics = Metrics()
+    servicer = ExtractorServicer(config, metrics)
+    running = runtime.start(
+        config,
+        {SERVICE_NAME: lambda s: extractor_pb2_grpc.add_ExtractorServicer_to_server(servicer, s)},
+        ROLES,
+        metrics,
+        max_receive_bytes=config.max_image_bytes + (1 << 20),
+        thread_prefix="extract",
     )
-    servicer = ExtractorServicer(config)
-    extractor_pb2_grpc.add_ExtractorServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    port = server.add_insecure_port(config.address)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.address}: is the port in use?")
-    server.start()
 
     def load() -> None:
         try:
@@ -169,14 +201,13 @@ def create_server(
             servicer.ready.set()
             return
         servicer.attach(backend)
-        for name in ("", SERVICE_NAME):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        running.set_serving(True)
         log.info("extractor ready: backend=%s device=%s", backend.name, backend.device)
 
     threading.Thread(target=load, name="backend-load", daemon=True).start()
     if wait:
         servicer.ready.wait()
         if servicer.load_error is not None:
-            server.stop(0)
+            running.stop(0)
             raise servicer.load_error
-    return server, port, servicer
+    return running, running.port, servicer

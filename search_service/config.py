@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from landmark_client.settings import check_positive, setting
+from serving.config import ServingConfig
 
-from .engine import SearchParams
+from .engine import RequestLimits, SearchParams
 from .store import StoreSettings
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    host: str = setting("127.0.0.1", "LANDMARK_SEARCH_HOST")
+class SearchConfig(ServingConfig):
+    host: str = setting("", "LANDMARK_SEARCH_HOST")
     port: int = setting(50052, "LANDMARK_SEARCH_PORT")
+    metrics_port: int = setting(9152, "LANDMARK_SEARCH_METRICS_PORT")
+    max_rpcs: int = setting(32, "LANDMARK_SEARCH_MAX_RPCS")
     index_dir: str = setting("landmark-index", "LANDMARK_INDEX_DIR")
-    workers: int = setting(8, "LANDMARK_SEARCH_WORKERS")
     threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
     n_trees: int = setting(16, "LANDMARK_ANNOY_TREES")
     search_k: int = setting(0, "LANDMARK_ANNOY_SEARCH_K")
@@ -28,13 +30,20 @@ class SearchConfig:
     seal_seconds: float = setting(2.0, "LANDMARK_SEAL_SECONDS")
     # segments are merged into one when there are more than this
     max_segments: int = setting(8, "LANDMARK_MAX_SEGMENTS")
+    # request limits
     max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
-    grace_seconds: float = setting(5.0, "LANDMARK_GRACE_SECONDS")
+    max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
+    max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
+    max_add_features: int = setting(1_000_000, "LANDMARK_MAX_ADD_FEATURES")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(
             self,
-            "workers",
+            "max_rpcs",
+            "max_top_k",
+            "max_query_features",
+            "max_add_features",
             "threads",
             "n_trees",
             "neighbours",
@@ -48,10 +57,6 @@ class SearchConfig:
             raise ValueError("search_k must not be negative (0 = automatic)")
         if not 0 < self.ratio <= 1:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def store_settings(self) -> StoreSettings:
         return StoreSettings(
@@ -68,4 +73,11 @@ class SearchConfig:
             shortlist=self.shortlist,
             min_inliers=self.min_inliers,
             ratio=self.ratio,
+        )
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_top_k=self.max_top_k,
+            max_query_features=self.max_query_features,
+            max_add_features=self.max_add_features,
         )

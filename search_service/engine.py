@@ -11,6 +11,7 @@ import bisect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,7 +21,7 @@ import numpy as np
 
 from landmark_client.wire import Features
 
-from .errors import AlreadyExists, FeatureMismatch, InvalidRequest
+from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 from .matching import Putative, gather_hits, knn, putative_matches, shortlist, vote
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings
@@ -28,8 +29,14 @@ from .verify import Verification, VerifyParams, verify
 
 log = logging.getLogger(__name__)
 
-MAX_TOP_K = 1000
 MAX_ID_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_top_k: int = 1000  # also bounds the shortlist (verification work per query)
+    max_query_features: int = 10_000
+    max_add_features: int = 1_000_000  # descriptors in one add request
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class SearchResult:
     candidates: list[Candidate]
     min_inliers: int
     timing: Timing
+    verified: int = 0  # candidate images verified geometrically
 
     @property
     def best(self) -> Candidate | None:
@@ -99,9 +107,11 @@ class SearchEngine:
         threads: int = 2,
         store_settings: StoreSettings | None = None,
         background: bool = True,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.params = params or SearchParams()
+        self.limits = limits or RequestLimits()
         settings = store_settings or StoreSettings(n_trees=n_trees)
         self.store = IndexStore(self.index_dir, settings, background=background)
         self._write_lock = threading.Lock()
@@ -138,6 +148,12 @@ class SearchEngine:
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise InvalidRequest(f"image ids repeat within the request: {dup}")
+        total = sum(len(f) for _, _, _, f in entries)
+        if total > self.limits.max_add_features:
+            raise InvalidRequest(
+                f"the request adds {total} descriptors, above this service's limit of "
+                f"{self.limits.max_add_features} per request: send the images in smaller batches"
+            )
         backends = {(f.backend, f.dimension) for _, _, _, f in entries}
         if len(backends) > 1:
             raise FeatureMismatch(f"one request mixes feature kinds {sorted(backends)}")
@@ -179,14 +195,25 @@ class SearchEngine:
         exclude: list[str] | tuple[str, ...] = (),
         include_matches: bool = False,
         include_rejected: bool = False,
+        alive: Callable[[], bool] | None = None,
     ) -> SearchResult:
+        """Rank the indexed images for ``features``. ``alive`` is polled between stages;
+        when it answers False the search stops with Cancelled."""
         start = time.perf_counter()
-        p = self.params
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+        p, lim = self.params, self.limits
+        if not 1 <= top_k <= lim.max_top_k:
+            raise InvalidRequest(f"top_k must be between 1 and {lim.max_top_k}, got {top_k}")
         if shortlist_size < 0 or min_inliers < 0:
             raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
-        shortlist_size = min(shortlist_size or p.shortlist, MAX_TOP_K)
+        if shortlist_size > lim.max_top_k:
+            raise InvalidRequest(f"shortlist must be at most {lim.max_top_k}, got {shortlist_size}")
+        if len(features) > lim.max_query_features:
+            raise InvalidRequest(
+                f"the query has {len(features)} features, above this service's limit of "
+                f"{lim.max_query_features}: extract fewer (max_features)"
+            )
+        shortlist_size = shortlist_size or p.shortlist
+        alive = alive or (lambda: True)
         min_inliers = min_inliers or p.min_inliers
         view = self.store.view
         if len(features) == 0 or not view.by_id:
@@ -204,6 +231,8 @@ class SearchEngine:
         t0 = time.perf_counter()
         rows, images, dists = knn(view, features.descriptors, p.k, p.search_k, self._pool)
         t1 = time.perf_counter()
+        if not alive():
+            raise Cancelled("the caller went away during the neighbour search")
         hits = gather_hits(rows, images, dists, excluded)
         votes = vote(hits, len(view.images))
         chosen = shortlist(votes, shortlist_size, p.min_votes)
@@ -211,6 +240,8 @@ class SearchEngine:
         t2 = time.perf_counter()
 
         def check(put: Putative) -> tuple[Putative, np.ndarray, np.ndarray, Verification]:
+            if not alive():
+                raise Cancelled("the caller went away during verification")
             src = features.locations[put.query]
             dst = view.locations_of(put.row)
             return put, src, dst, verify(src, dst, tuple(view.image_sizes[put.image]), p.verify)
@@ -239,7 +270,7 @@ class SearchEngine:
         t3 = time.perf_counter()
         found.sort(key=lambda c: (-c.inliers, -c.votes, c.image.image_id))
         timing = Timing((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, _ms(start))
-        return SearchResult(found[:top_k], min_inliers, timing)
+        return SearchResult(found[:top_k], min_inliers, timing, len(putatives))
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view

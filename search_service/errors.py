@@ -19,3 +19,7 @@ class IndexCorrupt(Exception):
 
 class IndexLocked(Exception):
     """Another process owns the index directory (the service refuses to start)."""
+
+
+class Cancelled(Exception):
+    """The caller went away or its deadline passed; the work was stopped."""

@@ -154,9 +154,9 @@ def load_segment(path: Path) -> Segment:
             path=path,
             dimension=int(meta["dimension"]),
             images=[ImageMeta(**m) for m in meta["images"]],
-            descriptors=np.load(path / "descriptors.npy", mmap_mode="r"),
-            locations=np.load(path / "locations.npy", mmap_mode="r"),
-            row_image=np.load(path / "row_image.npy"),
+            descriptors=np.load(path / "descriptors.npy", mmap_mode="r", allow_pickle=False),
+            locations=np.load(path / "locations.npy", mmap_mode="r", allow_pickle=False),
+            row_image=np.load(path / "row_image.npy", allow_pickle=False),
             annoy=annoy,
             n_trees=int(meta["n_trees"]),
         )

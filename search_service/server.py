@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
-from concurrent import futures
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from landmark.v1 import search_pb2, search_pb2_grpc
 from landmark_client.wire import features_from_proto, matrix_to_proto
+from serving import runtime
+from serving.metrics import Metrics
+from serving.security import READ, WRITE
 
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
-from .errors import AlreadyExists, FeatureMismatch, InvalidRequest
+from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "landmark.v1.Search"
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["Search"].full_name
+ROLES = {
+    f"/{SERVICE_NAME}/{method}": role
+    for method, role in [
+        ("Search", READ),
+        ("GetIndexInfo", READ),
+        ("ListImages", READ),
+        ("AddImages", WRITE),
+        ("RemoveImages", WRITE),
+    ]
+}
 MAX_PAGE = 10000
 
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
@@ -26,12 +37,16 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Cancelled, grpc.StatusCode.CANCELLED),
 ]
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     for kind, code in _CODES:
         if isinstance(exc, kind):
+            remaining = context.time_remaining()
+            if kind is Cancelled and remaining is not None and remaining <= 0:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
             context.abort(code, str(exc))
     log.exception("unexpected error", exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
@@ -42,8 +57,14 @@ def info_proto(info: dict) -> search_pb2.IndexInfo:
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
-    def __init__(self, engine: SearchEngine) -> None:
+    def __init__(self, engine: SearchEngine, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        metrics = metrics or Metrics()
+        self._verified = metrics.histogram(
+            "landmark_search_candidates_verified",
+            "candidate images verified geometrically per search",
+            (0, 1, 5, 10, 20, 30, 50, 100, 250, 1000),
+        )
 
     def AddImages(self, request, context):  # noqa: N802 (gRPC method name)
         try:
@@ -54,6 +75,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 except ValueError as exc:
                     raise InvalidRequest(f"images[{i}] ({img.image_id!r}): {exc}") from None
                 entries.append((img.image_id, img.label, dict(img.metadata), features))
+            if not context.is_active():  # nothing written yet: drop the work
+                raise Cancelled("the caller went away before the add was applied")
             result = self.engine.add(entries, OnConflict(request.on_conflict))
         except Exception as exc:
             _abort(context, exc)
@@ -87,9 +110,11 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 exclude=list(opts.exclude_image_ids),
                 include_matches=opts.include_matches,
                 include_rejected=opts.include_rejected,
+                alive=context.is_active,
             )
         except Exception as exc:
             _abort(context, exc)
+        self._verified.observe(result.verified)
         response = search_pb2.SearchResponse(
             timing=search_pb2.Timing(**result.timing.__dict__), min_inliers=result.min_inliers
         )
@@ -135,31 +160,38 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         return response
 
 
+INDEX_GAUGES = {
+    "images": "images in the index",
+    "descriptors": "descriptors in the index (sealed segments and growing buffer)",
+    "segments": "sealed Annoy segments",
+    "bytes_on_disk": "bytes the index directory holds",
+}
+
+
 def create_server(
     config: SearchConfig, engine: SearchEngine | None = None
-) -> tuple[grpc.Server, int, SearchEngine]:
-    """Load the index in ``config.index_dir`` and serve it on ``config.address``."""
+) -> tuple[runtime.Running, int, SearchEngine]:
+    """Load the index in ``config.index_dir`` and serve it on ``config.address``.
+
+    Returns the running server (``.stop(grace)``), its port and the engine (close it after
+    the server has stopped)."""
     engine = engine or SearchEngine(
         Path(config.index_dir),
         config.search_params(),
         threads=config.threads,
         store_settings=config.store_settings(),
+        limits=config.request_limits(),
     )
-    max_msg = config.max_message_mb << 20
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="search"),
-        options=[
-            ("grpc.max_receive_message_length", max_msg),
-            ("grpc.max_send_message_length", max_msg),
-        ],
+    metrics = Metrics()
+    metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
+    servicer = SearchServicer(engine, metrics)
+    running = runtime.start(
+        config,
+        {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},
+        ROLES,
+        metrics,
+        max_receive_bytes=config.max_message_mb << 20,
+        thread_prefix="search",
     )
-    search_pb2_grpc.add_SearchServicer_to_server(SearchServicer(engine), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(config.address)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.address}: is the port in use?")
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    server.start()
-    return server, port, engine
+    running.set_serving(True)  # the index is loaded before the server starts
+    return running, running.port, engine

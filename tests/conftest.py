@@ -49,14 +49,18 @@ def landmarks_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def extractor_server():
-    server, port, _ = create_extractor(ExtractorConfig(port=0, max_pixels=30_000_000))
+    server, port, _ = create_extractor(
+        ExtractorConfig(port=0, metrics_port=0, max_pixels=30_000_000)
+    )
     yield f"127.0.0.1:{port}"
     server.stop(0)
 
 
 @pytest.fixture()
 def search_server(tmp_path):
-    server, port, engine = create_search(SearchConfig(port=0, index_dir=str(tmp_path / "index")))
+    server, port, engine = create_search(
+        SearchConfig(port=0, metrics_port=0, index_dir=str(tmp_path / "index"))
+    )
     yield f"127.0.0.1:{port}"
     server.stop(0)
     engine.close()

@@ -9,6 +9,7 @@ Every failure is a LandmarkError carrying the gRPC status code.
 """
 
 from .client import ExtractorClient, LandmarkClient, SearchClient
+from .connection import Connection
 from .errors import LandmarkError
 from .types import (
     AddResult,
@@ -26,6 +27,7 @@ from .wire import Features
 
 __all__ = [
     "AddResult",
+    "Connection",
     "ExtractItem",
     "ExtractorClient",
     "ExtractorInfo",

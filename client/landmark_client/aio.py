@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
 
 from . import _convert as conv
-from .client import CHANNEL_OPTIONS, DEFAULT_TIMEOUT, extractor_address, search_address
+from .client import DEFAULT_TIMEOUT, extractor_address, search_address
+from .connection import Connection, Rotation, replicas
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -37,26 +38,59 @@ from .wire import Features
 class _AsyncClient:
     _service = ""
     _health_name = ""
+    _stub_class: Any = None
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, connection: Connection | None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.connection = connection or Connection.from_env()
+        self._channels = [self.connection.aio_channel(a) for a in replicas(address)]
+        self._rotation = Rotation(self._channels)
+        self._stubs = [self._stub_class(ch) for ch in self._channels]
+        self._health = [health_pb2_grpc.HealthStub(ch) for ch in self._channels]
 
-    async def _call(self, fn: Any, request: Any, timeout: float | None) -> Any:
-        try:
-            return await fn(request, timeout=self.timeout if timeout is None else timeout)
-        except grpc.RpcError as err:
-            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+    async def _call(
+        self,
+        method: str,
+        request: Any,
+        timeout: float | None,
+        *,
+        retry: bool = True,
+        stubs: list[Any] | None = None,
+    ) -> Any:
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            stub = (stubs or self._stubs)[self._rotation.pick()]
+            try:
+                return await getattr(stub, method)(
+                    request,
+                    timeout=max(0.001, deadline - time.monotonic()),
+                    metadata=self.connection.metadata,
+                )
+            except grpc.RpcError as err:
+                wait = self.connection.delay(attempt)
+                if (
+                    not retry
+                    or err.code() is not grpc.StatusCode.UNAVAILABLE
+                    or attempt >= self.connection.retries
+                    or time.monotonic() + wait >= deadline
+                ):
+                    raise LandmarkError.from_rpc(
+                        err, f"{self._service} at {self.address}"
+                    ) from None
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def health(self, timeout: float | None = None) -> str:
         request = health_pb2.HealthCheckRequest(service=self._health_name)
-        response = await self._call(self._health.Check, request, timeout)
+        response = await self._call("Check", request, timeout, retry=False, stubs=self._health)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     async def __aenter__(self):  # noqa: ANN204
         return self
@@ -68,10 +102,16 @@ class _AsyncClient:
 class ExtractorClient(_AsyncClient):
     _service = "extractor"
     _health_name = "landmark.v1.Extractor"
+    _stub_class = extractor_pb2_grpc.ExtractorStub
 
-    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(extractor_address(address), timeout)
-        self._stub = extractor_pb2_grpc.ExtractorStub(self._channel)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
+    ) -> None:
+        super().__init__(extractor_address(address), timeout, connection)
 
     async def extract(
         self,
@@ -86,7 +126,7 @@ class ExtractorClient(_AsyncClient):
         request = conv.extract_request(
             image, max_features, max_image_size, "", score_threshold, image_scales
         )
-        response = await self._call(self._stub.Extract, request, timeout)
+        response = await self._call("Extract", request, timeout)
         return conv.features_from_proto(response.features)
 
     async def extract_many(
@@ -100,8 +140,10 @@ class ExtractorClient(_AsyncClient):
         requests = (
             conv.extract_request(img, max_features, max_image_size, rid) for rid, img in images
         )
-        call = self._stub.ExtractStream(
-            requests, timeout=self.timeout if timeout is None else timeout
+        call = self._stubs[self._rotation.pick()].ExtractStream(
+            requests,
+            timeout=self.timeout if timeout is None else timeout,
+            metadata=self.connection.metadata,
         )
         try:
             async for response in call:
@@ -111,16 +153,22 @@ class ExtractorClient(_AsyncClient):
 
     async def info(self, *, timeout: float | None = None) -> ExtractorInfo:
         request = extractor_pb2.GetExtractorInfoRequest()
-        return conv.extractor_info(await self._call(self._stub.GetExtractorInfo, request, timeout))
+        return conv.extractor_info(await self._call("GetExtractorInfo", request, timeout))
 
 
 class SearchClient(_AsyncClient):
     _service = "search service"
     _health_name = "landmark.v1.Search"
+    _stub_class = search_pb2_grpc.SearchStub
 
-    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(search_address(address), timeout)
-        self._stub = search_pb2_grpc.SearchStub(self._channel)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
+    ) -> None:
+        super().__init__(search_address(address), timeout, connection)
 
     async def add_images(
         self,
@@ -131,7 +179,7 @@ class SearchClient(_AsyncClient):
     ) -> AddResult:
         added = skipped = replaced = 0
         for request in conv.add_batches(images, on_conflict):
-            r = await self._call(self._stub.AddImages, request, timeout)
+            r = await self._call("AddImages", request, timeout, retry=False)
             added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
         return AddResult(added, skipped, replaced)
 
@@ -139,7 +187,7 @@ class SearchClient(_AsyncClient):
         self, image_ids: Iterable[str], *, timeout: float | None = None
     ) -> tuple[int, list[str]]:
         request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
-        r = await self._call(self._stub.RemoveImages, request, timeout)
+        r = await self._call("RemoveImages", request, timeout, retry=False)
         return r.removed, list(r.not_found)
 
     async def search(
@@ -157,11 +205,11 @@ class SearchClient(_AsyncClient):
         request = conv.search_request(
             features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
         )
-        return conv.search_result(await self._call(self._stub.Search, request, timeout))
+        return conv.search_result(await self._call("Search", request, timeout))
 
     async def index_info(self, *, timeout: float | None = None) -> IndexInfo:
         request = search_pb2.GetIndexInfoRequest()
-        return conv.index_info(await self._call(self._stub.GetIndexInfo, request, timeout))
+        return conv.index_info(await self._call("GetIndexInfo", request, timeout))
 
     async def list_images(
         self, *, page_size: int = 1000, timeout: float | None = None
@@ -169,7 +217,7 @@ class SearchClient(_AsyncClient):
         token = ""
         while True:
             request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
-            page = await self._call(self._stub.ListImages, request, timeout)
+            page = await self._call("ListImages", request, timeout)
             for m in page.images:
                 yield conv.image_record(m)
             token = page.next_page_token
@@ -186,10 +234,11 @@ class LandmarkClient:
         search: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
     ) -> None:
         self.timeout = timeout
-        self.extractor = ExtractorClient(extractor, timeout=timeout)
-        self.search = SearchClient(search, timeout=timeout)
+        self.extractor = ExtractorClient(extractor, timeout=timeout, connection=connection)
+        self.search = SearchClient(search, timeout=timeout, connection=connection)
 
     async def recognize(
         self,

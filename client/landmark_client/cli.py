@@ -49,17 +49,21 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         if args.service == "extractor":
-            from extractor_service.config import ExtractorConfig
+            from extractor_service.config import ExtractorConfig as Config
+        else:
+            from search_service.config import SearchConfig as Config
+        config = load(Config, _flags(args, Config))
+        from serving import logs
+
+        logs.configure(config.log_format)
+        if args.service == "extractor":
             from extractor_service.server import create_server
 
-            config = load(ExtractorConfig, _flags(args, ExtractorConfig))
-            server, port, servicer = create_server(config, wait=False)
+            running, port, servicer = create_server(config, wait=False)
         else:
-            from search_service.config import SearchConfig
             from search_service.server import create_server
 
-            config = load(SearchConfig, _flags(args, SearchConfig))
-            server, port, servicer = create_server(config)
+            running, port, servicer = create_server(config)
     except ImportError as exc:
         print(
             f"error: the {args.service} service is not installed here ({exc}); install the "
@@ -74,8 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{READY_PREFIX}{config.host}:{port}", flush=True)
-    log.info("%s service listening on %s:%d", args.service, config.host, port)
+    print(f"{READY_PREFIX}{config.bind_host}:{port}", flush=True)
     if args.service == "extractor":
         while not servicer.ready.wait(0.2):
             if stop.is_set():
@@ -85,13 +88,16 @@ def _serve(args: argparse.Namespace) -> int:
                 f"error: the {config.backend} backend failed to load: {servicer.load_error}",
                 file=sys.stderr,
             )
-            server.stop(0)
+            running.stop(0)
             return 1
     stop.wait()
-    log.info("stopping (grace %.1fs)", config.grace_seconds)
-    server.stop(config.grace_seconds).wait()
+    log.info(
+        "stopping: health NOT_SERVING, finishing calls in progress (grace %.1fs)",
+        config.grace_seconds,
+    )
+    running.stop(config.grace_seconds).wait()
     if args.service == "search":
-        servicer.close()  # stops the sealer, closes the WAL, releases the directory lock
+        servicer.close()  # flushes and closes the WAL, stops the sealer, releases the lock
     log.info("stopped")
     logging.shutdown()
     sys.stdout.flush()
@@ -105,9 +111,15 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run one of the services")
     kinds = serve.add_subparsers(dest="service", required=True)
     common = [
-        ("--host", str, "address to bind (default 127.0.0.1, loopback)"),
+        ("--host", str, "address to bind (default: 127.0.0.1 without TLS, 0.0.0.0 with TLS)"),
         ("--port", int, "port (0 = any free port)"),
-        ("--workers", int, "gRPC worker threads"),
+        ("--metrics-port", int, "Prometheus /metrics HTTP port (0 = any free, -1 = off)"),
+        ("--max-rpcs", int, "calls in progress at once; more get RESOURCE_EXHAUSTED"),
+        ("--tls-cert", str, "server certificate, PEM (env LANDMARK_TLS_CERT)"),
+        ("--tls-key", str, "server private key, PEM (env LANDMARK_TLS_KEY)"),
+        ("--tls-client-ca", str, "CA for client certificates: turns on mutual TLS"),
+        ("--log-format", str, "text (default) or json (env LANDMARK_LOG_FORMAT)"),
+        ("--grace-seconds", float, "time calls in progress get to finish on SIGTERM (5)"),
     ]
     ex = kinds.add_parser("extractor", help="the feature extractor (env LANDMARK_EXTRACTOR_*)")
     se = kinds.add_parser("search", help="the search service (env LANDMARK_SEARCH_*)")
@@ -122,13 +134,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="delf: TF-Hub handle or local module folder (env LANDMARK_DELF_MODEL)",
     )
     ex.add_argument("--max-features", type=int, help="default keypoints per image (1000)")
+    ex.add_argument(
+        "--max-features-limit", type=int, help="most keypoints a request may ask for (10000)"
+    )
     ex.add_argument("--max-image-size", type=int, help="default longer side in pixels (1024)")
+    ex.add_argument("--max-pixels", type=int, help="largest decoded image, in pixels (40M)")
+    ex.add_argument("--max-image-bytes", type=int, help="largest upload in bytes (32 MiB)")
     ex.add_argument("--max-concurrent", type=int, help="extractions running at once (2)")
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
     se.add_argument("--n-trees", type=int, help="Annoy trees built per index (16)")
     se.add_argument("--search-k", type=int, help="Annoy search_k (0 = automatic)")
     se.add_argument("--min-inliers", type=int, help="inliers needed for a match (10)")
     se.add_argument("--shortlist", type=int, help="candidates verified per query (30)")
+    se.add_argument("--max-top-k", type=int, help="largest top_k and shortlist (1000)")
+    se.add_argument("--max-query-features", type=int, help="most features in one search (10000)")
+    se.add_argument(
+        "--max-add-features", type=int, help="most descriptors in one add request (1000000)"
+    )
+    se.add_argument("--max-message-mb", type=int, help="largest request in MiB (256)")
     for p in (ex, se):
         p.set_defaults(func=_serve)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
 
 from . import _convert as conv
+from .connection import Connection, Rotation, replicas
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -30,10 +31,6 @@ from .wire import Features
 DEFAULT_EXTRACTOR = "127.0.0.1:50051"
 DEFAULT_SEARCH = "127.0.0.1:50052"
 DEFAULT_TIMEOUT = 30.0
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 256 << 20),
-    ("grpc.max_send_message_length", 256 << 20),
-]
 
 T = TypeVar("T")
 
@@ -49,23 +46,57 @@ def search_address(address: str | None = None) -> str:
 class _Client:
     _service = ""
     _health_name = ""
+    _stub_class: Any = None
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, connection: Connection | None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.connection = connection or Connection.from_env()
+        self._channels = [self.connection.channel(a) for a in replicas(address)]
+        self._rotation = Rotation(self._channels)
+        self._stubs = [self._stub_class(ch) for ch in self._channels]
+        self._health = [health_pb2_grpc.HealthStub(ch) for ch in self._channels]
 
-    def _call(self, fn: Callable[..., T], request: Any, timeout: float | None) -> T:
-        try:
-            return fn(request, timeout=self.timeout if timeout is None else timeout)
-        except grpc.RpcError as err:
-            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+    def _call(
+        self,
+        method: str,
+        request: Any,
+        timeout: float | None,
+        *,
+        retry: bool = True,
+        stubs: list[Any] | None = None,
+    ) -> Any:
+        """Call ``method`` on the next replica; UNAVAILABLE is retried on the next one with
+        backoff (when ``retry``) as long as the deadline allows."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            stub = (stubs or self._stubs)[self._rotation.pick()]
+            try:
+                return getattr(stub, method)(
+                    request,
+                    timeout=max(0.001, deadline - time.monotonic()),
+                    metadata=self.connection.metadata,
+                )
+            except grpc.RpcError as err:
+                wait = self.connection.delay(attempt)
+                if (
+                    not retry
+                    or err.code() is not grpc.StatusCode.UNAVAILABLE
+                    or attempt >= self.connection.retries
+                    or time.monotonic() + wait >= deadline
+                ):
+                    raise LandmarkError.from_rpc(
+                        err, f"{self._service} at {self.address}"
+                    ) from None
+            time.sleep(wait)
+            attempt += 1
 
     def health(self, timeout: float | None = None) -> str:
         """The standard gRPC health status of the service, e.g. "SERVING"."""
         request = health_pb2.HealthCheckRequest(service=self._health_name)
-        response = self._call(self._health.Check, request, timeout)
+        response = self._call("Check", request, timeout, retry=False, stubs=self._health)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -86,7 +117,8 @@ class _Client:
         )
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self):  # noqa: ANN204
         return self
@@ -100,10 +132,16 @@ class ExtractorClient(_Client):
 
     _service = "extractor"
     _health_name = "landmark.v1.Extractor"
+    _stub_class = extractor_pb2_grpc.ExtractorStub
 
-    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(extractor_address(address), timeout)
-        self._stub = extractor_pb2_grpc.ExtractorStub(self._channel)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
+    ) -> None:
+        super().__init__(extractor_address(address), timeout, connection)
 
     def extract(
         self,
@@ -121,7 +159,7 @@ class ExtractorClient(_Client):
         request = conv.extract_request(
             image, max_features, max_image_size, "", score_threshold, image_scales
         )
-        return conv.features_from_proto(self._call(self._stub.Extract, request, timeout).features)
+        return conv.features_from_proto(self._call("Extract", request, timeout).features)
 
     def extract_many(
         self,
@@ -142,8 +180,11 @@ class ExtractorClient(_Client):
             for rid, img in images
         )
         try:
-            for response in self._stub.ExtractStream(
-                requests, timeout=self.timeout if timeout is None else timeout
+            stub = self._stubs[self._rotation.pick()]
+            for response in stub.ExtractStream(
+                requests,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self.connection.metadata,
             ):
                 yield conv.extract_item(response)
         except grpc.RpcError as err:
@@ -151,7 +192,7 @@ class ExtractorClient(_Client):
 
     def info(self, *, timeout: float | None = None) -> ExtractorInfo:
         request = extractor_pb2.GetExtractorInfoRequest()
-        return conv.extractor_info(self._call(self._stub.GetExtractorInfo, request, timeout))
+        return conv.extractor_info(self._call("GetExtractorInfo", request, timeout))
 
 
 class SearchClient(_Client):
@@ -159,10 +200,16 @@ class SearchClient(_Client):
 
     _service = "search service"
     _health_name = "landmark.v1.Search"
+    _stub_class = search_pb2_grpc.SearchStub
 
-    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(search_address(address), timeout)
-        self._stub = search_pb2_grpc.SearchStub(self._channel)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
+    ) -> None:
+        super().__init__(search_address(address), timeout, connection)
 
     def add_images(
         self,
@@ -175,7 +222,7 @@ class SearchClient(_Client):
         Large inputs go in several requests; each request is all-or-nothing."""
         added = skipped = replaced = 0
         for request in conv.add_batches(images, on_conflict):
-            r = self._call(self._stub.AddImages, request, timeout)
+            r = self._call("AddImages", request, timeout, retry=False)
             added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
         return AddResult(added, skipped, replaced)
 
@@ -184,7 +231,7 @@ class SearchClient(_Client):
     ) -> tuple[int, list[str]]:
         """Remove images; returns (removed count, ids that were not in the index)."""
         request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
-        r = self._call(self._stub.RemoveImages, request, timeout)
+        r = self._call("RemoveImages", request, timeout, retry=False)
         return r.removed, list(r.not_found)
 
     def search(
@@ -204,11 +251,11 @@ class SearchClient(_Client):
         request = conv.search_request(
             features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
         )
-        return conv.search_result(self._call(self._stub.Search, request, timeout))
+        return conv.search_result(self._call("Search", request, timeout))
 
     def index_info(self, *, timeout: float | None = None) -> IndexInfo:
         request = search_pb2.GetIndexInfoRequest()
-        return conv.index_info(self._call(self._stub.GetIndexInfo, request, timeout))
+        return conv.index_info(self._call("GetIndexInfo", request, timeout))
 
     def list_images(
         self, *, page_size: int = 1000, timeout: float | None = None
@@ -216,7 +263,7 @@ class SearchClient(_Client):
         token = ""
         while True:
             request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
-            page = self._call(self._stub.ListImages, request, timeout)
+            page = self._call("ListImages", request, timeout)
             yield from (conv.image_record(m) for m in page.images)
             token = page.next_page_token
             if not token:
@@ -232,10 +279,11 @@ class LandmarkClient:
         search: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
     ) -> None:
         self.timeout = timeout
-        self.extractor = ExtractorClient(extractor, timeout=timeout)
-        self.search = SearchClient(search, timeout=timeout)
+        self.extractor = ExtractorClient(extractor, timeout=timeout, connection=connection)
+        self.search = SearchClient(search, timeout=timeout, connection=connection)
 
     def recognize(
         self,

@@ -31,6 +31,8 @@ def _parse(raw: str, kind: Any, source: str) -> Any:
             return float(raw)
         if kind == tuple[float, ...]:
             return tuple(float(x) for x in raw.replace(",", " ").split())
+        if kind == tuple[str, ...]:
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
         return raw
     except ValueError:
         raise ValueError(

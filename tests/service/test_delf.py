@@ -30,7 +30,9 @@ def backend(fake_model):
 
 @pytest.fixture(scope="module")
 def delf_server(fake_model):
-    server, port, _ = create_server(ExtractorConfig(port=0, backend="delf", delf_model=fake_model))
+    server, port, _ = create_server(
+        ExtractorConfig(port=0, metrics_port=0, backend="delf", delf_model=fake_model)
+    )
     yield f"127.0.0.1:{port}"
     server.stop(0)
 
@@ -179,7 +181,9 @@ REAL = os.environ.get("LANDMARK_DELF_MODEL", "")
     reason="set LANDMARK_DELF_MODEL to the real google/delf/1 module to run",
 )
 def test_the_real_module_end_to_end(search_server):
-    server, port, _ = create_server(ExtractorConfig(port=0, backend="delf", delf_model=REAL))
+    server, port, _ = create_server(
+        ExtractorConfig(port=0, metrics_port=0, backend="delf", delf_model=REAL)
+    )
     try:
         with (
             ExtractorClient(f"127.0.0.1:{port}", timeout=300) as ex,

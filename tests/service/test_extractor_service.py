@@ -100,7 +100,7 @@ def test_info_and_standard_health(extractor, extractor_server):
 
 
 def test_oversized_upload_is_refused_with_the_limit():
-    server, port, _ = create_server(ExtractorConfig(port=0, max_image_bytes=5000))
+    server, port, _ = create_server(ExtractorConfig(port=0, metrics_port=0, max_image_bytes=5000))
     try:
         with ExtractorClient(f"127.0.0.1:{port}", timeout=10) as client:
             with pytest.raises(LandmarkError, match="above this service's limit of 5000"):
@@ -120,7 +120,9 @@ def test_not_serving_until_the_backend_is_loaded():
 
         return SiftBackend()
 
-    server, port, servicer = create_server(ExtractorConfig(port=0), slow_backend, wait=False)
+    server, port, servicer = create_server(
+        ExtractorConfig(port=0, metrics_port=0), slow_backend, wait=False
+    )
     try:
         with ExtractorClient(f"127.0.0.1:{port}", timeout=5) as client:
             assert client.health() == "NOT_SERVING"

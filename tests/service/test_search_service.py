@@ -71,7 +71,7 @@ def test_adding_twice(filled, gallery_features):
 
 
 def test_the_index_survives_a_restart(tmp_path, gallery_features):
-    cfg = SearchConfig(port=0, index_dir=str(tmp_path / "persist"))
+    cfg = SearchConfig(port=0, metrics_port=0, index_dir=str(tmp_path / "persist"))
     server, port, engine = create_server(cfg)
     with SearchClient(f"127.0.0.1:{port}") as c:
         c.add_images([ImageToAdd("a", "astronaut", gallery_features["astronaut"])])

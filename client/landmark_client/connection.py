@@ -1,0 +1,111 @@
+"""How the SDK reaches a service: channels, TLS, bearer token, replicas and retries.
+
+An address is one ``host:port`` (a DNS name that resolves to several replicas is spread
+over with gRPC's round_robin policy) or a comma-separated list of replicas, which the SDK
+takes in turn. Read calls that fail with UNAVAILABLE are retried on the next replica with
+exponential backoff, within the call's deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+    ("grpc.enable_retries", 0),  # the SDK retries itself, within the caller's deadline
+]
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Security and retry settings of a client (default: ``Connection.from_env()``).
+
+    ``tls`` uses the system's root certificates unless ``ca`` (PEM bytes) is given;
+    ``cert`` and ``key`` (PEM) are the client's for mutual TLS; ``token`` is sent as
+    ``authorization: Bearer <token>``; ``retries`` bounds the retries of read calls."""
+
+    token: str | None = None
+    tls: bool = False
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None  # TLS name to expect, when it differs from the address
+    retries: int = 3
+    backoff: float = 0.05  # first retry delay in seconds; doubles each time
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Connection:
+        """LANDMARK_TOKEN, LANDMARK_TLS (1/0), LANDMARK_TLS_CA, LANDMARK_TLS_CLIENT_CERT,
+        LANDMARK_TLS_CLIENT_KEY (file paths) and LANDMARK_TLS_SERVER_NAME."""
+        env = os.environ if env is None else env
+        ca = _read(env.get("LANDMARK_TLS_CA"))
+        cert = _read(env.get("LANDMARK_TLS_CLIENT_CERT"))
+        tls = env.get("LANDMARK_TLS", "").lower() in ("1", "true", "yes", "on")
+        return cls(
+            token=env.get("LANDMARK_TOKEN") or None,
+            tls=tls or ca is not None or cert is not None,
+            ca=ca,
+            cert=cert,
+            key=_read(env.get("LANDMARK_TLS_CLIENT_KEY")),
+            server_name=env.get("LANDMARK_TLS_SERVER_NAME") or None,
+        )
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def _options(self) -> list[tuple[str, Any]]:
+        extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        return CHANNEL_OPTIONS + extra
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+    def channel(self, address: str) -> grpc.Channel:
+        if self.tls:
+            return grpc.secure_channel(address, self._credentials(), options=self._options())
+        return grpc.insecure_channel(address, options=self._options())
+
+    def aio_channel(self, address: str) -> grpc.aio.Channel:
+        if self.tls:
+            return grpc.aio.secure_channel(address, self._credentials(), options=self._options())
+        return grpc.aio.insecure_channel(address, options=self._options())
+
+    def delay(self, attempt: int) -> float:
+        """Backoff before retry ``attempt`` (0-based), with jitter."""
+        return self.backoff * (2**attempt) * (0.5 + random.random())
+
+
+def replicas(address: str) -> list[str]:
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if not parts:
+        raise ValueError(f"no address in {address!r}")
+    return parts
+
+
+class Rotation:
+    """Hands out the replicas' channels in turn (thread-safe)."""
+
+    def __init__(self, channels: list[Any]) -> None:
+        self.channels = channels
+        self._next = itertools.cycle(range(len(channels)))
+        self._lock = threading.Lock()
+
+    def pick(self) -> int:
+        with self._lock:
+            return next(self._next)

@@ -1,0 +1,142 @@
+"""One server interceptor: auth, the in-flight limit, metrics and a log line per call.
+
+Methods without a role (health checks, reflection) pass straight through: load balancers
+probe health without tokens, and probes must not be refused when the server is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from .metrics import Metrics
+from .security import TokenAuth
+
+log = logging.getLogger("landmark.rpc")
+
+
+def final_code(context: grpc.ServicerContext, raised: bool) -> grpc.StatusCode:
+    """The status a finished call ended with, as seen from the servicer's side."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if not context.is_active():  # the client went away or its deadline passed
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN if raised else grpc.StatusCode.OK
+
+
+class ServingInterceptor(grpc.ServerInterceptor):
+    def __init__(
+        self, roles: dict[str, str], auth: TokenAuth, metrics: Metrics, max_rpcs: int
+    ) -> None:
+        self.roles = roles
+        self.auth = auth
+        self.metrics = metrics
+        self.max_rpcs = max_rpcs
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        role = self.roles.get(method)
+        if handler is None or role is None:
+            return handler
+        denial = self.auth.check(handler_call_details.invocation_metadata, role)
+        return _wrap(handler, method, denial, self)
+
+    # -- admission and accounting -------------------------------------------------------
+
+    def admit(self, method: str, denial, context: grpc.ServicerContext) -> None:
+        """Abort the call unless it is authorised and under the in-flight limit."""
+        if denial is not None:
+            context.abort(*denial)
+        with self._lock:
+            if self._in_flight >= self.max_rpcs:
+                busy = True
+            else:
+                busy = False
+                self._in_flight += 1
+        if busy:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {self.max_rpcs} calls in progress; "
+                "retry with backoff",
+            )
+        self.metrics.in_flight.labels(method).inc()
+
+    def release(self, method: str) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        self.metrics.in_flight.labels(method).dec()
+
+    def record(self, method: str, context, start: float, raised: bool, admitted: bool) -> None:
+        if admitted:
+            self.release(method)
+        code = final_code(context, raised).name
+        seconds = time.perf_counter() - start
+        self.metrics.requests.labels(method, code).inc()
+        self.metrics.latency.labels(method, code).observe(seconds)
+        peer = context.peer()
+        log.info(
+            "rpc method=%s code=%s duration_ms=%.1f peer=%s",
+            method,
+            code,
+            seconds * 1e3,
+            peer,
+            extra={
+                "method": method,
+                "code": code,
+                "duration_ms": round(seconds * 1e3, 2),
+                "peer": peer,
+            },
+        )
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInterceptor):
+    def unary_response(behaviour: Callable) -> Callable:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            start, admitted, raised = time.perf_counter(), False, True
+            try:
+                icp.admit(method, denial, context)
+                admitted = True
+                response = behaviour(request, context)
+                raised = False
+                return response
+            finally:
+                icp.record(method, context, start, raised, admitted)
+
+        return run
+
+    def stream_response(behaviour: Callable) -> Callable:
+        def run(request: Any, context: grpc.ServicerContext) -> Iterator:
+            start, admitted, raised = time.perf_counter(), False, True
+            try:
+                icp.admit(method, denial, context)
+                admitted = True
+                yield from behaviour(request, context)
+                raised = False
+            finally:
+                icp.record(method, context, start, raised, admitted)
+
+        return run
+
+    kw = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kw)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kw)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kw)
+    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kw)
