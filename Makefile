@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: install protos protos-check demo test test-fast lint serve-extractor serve-search bench clean
+.PHONY: install protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench clean
 
 install: $(STAMP)
 
@@ -40,7 +40,11 @@ test: $(STAMP) protos-check
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not load"
+
+# The full load test: 16 clients for 60 s (`make test` runs it for 15 s).
+load-test: $(STAMP)
+	LANDMARK_LOAD_SECONDS=60 $(PY) -m pytest -q -s -m load
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,9 @@ class Hits:
     dist: np.ndarray  # [H] float32 Euclidean distance
 
 
+EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search
+
+
 def ann_lookup(
     annoy: AnnoyIndex,
     queries: np.ndarray,
@@ -57,23 +60,32 @@ def ann_lookup(
 
 
 def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force k nearest rows of ``base`` (the small growing buffer)."""
+    """Brute-force k nearest rows of ``base`` (the small growing buffer).
+
+    Queries go in blocks so that the distance matrix stays near EXACT_BLOCK entries
+    (a few MB) however many searches run at once."""
     n = queries.shape[0]
     kk = min(k, base.shape[0])
     ids = np.full((n, k), -1, np.int64)
     dists = np.full((n, k), np.inf, np.float32)
     if kk == 0:
         return ids, dists
-    d2 = (queries * queries).sum(1)[:, None] + (base * base).sum(1)[None, :] - 2 * queries @ base.T
-    part = (
-        np.argpartition(d2, kk - 1, axis=1)[:, :kk]
-        if kk < base.shape[0]
-        else np.tile(np.arange(kk), (n, 1))
-    )
-    part_d = np.take_along_axis(d2, part, axis=1)
-    order = np.argsort(part_d, axis=1)
-    ids[:, :kk] = np.take_along_axis(part, order, axis=1)
-    dists[:, :kk] = np.sqrt(np.maximum(np.take_along_axis(part_d, order, axis=1), 0))
+    base_sq = (base * base).sum(1)[None, :]
+    step = max(1, EXACT_BLOCK // base.shape[0])
+    for lo in range(0, n, step):
+        q = queries[lo : lo + step]
+        d2 = (q * q).sum(1)[:, None] + base_sq - 2 * q @ base.T
+        part = (
+            np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            if kk < base.shape[0]
+            else np.tile(np.arange(kk), (q.shape[0], 1))
+        )
+        part_d = np.take_along_axis(d2, part, axis=1)
+        order = np.argsort(part_d, axis=1)
+        ids[lo : lo + step, :kk] = np.take_along_axis(part, order, axis=1)
+        dists[lo : lo + step, :kk] = np.sqrt(
+            np.maximum(np.take_along_axis(part_d, order, axis=1), 0)
+        )
     return ids, dists
 
 

@@ -53,9 +53,10 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             from search_service.config import SearchConfig as Config
         config = load(Config, _flags(args, Config))
-        from serving import logs
+        from serving import logs, memory
 
         logs.configure(config.log_format)
+        memory.bound_malloc_arenas()
         if args.service == "extractor":
             from extractor_service.server import create_server
 

@@ -17,7 +17,11 @@ from .client import ExtractorClient, SearchClient
 READY_PREFIX = "LISTENING "
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def spawn_service(
+    args: list[str], log_path: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen, str]:
+    """Run ``landmark <args>`` (a serve command) as a child process logging to
+    ``log_path``; return it and the address it printed once listening."""
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "landmark_client.cli", *args],
@@ -62,7 +66,7 @@ def local_services(
         env = dict(os.environ)
         procs: list[subprocess.Popen] = []
         try:
-            p1, extractor = _spawn(
+            p1, extractor = spawn_service(
                 [
                     "serve",
                     "extractor",
@@ -78,7 +82,7 @@ def local_services(
                 env,
             )
             procs.append(p1)
-            p2, search = _spawn(
+            p2, search = spawn_service(
                 [
                     "serve",
                     "search",

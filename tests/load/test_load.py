@@ -1,0 +1,147 @@
+"""Load: 16 concurrent clients mixing extract, search and add for LANDMARK_LOAD_SECONDS
+(15 s in `make test`, 60 s in `make load-test`) against real server processes on loopback.
+
+Zero unexpected errors; p50/p99 per operation are printed; the resident memory of each
+server (median over the first and the last fifth of the run after warm-up) grows by
+less than 10%.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landmark_client import ExtractorClient, ImageToAdd, LandmarkError, SearchClient
+from landmark_client.local import spawn_service
+from tests.conftest import sample_photo
+
+CLIENTS = 16
+PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"]
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.load
+def test_sixteen_clients_mixing_extract_search_and_add(tmp_path, capsys):
+    seconds = float(os.environ.get("LANDMARK_LOAD_SECONDS", "15"))
+    warmup = max(3.0, seconds * 0.2)
+    env = dict(os.environ)
+    procs = []
+    try:
+        ex_proc, ex_addr = spawn_service(
+            ["serve", "extractor", "--port", "0", "--metrics-port", "-1"],
+            tmp_path / "extractor.log",
+            env,
+        )
+        procs.append(ex_proc)
+        se_proc, se_addr = spawn_service(
+            [
+                "serve",
+                "search",
+                "--port",
+                "0",
+                "--metrics-port",
+                "-1",
+                "--index-dir",
+                str(tmp_path / "index"),
+            ],
+            tmp_path / "search.log",
+            env,
+        )
+        procs.append(se_proc)
+        photos = [sample_photo(p).read_bytes() for p in PHOTOS]
+        with ExtractorClient(ex_addr, timeout=60) as ex, SearchClient(se_addr, timeout=60) as se:
+            ex.wait_ready(60)
+            se.wait_ready(60)
+            gallery = [ex.extract(p, max_features=500) for p in photos]
+            se.add_images(
+                [
+                    ImageToAdd(f"base{i}", p, f)
+                    for i, (p, f) in enumerate(zip(PHOTOS, gallery, strict=True))
+                ]
+            )
+
+            latencies: dict[str, list[float]] = {"extract": [], "search": [], "add": []}
+            errors: list[str] = []
+            stop = threading.Event()
+            lock = threading.Lock()
+
+            def client(n: int) -> None:
+                rng = np.random.default_rng(n)
+                i = 0
+                while not stop.is_set():
+                    op = ("extract", "search", "add")[(n + i) % 3]
+                    k = int(rng.integers(len(photos)))
+                    start = time.perf_counter()
+                    try:
+                        if op == "extract":
+                            ex.extract(photos[k], max_features=500)
+                        elif op == "search":
+                            r = se.search(gallery[k], top_k=3)
+                            assert r.best is not None and r.best.label == PHOTOS[k]
+                        else:  # a bounded id set: memory must stay flat
+                            se.add_images(
+                                [ImageToAdd(f"c{n}-{i % 4}", PHOTOS[k], gallery[k])],
+                                on_conflict="replace",
+                            )
+                    except (LandmarkError, AssertionError) as exc:
+                        with lock:
+                            errors.append(f"{op}: {exc}")
+                    with lock:
+                        latencies[op].append(time.perf_counter() - start)
+                    i += 1
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+            for t in threads:
+                t.start()
+            series = []
+            begin = time.monotonic()
+            while time.monotonic() - begin < seconds:
+                time.sleep(1.0)
+                series.append((time.monotonic() - begin, [rss_bytes(p.pid) for p in procs]))
+            # medians over windows: seals and merges make RSS swing for a second or two
+            steady = [s for t, s in series if t >= warmup]
+            width = max(1, len(steady) // 5)
+            rss0 = {p.pid: np.median([s[i] for s in steady[:width]]) for i, p in enumerate(procs)}
+            rss1 = {p.pid: np.median([s[i] for s in steady[-width:]]) for i, p in enumerate(procs)}
+            if os.environ.get("LANDMARK_LOAD_TRACE"):
+                for t, s in series:
+                    print(f"{t:5.1f}s " + " ".join(f"{x / 2**20:.0f}" for x in s), flush=True)
+            stop.set()
+            for t in threads:
+                t.join(60)
+            assert se.health() == "SERVING" and ex.health() == "SERVING"
+
+        with capsys.disabled():
+            print(f"\nload: {CLIENTS} clients, {seconds:.0f} s")
+            for op, xs in latencies.items():
+                ms = np.array(xs) * 1e3
+                print(
+                    f"  {op:8s} {len(ms):6d} calls  p50 {np.percentile(ms, 50):7.1f} ms  "
+                    f"p99 {np.percentile(ms, 99):7.1f} ms"
+                )
+            for name, p in zip(("extractor", "search"), procs, strict=True):
+                print(f"  {name} RSS {rss0[p.pid] / 2**20:.0f} -> {rss1[p.pid] / 2**20:.0f} MiB")
+        assert not errors, errors[:5]
+        assert all(len(xs) > 10 for xs in latencies.values())
+        for p in procs:
+            assert rss1[p.pid] < rss0[p.pid] * 1.10, (p.args, rss0[p.pid], rss1[p.pid])
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except Exception:
+                p.kill()
