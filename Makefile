@@ -42,7 +42,7 @@ test: $(STAMP) protos-check
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not load"
 
-# The full load test: 16 clients for 60 s (`make test` runs it for 15 s).
+# The full load test: 16 clients for 60 s (`make test` runs it for 30 s).
 load-test: $(STAMP)
 	LANDMARK_LOAD_SECONDS=60 $(PY) -m pytest -q -s -m load
 

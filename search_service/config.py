@@ -30,6 +30,8 @@ class SearchConfig(ServingConfig):
     seal_seconds: float = setting(2.0, "LANDMARK_SEAL_SECONDS")
     # segments are merged into one when there are more than this
     max_segments: int = setting(8, "LANDMARK_MAX_SEGMENTS")
+    # ... and when no write came for this long (0 = never compact when idle)
+    idle_merge_seconds: float = setting(5.0, "LANDMARK_IDLE_MERGE_SECONDS")
     # request limits
     max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
     max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
@@ -53,6 +55,8 @@ class SearchConfig(ServingConfig):
             "seal_descriptors",
             "max_segments",
         )
+        if self.idle_merge_seconds < 0:
+            raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:
             raise ValueError("search_k must not be negative (0 = automatic)")
         if not 0 < self.ratio <= 1:
@@ -64,6 +68,7 @@ class SearchConfig(ServingConfig):
             seal_descriptors=self.seal_descriptors,
             seal_seconds=self.seal_seconds,
             max_segments=self.max_segments,
+            idle_merge_seconds=self.idle_merge_seconds,
         )
 
     def search_params(self) -> SearchParams:

@@ -30,6 +30,7 @@ class Hits:
 
 
 EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search
+DEAD_EXTRA = 4  # a segment with removed images is asked for up to k * (1 + this) neighbours
 
 
 def ann_lookup(
@@ -92,16 +93,29 @@ def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray
 def knn(
     view: View, queries: np.ndarray, k: int, search_k: int, pool: ThreadPoolExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k nearest database rows over every segment and the growing buffer.
+    """k nearest live database rows over every segment and the growing buffer.
+
+    Removed images stay in their sealed segment until a merge. Their rows must not take
+    the places of live ones (an image replaced by the same photo leaves a dead twin of
+    every descriptor), so a segment holding dead images is asked for one extra neighbour
+    per dead image (at most DEAD_EXTRA * k) and the dead rows are dropped.
 
     Returns global rows [Q, k] (-1 = none), their global image numbers and distances."""
     rows, images, dists = [], [], []
+    bounds = (*view.image_offsets[1:], len(view.images))
     for s, seg in enumerate(view.segments):
-        ids, d = ann_lookup(seg.annoy, queries, k, search_k or k * seg.n_trees * 3, pool)
+        lo, hi = view.image_offsets[s], bounds[s]
+        dead = view.dead[(view.dead >= lo) & (view.dead < hi)]
+        n = k + min(int(dead.size), DEAD_EXTRA * k)
+        ids, d = ann_lookup(seg.annoy, queries, n, search_k or n * seg.n_trees * 3, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
+        image = seg.row_image[local] + lo
+        if dead.size:
+            valid &= ~np.isin(image, dead)
+            d = np.where(valid, d, np.inf).astype(np.float32)
         rows.append(np.where(valid, local + view.row_offsets[s], -1))
-        images.append(np.where(valid, seg.row_image[local] + view.image_offsets[s], -1))
+        images.append(np.where(valid, image, -1))
         dists.append(d)
     if view.growing_descriptors.shape[0]:
         ids, d = exact_knn(queries, view.growing_descriptors, k)
@@ -110,7 +124,7 @@ def knn(
         rows.append(np.where(valid, local + view.row_offsets[-1], -1))
         images.append(np.where(valid, view.growing_row_image[local], -1))
         dists.append(d)
-    if len(rows) == 1:
+    if len(rows) == 1 and rows[0].shape[1] == k:
         return rows[0], images[0], dists[0]
     r, i, d = np.hstack(rows), np.hstack(images), np.hstack(dists)
     best = np.argsort(d, axis=1, kind="stable")[:, :k]

@@ -78,23 +78,23 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             if not context.is_active():  # nothing written yet: drop the work
                 raise Cancelled("the caller went away before the add was applied")
             result = self.engine.add(entries, OnConflict(request.on_conflict))
+            return search_pb2.AddImagesResponse(
+                added=result.added,
+                skipped=result.skipped,
+                replaced=result.replaced,
+                index=info_proto(self.engine.info()),
+            )
         except Exception as exc:
             _abort(context, exc)
-        return search_pb2.AddImagesResponse(
-            added=result.added,
-            skipped=result.skipped,
-            replaced=result.replaced,
-            index=info_proto(self.engine.info()),
-        )
 
     def RemoveImages(self, request, context):  # noqa: N802
         try:
             removed, missing = self.engine.remove(list(request.image_ids))
+            return search_pb2.RemoveImagesResponse(
+                removed=removed, not_found=missing, index=info_proto(self.engine.info())
+            )
         except Exception as exc:
             _abort(context, exc)
-        return search_pb2.RemoveImagesResponse(
-            removed=removed, not_found=missing, index=info_proto(self.engine.info())
-        )
 
     def Search(self, request, context):  # noqa: N802
         try:

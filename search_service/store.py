@@ -47,6 +47,9 @@ class StoreSettings:
     seal_seconds: float = 2.0  # ... or when its oldest image waits this long
     max_segments: int = 8  # merge all segments when there are more
     max_dead_fraction: float = 0.3  # ... or when removed rows are this share of all rows
+    # ... or when no write came for this long and there is something to compact
+    # (more than one segment, or removed rows); 0 = never compact when idle
+    idle_merge_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class IndexStore:
         self.wals = [self.dir / n for n in manifest["wals"]]
         self.growing: dict[str, ImageData] = {}
         self._growing_since = 0.0
+        self._last_write = time.monotonic()
         self._ids_cache: dict[str, set[str]] = {}
         self._remove_unlisted(manifest)
         self._replay()
@@ -238,6 +242,7 @@ class IndexStore:
             for a in adds:
                 self._apply_add(*a)
             self.view = self._make_view()
+            self._last_write = time.monotonic()
 
     def _bulk(self, removes: list[str], adds: list[tuple[str, str, dict, Features]]) -> None:
         with self._maintenance:
@@ -269,6 +274,7 @@ class IndexStore:
                 self.segments.append(segment)
                 self._write_manifest()
                 self.view = self._make_view()
+                self._last_write = time.monotonic()
 
     def _apply_add(self, image_id: str, label: str, metadata: dict, f: Features) -> None:
         if not self.backend:
@@ -445,6 +451,16 @@ class IndexStore:
             )
             return rows > 0 and dead_rows / rows > self.settings.max_dead_fraction
 
+    def _idle_compaction_due(self) -> bool:
+        idle = self.settings.idle_merge_seconds
+        with self._mutex:
+            return (
+                idle > 0
+                and not self.growing
+                and (len(self.segments) > 1 or bool(self.removed))
+                and time.monotonic() - self._last_write >= idle
+            )
+
     def _background(self) -> None:
         while not self._stop.wait(0.25):
             try:
@@ -456,7 +472,7 @@ class IndexStore:
                     )
                 if due:
                     self.seal()
-                if self.needs_merge():
+                if self.needs_merge() or self._idle_compaction_due():
                     self.merge()
             except Exception:  # keep serving; the next round retries
                 log.exception("background seal/merge failed")
@@ -464,10 +480,15 @@ class IndexStore:
     # -- info and shutdown --------------------------------------------------------------
 
     def bytes_on_disk(self) -> int:
+        """Bytes of the files in the index directory. A merge may delete a segment while
+        this walks: files that vanish under it are not counted."""
         total = 0
-        for p in self.dir.rglob("*"):
-            if p.is_file():
-                total += p.stat().st_size
+        for root, _, files in os.walk(self.dir):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except FileNotFoundError:
+                    pass
         return total
 
     def close(self) -> None:

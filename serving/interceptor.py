@@ -6,6 +6,7 @@ probe health without tokens, and probes must not be refused when the server is b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -101,6 +102,19 @@ class ServingInterceptor(grpc.ServerInterceptor):
         )
 
 
+@contextlib.contextmanager
+def _internal_on_crash(method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    """An exception a servicer did not turn into a status: log it, answer INTERNAL (not
+    gRPC's UNKNOWN with the exception's text)."""
+    try:
+        yield
+    except Exception:
+        if context.code() is not None:  # context.abort: the status is already set
+            raise
+        log.exception("unhandled error in %s", method)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error in the service; see its log")
+
+
 def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInterceptor):
     def unary_response(behaviour: Callable) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -108,7 +122,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInter
             try:
                 icp.admit(method, denial, context)
                 admitted = True
-                response = behaviour(request, context)
+                with _internal_on_crash(method, context):
+                    response = behaviour(request, context)
                 raised = False
                 return response
             finally:
@@ -122,7 +137,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInter
             try:
                 icp.admit(method, denial, context)
                 admitted = True
-                yield from behaviour(request, context)
+                with _internal_on_crash(method, context):
+                    yield from behaviour(request, context)
                 raised = False
             finally:
                 icp.record(method, context, start, raised, admitted)

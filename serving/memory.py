@@ -13,6 +13,8 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +33,22 @@ def bound_malloc_arenas(arenas: int = 2) -> bool:
     if ok:
         log.debug("malloc arenas bounded to %d", arenas)
     return ok
+
+
+def start_trimming(interval: float = 5.0) -> bool:
+    """Every ``interval`` seconds hand freed heap pages back to the OS (glibc malloc_trim),
+    so resident memory follows what is live rather than the highest peak so far. True if
+    started (glibc only)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            trim(0)
+
+    threading.Thread(target=run, name="malloc-trim", daemon=True).start()
+    return True

@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         logs.configure(config.log_format)
         memory.bound_malloc_arenas()
+        memory.start_trimming()
         if args.service == "extractor":
             from extractor_service.server import create_server
 

@@ -215,3 +215,25 @@ def test_graceful_shutdown_finishes_calls_in_progress(gated):
         busy.join(30)
         assert stopped.wait(30)
         assert len(results) == 1 and len(results[0]) > 0  # the call in progress finished
+
+
+def test_an_unexpected_error_is_internal_and_logged(tmp_path, caplog):
+    running, port, engine = create_search(
+        SearchConfig(port=0, metrics_port=-1, index_dir=str(tmp_path / "i"))
+    )
+
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    try:
+        engine.info = broken
+        with SearchClient(f"127.0.0.1:{port}", timeout=10) as client:
+            with pytest.raises(LandmarkError) as err:
+                client.index_info()
+            assert err.value.code is grpc.StatusCode.INTERNAL
+            assert "disk on fire" not in err.value.details  # internals stay in the log
+            assert client.health() == "SERVING"
+        assert "disk on fire" in caplog.text
+    finally:
+        running.stop(0)
+        engine.close()

@@ -174,3 +174,22 @@ def test_a_large_batch_becomes_a_segment_directly(tmp_path, feats):
     assert again.info()["images"] == 4
     assert again.search(feats["view:coffee.png"]).best.image.label == "tea"
     again.close()
+
+
+def test_dead_copies_do_not_hide_the_live_image(tmp_path, feats):
+    """Replacing an image with the same photo leaves a dead twin of every descriptor in
+    the sealed segments until a merge; those twins must not crowd out the live copy."""
+    eng = SearchEngine(tmp_path / "idx", threads=1, background=False)
+    try:
+        f = feats["coffee.png"]
+        eng.add([("coffee", "coffee", {}, f)])
+        for _ in range(12):  # 12 dead copies > k = 10 neighbours per descriptor
+            eng.store.seal()
+            eng.add([("coffee", "coffee", {}, f)], OnConflict.REPLACE)
+        eng.store.seal()
+        assert eng.info()["images"] == 1 and eng.info()["segments"] == 13
+        r = eng.search(f, top_k=1)
+        assert r.best is not None and r.best.image.image_id == "coffee"
+        assert r.best.inliers > 100
+    finally:
+        eng.close()

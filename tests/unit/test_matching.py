@@ -76,3 +76,18 @@ def test_distance_cap_and_candidates_without_hits():
     p0, p1 = putative_matches(h, np.array([0, 4]), ratio=1.0, max_distance=1.0)
     assert p0.query.tolist() == [1]
     assert p1.image == 4 and p1.query.size == 0
+
+
+def test_exact_knn_in_blocks_equals_one_block(monkeypatch):
+    from search_service import matching
+
+    rng = np.random.default_rng(3)
+    queries = rng.normal(size=(37, 16)).astype(np.float32)
+    base = rng.normal(size=(50, 16)).astype(np.float32)
+    whole = matching.exact_knn(queries, base, 5)
+    monkeypatch.setattr(matching, "EXACT_BLOCK", 100)  # two queries per block
+    blocked = matching.exact_knn(queries, base, 5)
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_allclose(whole[1], blocked[1], rtol=1e-6)
+    brute = np.argsort(((queries[:, None] - base[None]) ** 2).sum(-1), axis=1)[:, :5]
+    np.testing.assert_array_equal(blocked[0], brute)
