@@ -18,6 +18,8 @@ class SearchConfig(ServingConfig):
     metrics_port: int = setting(9152, "LANDMARK_SEARCH_METRICS_PORT")
     max_rpcs: int = setting(32, "LANDMARK_SEARCH_MAX_RPCS")
     index_dir: str = setting("landmark-index", "LANDMARK_INDEX_DIR")
+    # This process's shard number (0-based) when it is one shard of several; -1 = not sharded.
+    shard_index: int = setting(-1, "LANDMARK_SHARD_INDEX")
     threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
     n_trees: int = setting(16, "LANDMARK_ANNOY_TREES")
     search_k: int = setting(0, "LANDMARK_ANNOY_SEARCH_K")

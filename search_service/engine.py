@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -22,10 +22,12 @@ import numpy as np
 from landmark_client.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
-from .matching import Putative, gather_hits, knn, putative_matches, shortlist, vote
+from .matching import Hits, gather_hits, knn
+from .ranking import Candidate, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
-from .store import IndexStore, StoreSettings
-from .verify import Verification, VerifyParams, verify
+from .store import IndexStore, StoreSettings, View
+
+__all__ = ["Candidate", "OnConflict", "RequestLimits", "SearchEngine", "SearchParams"]
 
 log = logging.getLogger(__name__)
 
@@ -39,56 +41,10 @@ class RequestLimits:
     max_add_features: int = 1_000_000  # descriptors in one add request
 
 
-@dataclass(frozen=True)
-class SearchParams:
-    k: int = 10  # neighbours per query descriptor
-    search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * n_trees * 3
-    shortlist: int = 30  # best-voted images verified
-    min_votes: int = 4
-    ratio: float = 0.9  # within-image second-neighbour ratio test
-    max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
-    min_inliers: int = 10
-    verify: VerifyParams = field(default_factory=VerifyParams)
-
-
 class OnConflict(Enum):
     ERROR = 0
     SKIP = 1
     REPLACE = 2
-
-
-@dataclass(frozen=True)
-class Candidate:
-    image: ImageMeta
-    inliers: int
-    votes: int
-    putative: int
-    query_locations: np.ndarray | None = None
-    database_locations: np.ndarray | None = None
-    transform: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Timing:
-    ann_ms: float = 0.0
-    aggregate_ms: float = 0.0
-    verify_ms: float = 0.0
-    total_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    candidates: list[Candidate]
-    min_inliers: int
-    timing: Timing
-    verified: int = 0  # candidate images verified geometrically
-
-    @property
-    def best(self) -> Candidate | None:
-        """The best candidate, if it reaches min_inliers (else "no match")."""
-        if self.candidates and self.candidates[0].inliers >= self.min_inliers:
-            return self.candidates[0]
-        return None
 
 
 @dataclass(frozen=True)
@@ -200,77 +156,92 @@ class SearchEngine:
         """Rank the indexed images for ``features``. ``alive`` is polled between stages;
         when it answers False the search stops with Cancelled."""
         start = time.perf_counter()
-        p, lim = self.params, self.limits
-        if not 1 <= top_k <= lim.max_top_k:
-            raise InvalidRequest(f"top_k must be between 1 and {lim.max_top_k}, got {top_k}")
-        if shortlist_size < 0 or min_inliers < 0:
-            raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
-        if shortlist_size > lim.max_top_k:
-            raise InvalidRequest(f"shortlist must be at most {lim.max_top_k}, got {shortlist_size}")
-        if len(features) > lim.max_query_features:
-            raise InvalidRequest(
-                f"the query has {len(features)} features, above this service's limit of "
-                f"{lim.max_query_features}: extract fewer (max_features)"
-            )
+        p = self.params
+        check_search_args(self.limits, len(features), top_k, shortlist_size, min_inliers)
         shortlist_size = shortlist_size or p.shortlist
         alive = alive or (lambda: True)
         min_inliers = min_inliers or p.min_inliers
+        t0 = time.perf_counter()
+        found = self._hits(features, p.k, exclude, alive)
+        if found is None:
+            return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
+        view, hits = found
+        t1 = time.perf_counter()
+        candidates, verified, aggregate_ms, verify_ms = rank(
+            features,
+            hits,
+            view.images,
+            view.image_sizes,
+            view.locations_of,
+            p,
+            shortlist_size=shortlist_size,
+            min_inliers=min_inliers,
+            include_matches=include_matches,
+            include_rejected=include_rejected,
+            alive=alive,
+            pool=self._pool,
+        )
+        timing = Timing((t1 - t0) * 1e3, aggregate_ms, verify_ms, _ms(start))
+        return SearchResult(candidates[:top_k], min_inliers, timing, verified)
+
+    def _hits(
+        self,
+        features: Features,
+        k: int,
+        exclude: list[str] | tuple[str, ...],
+        alive: Callable[[], bool],
+    ) -> tuple[View, Hits] | None:
+        """The k-NN hits of ``features`` over the current view (None: nothing to search)."""
         view = self.store.view
         if len(features) == 0 or not view.by_id:
-            return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
+            return None
         if (features.backend, features.dimension) != (view.backend, view.dimension):
             raise FeatureMismatch(
                 f"query features are {features.backend} ({features.dimension}-D) but this index "
                 f"holds {view.backend} features ({view.dimension}-D); extract with the "
                 f"{view.backend} backend"
             )
-        excluded = np.concatenate(
-            [view.dead, np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)]
+        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
+        rows, images, dists = knn(
+            view, features.descriptors, k, self.params.search_k, self._pool, skip
         )
-
-        t0 = time.perf_counter()
-        rows, images, dists = knn(view, features.descriptors, p.k, p.search_k, self._pool)
-        t1 = time.perf_counter()
+        excluded = np.concatenate([view.dead, skip])
         if not alive():
             raise Cancelled("the caller went away during the neighbour search")
-        hits = gather_hits(rows, images, dists, excluded)
-        votes = vote(hits, len(view.images))
-        chosen = shortlist(votes, shortlist_size, p.min_votes)
-        putatives = putative_matches(hits, chosen, p.ratio, p.max_distance)
-        t2 = time.perf_counter()
+        return view, gather_hits(rows, images, dists, excluded)
 
-        def check(put: Putative) -> tuple[Putative, np.ndarray, np.ndarray, Verification]:
-            if not alive():
-                raise Cancelled("the caller went away during verification")
-            src = features.locations[put.query]
-            dst = view.locations_of(put.row)
-            return put, src, dst, verify(src, dst, tuple(view.image_sizes[put.image]), p.verify)
-
-        # OpenCV releases the GIL: candidates are verified on both cores.
-        checked = (
-            self._pool.map(check, putatives)
-            if self._pool is not None and len(putatives) > 1
-            else map(check, putatives)
-        )
-        found: list[Candidate] = []
-        for put, src, dst, result in checked:
-            if result.inliers < min_inliers and not include_rejected:
-                continue
-            found.append(
-                Candidate(
-                    image=view.images[put.image],
-                    inliers=result.inliers,
-                    votes=int(votes[put.image]),
-                    putative=int(put.query.size),
-                    query_locations=src[result.mask] if include_matches else None,
-                    database_locations=dst[result.mask] if include_matches else None,
-                    transform=result.transform,
-                )
+    def neighbours(
+        self,
+        features: Features,
+        k: int = 0,
+        exclude: list[str] | tuple[str, ...] = (),
+        alive: Callable[[], bool] | None = None,
+    ) -> tuple[list[ImageMeta], Hits, np.ndarray]:
+        """The first half of a search, for a coordinator: the k nearest live descriptors
+        of every query descriptor. Returns the images hit, the hits (``image`` indexes that
+        list) and the (x, y) of each hit's database keypoint."""
+        lim = self.limits
+        if not 0 <= k <= 100:
+            raise InvalidRequest(f"k must be between 0 (default) and 100, got {k}")
+        if len(features) > lim.max_query_features:
+            raise InvalidRequest(
+                f"the query has {len(features)} features, above this service's limit of "
+                f"{lim.max_query_features}"
             )
-        t3 = time.perf_counter()
-        found.sort(key=lambda c: (-c.inliers, -c.votes, c.image.image_id))
-        timing = Timing((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, _ms(start))
-        return SearchResult(found[:top_k], min_inliers, timing, len(putatives))
+        found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
+        if found is None:
+            empty = Hits(
+                np.zeros(0, np.int32),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int32),
+                np.zeros(0, np.float32),
+            )
+            return [], empty, np.zeros((0, 2), np.float32)
+        view, hits = found
+        used, local = np.unique(hits.image, return_inverse=True)
+        images = [view.images[i] for i in used]
+        located = view.locations_of(hits.row)
+        return images, Hits(hits.query, hits.row, local.astype(np.int32), hits.dist), located
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view
@@ -294,6 +265,22 @@ class SearchEngine:
         ids = sorted(view.by_id)
         lo = bisect.bisect_right(ids, after) if after else 0
         return [view.images[view.by_id[i]] for i in ids[lo : lo + limit]]
+
+
+def check_search_args(
+    lim: RequestLimits, n_features: int, top_k: int, shortlist_size: int, min_inliers: int
+) -> None:
+    if not 1 <= top_k <= lim.max_top_k:
+        raise InvalidRequest(f"top_k must be between 1 and {lim.max_top_k}, got {top_k}")
+    if shortlist_size < 0 or min_inliers < 0:
+        raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
+    if shortlist_size > lim.max_top_k:
+        raise InvalidRequest(f"shortlist must be at most {lim.max_top_k}, got {shortlist_size}")
+    if n_features > lim.max_query_features:
+        raise InvalidRequest(
+            f"the query has {n_features} features, above this service's limit of "
+            f"{lim.max_query_features}: extract fewer (max_features)"
+        )
 
 
 def _check_id(image_id: str) -> None:

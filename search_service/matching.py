@@ -60,8 +60,11 @@ def ann_lookup(
     return ids, dists
 
 
-def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force k nearest rows of ``base`` (the small growing buffer).
+def exact_knn(
+    queries: np.ndarray, base: np.ndarray, k: int, ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k nearest rows of ``base`` (the small growing buffer), never returning
+    the rows where ``ignore`` [N] is True.
 
     Queries go in blocks so that the distance matrix stays near EXACT_BLOCK entries
     (a few MB) however many searches run at once."""
@@ -73,40 +76,61 @@ def exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray
         return ids, dists
     base_sq = (base * base).sum(1)[None, :]
     step = max(1, EXACT_BLOCK // base.shape[0])
+    # Candidates come from the fast |q|² + |b|² - 2 q·b, whose last bits depend on the
+    # matrix shapes BLAS sees; a few spare ones are kept and the final distances are
+    # computed pair by pair, so the answer does not depend on how many rows the buffer
+    # holds (one index and N shards agree).
+    spare = min(kk + 2, base.shape[0])
     for lo in range(0, n, step):
         q = queries[lo : lo + step]
         d2 = (q * q).sum(1)[:, None] + base_sq - 2 * q @ base.T
+        if ignore is not None:
+            d2[:, ignore] = np.inf
         part = (
-            np.argpartition(d2, kk - 1, axis=1)[:, :kk]
-            if kk < base.shape[0]
-            else np.tile(np.arange(kk), (q.shape[0], 1))
+            np.argpartition(d2, spare - 1, axis=1)[:, :spare]
+            if spare < base.shape[0]
+            else np.tile(np.arange(spare), (q.shape[0], 1))
         )
-        part_d = np.take_along_axis(d2, part, axis=1)
-        order = np.argsort(part_d, axis=1)
-        ids[lo : lo + step, :kk] = np.take_along_axis(part, order, axis=1)
-        dists[lo : lo + step, :kk] = np.sqrt(
-            np.maximum(np.take_along_axis(part_d, order, axis=1), 0)
+        exact = np.sqrt(((q[:, None, :] - base[part]) ** 2).sum(-1, dtype=np.float64))
+        if ignore is not None:
+            exact[ignore[part]] = np.inf
+        order = np.lexsort((part, exact), axis=1)[:, :kk]
+        found = np.take_along_axis(exact, order, axis=1)
+        ids[lo : lo + step, :kk] = np.where(
+            np.isfinite(found), np.take_along_axis(part, order, axis=1), -1
         )
+        dists[lo : lo + step, :kk] = found
     return ids, dists
 
 
 def knn(
-    view: View, queries: np.ndarray, k: int, search_k: int, pool: ThreadPoolExecutor | None = None
+    view: View,
+    queries: np.ndarray,
+    k: int,
+    search_k: int,
+    pool: ThreadPoolExecutor | None = None,
+    skip: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k nearest live database rows over every segment and the growing buffer.
+    """k nearest database rows over every segment and the growing buffer, leaving out
+    removed images and the global image numbers in ``skip`` (excluded by the caller).
 
-    Removed images stay in their sealed segment until a merge. Their rows must not take
-    the places of live ones (an image replaced by the same photo leaves a dead twin of
-    every descriptor), so a segment holding dead images is asked for one extra neighbour
-    per dead image (at most DEAD_EXTRA * k) and the dead rows are dropped.
+    Left-out images must not take the places of the others: removed images stay in their
+    sealed segment until a merge (an image replaced by the same photo leaves a dead twin of
+    every descriptor), and an excluded image is often the query itself. The exact search of
+    the growing buffer never looks at their rows; an Annoy segment holding n of them is
+    asked for 2n extra neighbours (at most DEAD_EXTRA * k) and their rows are dropped.
 
     Returns global rows [Q, k] (-1 = none), their global image numbers and distances."""
     rows, images, dists = [], [], []
-    bounds = (*view.image_offsets[1:], len(view.images))
+    gone = view.dead if skip is None or not skip.size else np.union1d(view.dead, skip)
+    first_growing = int(view.growing_row_image[0]) if view.growing_row_image.size else None
+    bounds = (*view.image_offsets[1:], len(view.images) if first_growing is None else first_growing)
     for s, seg in enumerate(view.segments):
         lo, hi = view.image_offsets[s], bounds[s]
-        dead = view.dead[(view.dead >= lo) & (view.dead < hi)]
-        n = k + min(int(dead.size), DEAD_EXTRA * k)
+        dead = gone[(gone >= lo) & (gone < hi)]
+        # an image may hold several of a descriptor's nearest rows (itself, when it is
+        # the query): two spare neighbours per left-out image
+        n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
         ids, d = ann_lookup(seg.annoy, queries, n, search_k or n * seg.n_trees * 3, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
@@ -118,11 +142,13 @@ def knn(
         images.append(np.where(valid, image, -1))
         dists.append(d)
     if view.growing_descriptors.shape[0]:
-        ids, d = exact_knn(queries, view.growing_descriptors, k)
+        ignore = np.isin(view.growing_row_image, gone) if gone.size else None
+        ids, d = exact_knn(queries, view.growing_descriptors, k, ignore)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
+        image = view.growing_row_image[local]
         rows.append(np.where(valid, local + view.row_offsets[-1], -1))
-        images.append(np.where(valid, view.growing_row_image[local], -1))
+        images.append(np.where(valid, image, -1))
         dists.append(d)
     if len(rows) == 1 and rows[0].shape[1] == k:
         return rows[0], images[0], dists[0]
@@ -193,8 +219,9 @@ def putative_matches(
     unique_row = np.ones(row.size, bool)
     unique_row[1:] = row[1:] != row[:-1]
     q, row, img = q[unique_row], row[unique_row], img[unique_row]
-    # Split per candidate image.
-    order = np.argsort(img, kind="stable")
+    # Split per candidate image, in query keypoint order: the order RANSAC samples in must
+    # not depend on where rows sit in the index (a seal, a merge or sharding moves them).
+    order = np.lexsort((q, img))
     q, row, img = q[order], row[order], img[order]
     bounds = (
         np.searchsorted(img, candidates, side="left"),

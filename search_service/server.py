@@ -16,6 +16,8 @@ from serving.security import READ, WRITE
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
+from .ranking import SearchResult
+from .sharding import neighbours_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ ROLES = {
         ("Search", READ),
         ("GetIndexInfo", READ),
         ("ListImages", READ),
+        ("Neighbours", READ),
         ("AddImages", WRITE),
         ("RemoveImages", WRITE),
     ]
@@ -52,19 +55,47 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
 
 
-def info_proto(info: dict) -> search_pb2.IndexInfo:
-    return search_pb2.IndexInfo(**info)
+def search_response(result: SearchResult) -> search_pb2.SearchResponse:
+    response = search_pb2.SearchResponse(
+        timing=search_pb2.Timing(**result.timing.__dict__), min_inliers=result.min_inliers
+    )
+    for c in result.candidates:
+        msg = response.candidates.add(
+            image_id=c.image.image_id,
+            label=c.image.label,
+            inliers=c.inliers,
+            votes=c.votes,
+            putative_matches=c.putative,
+            accepted=c.inliers >= result.min_inliers,
+            metadata=c.image.metadata,
+        )
+        if c.transform is not None:
+            msg.transform.CopyFrom(matrix_to_proto(c.transform))
+        if c.query_locations is not None:
+            msg.query_locations.CopyFrom(matrix_to_proto(c.query_locations))
+            msg.database_locations.CopyFrom(matrix_to_proto(c.database_locations))
+    if result.best is not None:
+        response.match = True
+        response.best_label = result.best.image.label
+        response.best_image_id = result.best.image.image_id
+    return response
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
-    def __init__(self, engine: SearchEngine, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, engine: SearchEngine, metrics: Metrics | None = None, shard_index: int = -1
+    ) -> None:
         self.engine = engine
+        self.shard_index = shard_index
         metrics = metrics or Metrics()
         self._verified = metrics.histogram(
             "landmark_search_candidates_verified",
             "candidate images verified geometrically per search",
             (0, 1, 5, 10, 20, 30, 50, 100, 250, 1000),
         )
+
+    def _info(self) -> search_pb2.IndexInfo:
+        return search_pb2.IndexInfo(**self.engine.info(), shards=1, shard_index=self.shard_index)
 
     def AddImages(self, request, context):  # noqa: N802 (gRPC method name)
         try:
@@ -82,7 +113,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 added=result.added,
                 skipped=result.skipped,
                 replaced=result.replaced,
-                index=info_proto(self.engine.info()),
+                index=self._info(),
             )
         except Exception as exc:
             _abort(context, exc)
@@ -91,7 +122,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         try:
             removed, missing = self.engine.remove(list(request.image_ids))
             return search_pb2.RemoveImagesResponse(
-                removed=removed, not_found=missing, index=info_proto(self.engine.info())
+                removed=removed, not_found=missing, index=self._info()
             )
         except Exception as exc:
             _abort(context, exc)
@@ -115,32 +146,22 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         except Exception as exc:
             _abort(context, exc)
         self._verified.observe(result.verified)
-        response = search_pb2.SearchResponse(
-            timing=search_pb2.Timing(**result.timing.__dict__), min_inliers=result.min_inliers
-        )
-        for c in result.candidates:
-            msg = response.candidates.add(
-                image_id=c.image.image_id,
-                label=c.image.label,
-                inliers=c.inliers,
-                votes=c.votes,
-                putative_matches=c.putative,
-                accepted=c.inliers >= result.min_inliers,
-                metadata=c.image.metadata,
+        return search_response(result)
+
+    def Neighbours(self, request, context):  # noqa: N802
+        try:
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = features_from_proto(request.features)
+            images, hits, locations = self.engine.neighbours(
+                features, request.k, list(request.exclude_image_ids), alive=context.is_active
             )
-            if c.transform is not None:
-                msg.transform.CopyFrom(matrix_to_proto(c.transform))
-            if c.query_locations is not None:
-                msg.query_locations.CopyFrom(matrix_to_proto(c.query_locations))
-                msg.database_locations.CopyFrom(matrix_to_proto(c.database_locations))
-        if result.best is not None:
-            response.match = True
-            response.best_label = result.best.image.label
-            response.best_image_id = result.best.image.image_id
-        return response
+            return neighbours_to_proto(images, hits, locations)
+        except Exception as exc:
+            _abort(context, exc)
 
     def GetIndexInfo(self, request, context):  # noqa: N802
-        return info_proto(self.engine.info())
+        return self._info()
 
     def ListImages(self, request, context):  # noqa: N802
         size = request.page_size or 1000
@@ -184,7 +205,7 @@ def create_server(
     )
     metrics = Metrics()
     metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
-    servicer = SearchServicer(engine, metrics)
+    servicer = SearchServicer(engine, metrics, config.shard_index)
     running = runtime.start(
         config,
         {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},

@@ -101,6 +101,7 @@ def search_request(
     exclude: Iterable[str],
     include_matches: bool,
     include_rejected: bool = False,
+    allow_partial: bool = False,
 ) -> search_pb2.SearchRequest:
     return search_pb2.SearchRequest(
         features=features_to_proto(features),
@@ -111,6 +112,7 @@ def search_request(
             exclude_image_ids=list(exclude),
             include_matches=include_matches,
             include_rejected=include_rejected,
+            allow_partial=allow_partial,
         ),
     )
 
@@ -145,7 +147,11 @@ def search_result(msg: search_pb2.SearchResponse) -> SearchResult:
         )
     t = msg.timing
     return SearchResult(
-        candidates, msg.min_inliers, Timing(t.ann_ms, t.aggregate_ms, t.verify_ms, t.total_ms)
+        candidates,
+        msg.min_inliers,
+        Timing(t.ann_ms, t.aggregate_ms, t.verify_ms, t.total_ms),
+        partial=msg.partial,
+        missing_shards=list(msg.missing_shards),
     )
 
 

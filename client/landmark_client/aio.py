@@ -200,10 +200,18 @@ class SearchClient(_AsyncClient):
         exclude: Iterable[str] = (),
         include_matches: bool = False,
         include_rejected: bool = False,
+        allow_partial: bool = False,
         timeout: float | None = None,
     ) -> SearchResult:
         request = conv.search_request(
-            features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
+            features,
+            top_k,
+            shortlist,
+            min_inliers,
+            exclude,
+            include_matches,
+            include_rejected,
+            allow_partial,
         )
         return conv.search_result(await self._call("Search", request, timeout))
 

@@ -50,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.service == "extractor":
             from extractor_service.config import ExtractorConfig as Config
+        elif args.service == "coordinator":
+            from search_service.coordinator import CoordinatorConfig as Config
         else:
             from search_service.config import SearchConfig as Config
         config = load(Config, _flags(args, Config))
@@ -62,6 +64,10 @@ def _serve(args: argparse.Namespace) -> int:
             from extractor_service.server import create_server
 
             running, port, servicer = create_server(config, wait=False)
+        elif args.service == "coordinator":
+            from search_service.coordinator import create_server
+
+            running, port, servicer = create_server(config)
         else:
             from search_service.server import create_server
 
@@ -125,7 +131,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     ]
     ex = kinds.add_parser("extractor", help="the feature extractor (env LANDMARK_EXTRACTOR_*)")
     se = kinds.add_parser("search", help="the search service (env LANDMARK_SEARCH_*)")
-    for p in (ex, se):
+    co = kinds.add_parser("coordinator", help="one Search endpoint over several search shards")
+    for p in (ex, se, co):
         for flag, kind, text in common:
             p.add_argument(flag, type=kind, help=text)
     ex.add_argument(
@@ -154,7 +161,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--max-add-features", type=int, help="most descriptors in one add request (1000000)"
     )
     se.add_argument("--max-message-mb", type=int, help="largest request in MiB (256)")
-    for p in (ex, se):
+    se.add_argument("--shard-index", type=int, help="this shard's number when sharded (-1)")
+    co.add_argument(
+        "--shards",
+        type=lambda v: tuple(a.strip() for a in v.split(",") if a.strip()),
+        help="shard addresses in shard order, comma-separated (env LANDMARK_SHARDS)",
+    )
+    co.add_argument("--shards-dns", help="NAME:PORT resolving to every shard (headless service)")
+    co.add_argument("--shard-count", type=int, help="number of shards (with --shards-dns)")
+    co.add_argument("--shard-timeout", type=float, help="seconds a shard gets per call (30)")
+    for p in (ex, se, co):
         p.set_defaults(func=_serve)
 
 

@@ -244,12 +244,21 @@ class SearchClient(_Client):
         exclude: Iterable[str] = (),
         include_matches: bool = False,
         include_rejected: bool = False,
+        allow_partial: bool = False,
         timeout: float | None = None,
     ) -> SearchResult:
         """Verified candidates for ``features``; ``exclude`` never returns those ids;
-        ``include_rejected`` appends the candidates below min_inliers (full ranking)."""
+        ``include_rejected`` appends the candidates below min_inliers (full ranking);
+        ``allow_partial`` (through a coordinator) answers from the shards that are up."""
         request = conv.search_request(
-            features, top_k, shortlist, min_inliers, exclude, include_matches, include_rejected
+            features,
+            top_k,
+            shortlist,
+            min_inliers,
+            exclude,
+            include_matches,
+            include_rejected,
+            allow_partial,
         )
         return conv.search_result(self._call("Search", request, timeout))
 

@@ -41,11 +41,15 @@ class Timing:
 class SearchResult:
     """Verified candidates, best first; ``match`` is False when none was accepted.
 
-    With ``include_rejected`` the candidates below min_inliers follow (accepted False)."""
+    With ``include_rejected`` the candidates below min_inliers follow (accepted False).
+    Through a coordinator with ``allow_partial``, ``partial`` says some shards did not
+    answer and ``missing_shards`` names them."""
 
     candidates: list[Match]
     min_inliers: int
     timing: Timing
+    partial: bool = False
+    missing_shards: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> list[Match]:

@@ -73,18 +73,20 @@ class RemoveImagesResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("shortlist", "min_inliers", "exclude_image_ids", "include_matches", "include_rejected")
+    __slots__ = ("shortlist", "min_inliers", "exclude_image_ids", "include_matches", "include_rejected", "allow_partial")
     SHORTLIST_FIELD_NUMBER: _ClassVar[int]
     MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_MATCHES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     shortlist: int
     min_inliers: int
     exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
     include_matches: bool
     include_rejected: bool
-    def __init__(self, shortlist: _Optional[int] = ..., min_inliers: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., include_matches: _Optional[bool] = ..., include_rejected: _Optional[bool] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, shortlist: _Optional[int] = ..., min_inliers: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., include_matches: _Optional[bool] = ..., include_rejected: _Optional[bool] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("features", "top_k", "options")
@@ -140,27 +142,74 @@ class Timing(_message.Message):
     def __init__(self, ann_ms: _Optional[float] = ..., aggregate_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("candidates", "match", "best_label", "best_image_id", "timing", "min_inliers")
+    __slots__ = ("candidates", "match", "best_label", "best_image_id", "timing", "min_inliers", "partial", "missing_shards")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
     BEST_LABEL_FIELD_NUMBER: _ClassVar[int]
     BEST_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     match: bool
     best_label: str
     best_image_id: str
     timing: Timing
     min_inliers: int
-    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., match: _Optional[bool] = ..., best_label: _Optional[str] = ..., best_image_id: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., min_inliers: _Optional[int] = ...) -> None: ...
+    partial: bool
+    missing_shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., match: _Optional[bool] = ..., best_label: _Optional[str] = ..., best_image_id: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., min_inliers: _Optional[int] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NeighboursRequest(_message.Message):
+    __slots__ = ("features", "k", "exclude_image_ids")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    features: _features_pb2.Features
+    k: int
+    exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., k: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NeighbourImage(_message.Message):
+    __slots__ = ("image_id", "label", "metadata", "width", "height", "num_features")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    label: str
+    metadata: _containers.ScalarMap[str, str]
+    width: int
+    height: int
+    num_features: int
+    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_features: _Optional[int] = ...) -> None: ...
+
+class NeighboursResponse(_message.Message):
+    __slots__ = ("images", "hit_ids", "hit_values")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    HIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HIT_VALUES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[NeighbourImage]
+    hit_ids: bytes
+    hit_values: _features_pb2.Float32Matrix
+    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_values: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
 
 class GetIndexInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors")
+    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors", "shards", "shard_index")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +220,8 @@ class IndexInfo(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     GROWING_DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
     images: int
     descriptors: int
     dimension: int
@@ -181,7 +232,9 @@ class IndexInfo(_message.Message):
     generation: int
     segments: int
     growing_descriptors: int
-    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ...) -> None: ...
+    shards: int
+    shard_index: int
+    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ..., shards: _Optional[int] = ..., shard_index: _Optional[int] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

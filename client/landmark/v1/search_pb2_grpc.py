@@ -59,6 +59,11 @@ class SearchStub:
                 request_serializer=landmark_dot_v1_dot_search__pb2.ListImagesRequest.SerializeToString,
                 response_deserializer=landmark_dot_v1_dot_search__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
+        self.Neighbours = channel.unary_unary(
+                '/landmark.v1.Search/Neighbours',
+                request_serializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
+                response_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -99,6 +104,15 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Neighbours(self, request, context):
+        """The k nearest database descriptors of each query descriptor, with their images and
+        locations: the first half of a search. A coordinator asks every shard, keeps the
+        global k nearest and verifies them itself, so N shards rank exactly like one index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +140,11 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.ListImages,
                     request_deserializer=landmark_dot_v1_dot_search__pb2.ListImagesRequest.FromString,
                     response_serializer=landmark_dot_v1_dot_search__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'Neighbours': grpc.unary_unary_rpc_method_handler(
+                    servicer.Neighbours,
+                    request_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.FromString,
+                    response_serializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +282,33 @@ class Search:
             '/landmark.v1.Search/ListImages',
             landmark_dot_v1_dot_search__pb2.ListImagesRequest.SerializeToString,
             landmark_dot_v1_dot_search__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Neighbours(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/landmark.v1.Search/Neighbours',
+            landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
+            landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,418 @@
+"""Coordinator mode of the search service: one Search endpoint over N search shards.
+
+Images live on shard ``shard_of(image_id, N)``. A search asks every shard for the k nearest
+descriptors of each query descriptor (Neighbours), keeps the global k nearest, and ranks
+and verifies them here with the code one index uses, so N shards rank like one index
+holding the same images. Adds and removes go to the owning shard. It speaks the same
+``landmark.v1.Search`` contract, so callers in any language use it like one search service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from landmark.v1 import search_pb2, search_pb2_grpc
+from landmark_client.settings import check_positive, setting
+from landmark_client.wire import features_from_proto
+from serving import runtime
+from serving.config import ServingConfig
+from serving.metrics import Metrics
+
+from .engine import RequestLimits, check_search_args
+from .errors import InvalidRequest
+from .matching import Hits
+from .ranking import SearchParams, SearchResult, Timing, rank
+from .segment import ImageMeta
+from .server import ROLES, SERVICE_NAME, _abort, search_response
+from .sharding import neighbours_from_proto, resolve, shard_of
+
+log = logging.getLogger(__name__)
+
+ROW_BITS = 40  # global row = shard << 40 | row within the shard
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig(ServingConfig):
+    host: str = setting("", "LANDMARK_COORDINATOR_HOST")
+    port: int = setting(50053, "LANDMARK_COORDINATOR_PORT")
+    metrics_port: int = setting(9153, "LANDMARK_COORDINATOR_METRICS_PORT")
+    max_rpcs: int = setting(32, "LANDMARK_COORDINATOR_MAX_RPCS")
+    # The shards in order (shard i holds the images with shard_of(id, N) == i) ...
+    shards: tuple[str, ...] = setting((), "LANDMARK_SHARDS")
+    # ... or a DNS name:port resolving to every shard (a headless service) with the count;
+    # each shard reports its number (LANDMARK_SHARD_INDEX), which fixes its place.
+    shards_dns: str = setting("", "LANDMARK_SHARDS_DNS")
+    shard_count: int = setting(0, "LANDMARK_SHARD_COUNT")
+    shard_timeout: float = setting(30.0, "LANDMARK_SHARD_TIMEOUT")
+    threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
+    # search settings: the coordinator ranks and verifies, so these are the ones that count
+    neighbours: int = setting(10, "LANDMARK_NEIGHBOURS")
+    shortlist: int = setting(30, "LANDMARK_SHORTLIST")
+    min_inliers: int = setting(10, "LANDMARK_MIN_INLIERS")
+    ratio: float = setting(0.9, "LANDMARK_RATIO")
+    max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
+    max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
+    max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(
+            self, "max_rpcs", "threads", "neighbours", "shortlist", "min_inliers", "max_top_k"
+        )
+        if bool(self.shards) == bool(self.shards_dns):
+            raise ValueError("give the shards either as a list (shards) or by DNS (shards_dns)")
+        if self.shards_dns and self.shard_count < 1:
+            raise ValueError("shards_dns needs shard_count, the number of shards")
+
+    def search_params(self) -> SearchParams:
+        return SearchParams(
+            k=self.neighbours,
+            shortlist=self.shortlist,
+            min_inliers=self.min_inliers,
+            ratio=self.ratio,
+        )
+
+
+class ShardUnavailable(Exception):
+    def __init__(self, missing: dict[str, str]) -> None:
+        self.missing = missing
+        names = ", ".join(f"{name} ({why})" for name, why in missing.items())
+        super().__init__(f"shard(s) not answering: {names}")
+
+
+class ShardError(Exception):
+    """A shard refused a request: its status is passed on."""
+
+    def __init__(self, shard: str, error: grpc.RpcError) -> None:
+        self.code = error.code()
+        super().__init__(f"{shard}: {error.details()}")
+
+
+class Shards:
+    """The shard addresses in shard order, their stubs, and parallel calls to them."""
+
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        self.count = config.shard_count if config.shards_dns else len(config.shards)
+        self._stubs: dict[str, search_pb2_grpc.SearchStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
+        self._found: dict[int, str] = {}
+        self._found_at = 0.0
+
+    def name(self, i: int) -> str:
+        return f"shard {i} ({self.address(i) or 'not found'})"
+
+    def _stub(self, address: str) -> search_pb2_grpc.SearchStub:
+        with self._lock:
+            if address not in self._stubs:
+                options = [
+                    ("grpc.max_receive_message_length", 256 << 20),
+                    ("grpc.max_send_message_length", 256 << 20),
+                ]
+                channel = grpc.insecure_channel(address, options=options)
+                self._channels.append(channel)
+                self._stubs[address] = search_pb2_grpc.SearchStub(channel)
+            return self._stubs[address]
+
+    def address(self, i: int) -> str | None:
+        if not self.config.shards_dns:
+            return self.config.shards[i]
+        if time.monotonic() - self._found_at > 5.0:
+            self._discover()
+        return self._found.get(i)
+
+    def _discover(self) -> None:
+        """Ask every address behind the DNS name which shard it is."""
+        found: dict[int, str] = {}
+        try:
+            addresses = resolve(self.config.shards_dns)
+        except OSError as exc:
+            log.warning("shard discovery: %s", exc)
+            addresses = []
+        for address in addresses:
+            try:
+                info = self._stub(address).GetIndexInfo(
+                    search_pb2.GetIndexInfoRequest(), timeout=2.0
+                )
+            except grpc.RpcError:
+                continue
+            if 0 <= info.shard_index < self.count:
+                found[info.shard_index] = address
+        self._found, self._found_at = found, time.monotonic()
+
+    def call(self, method: str, requests: dict[int, object], timeout: float) -> tuple[dict, dict]:
+        """Call ``method`` on the given shards at once: ({shard: response}, {name: why})."""
+        futures = {}
+        missing: dict[str, str] = {}
+        for i, request in requests.items():
+            address = self.address(i)
+            if address is None:
+                missing[self.name(i)] = "not found by DNS"
+                continue
+            stub = self._stub(address)
+            futures[i] = self._pool.submit(getattr(stub, method), request, timeout=timeout)
+        answers = {}
+        for i, future in futures.items():
+            try:
+                answers[i] = future.result()
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    missing[self.name(i)] = err.code().name
+                else:
+                    raise ShardError(self.name(i), err) from None
+        return answers, missing
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        self._pool.shutdown(wait=False)
+
+
+class CoordinatorServicer(search_pb2_grpc.SearchServicer):
+    def __init__(self, config: CoordinatorConfig, shards: Shards | None = None) -> None:
+        self.config = config
+        self.shards = shards or Shards(config)
+        self.params = config.search_params()
+        self.limits = RequestLimits(config.max_top_k, config.max_query_features)
+        self._pool = ThreadPoolExecutor(config.threads, "verify") if config.threads > 1 else None
+
+    def _timeout(self, context: grpc.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        return min(self.config.shard_timeout, remaining or self.config.shard_timeout)
+
+    def _all(self, method: str, request, context, allow_partial: bool = False):
+        answers, missing = self.shards.call(
+            method, dict.fromkeys(range(self.shards.count), request), self._timeout(context)
+        )
+        if missing and not allow_partial:
+            raise ShardUnavailable(missing)
+        return answers, missing
+
+    def Search(self, request, context):  # noqa: N802
+        try:
+            start = time.perf_counter()
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = features_from_proto(request.features)
+            opts = request.options
+            check_search_args(
+                self.limits, len(features), request.top_k, opts.shortlist, opts.min_inliers
+            )
+            min_inliers = opts.min_inliers or self.params.min_inliers
+            ask = search_pb2.NeighboursRequest(
+                features=request.features,
+                k=self.params.k,
+                exclude_image_ids=opts.exclude_image_ids,
+            )
+            answers, missing = self._all("Neighbours", ask, context, opts.allow_partial)
+            t1 = time.perf_counter()
+            images, hits, table = merge_neighbours(answers, self.params.k)
+            candidates, verified, aggregate_ms, verify_ms = rank(
+                features,
+                hits,
+                images,
+                np.array([(m.width, m.height) for m in images], np.float32).reshape(-1, 2),
+                table.locations_of,
+                self.params,
+                shortlist_size=opts.shortlist or self.params.shortlist,
+                min_inliers=min_inliers,
+                include_matches=opts.include_matches,
+                include_rejected=opts.include_rejected,
+                alive=context.is_active,
+                pool=self._pool,
+            )
+            timing = Timing(
+                (t1 - start) * 1e3, aggregate_ms, verify_ms, (time.perf_counter() - start) * 1e3
+            )
+            result = SearchResult(candidates[: request.top_k], min_inliers, timing, verified)
+            response = search_response(result)
+            response.partial = bool(missing)
+            response.missing_shards.extend(sorted(missing))
+            return response
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def _fail(self, context: grpc.ServicerContext, exc: BaseException) -> None:
+        if isinstance(exc, ShardUnavailable):
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{exc}; search with allow_partial for an answer from the others",
+            )
+        if isinstance(exc, ShardError):
+            context.abort(exc.code, str(exc))
+        _abort(context, exc)
+
+    def _route(self, ids: list[str]) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for n, image_id in enumerate(ids):
+            groups.setdefault(shard_of(image_id, self.shards.count), []).append(n)
+        return groups
+
+    def AddImages(self, request, context):  # noqa: N802
+        try:
+            groups = self._route([img.image_id for img in request.images])
+            requests = {
+                shard: search_pb2.AddImagesRequest(
+                    images=[request.images[n] for n in members], on_conflict=request.on_conflict
+                )
+                for shard, members in groups.items()
+            }
+            answers, missing = self.shards.call("AddImages", requests, self._timeout(context))
+            if missing:
+                raise ShardUnavailable(missing)
+            return search_pb2.AddImagesResponse(
+                added=sum(a.added for a in answers.values()),
+                skipped=sum(a.skipped for a in answers.values()),
+                replaced=sum(a.replaced for a in answers.values()),
+                index=self._info(context),
+            )
+        except ShardUnavailable as exc:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{exc}; images for the other shards were added: retry with on_conflict SKIP",
+            )
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def RemoveImages(self, request, context):  # noqa: N802
+        try:
+            ids = list(request.image_ids)
+            requests = {
+                shard: search_pb2.RemoveImagesRequest(image_ids=[ids[n] for n in members])
+                for shard, members in self._route(ids).items()
+            }
+            answers, missing = self.shards.call("RemoveImages", requests, self._timeout(context))
+            if missing:
+                raise ShardUnavailable(missing)
+            return search_pb2.RemoveImagesResponse(
+                removed=sum(a.removed for a in answers.values()),
+                not_found=sorted(i for a in answers.values() for i in a.not_found),
+                index=self._info(context),
+            )
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def _info(self, context) -> search_pb2.IndexInfo:
+        answers, _ = self._all("GetIndexInfo", search_pb2.GetIndexInfoRequest(), context)
+        infos = list(answers.values())
+        total = search_pb2.IndexInfo(shards=len(infos), shard_index=-1)
+        for info in infos:
+            total.images += info.images
+            total.descriptors += info.descriptors
+            total.bytes_on_disk += info.bytes_on_disk
+            total.labels += info.labels
+            total.generation += info.generation
+            total.segments += info.segments
+            total.growing_descriptors += info.growing_descriptors
+            if info.backend:
+                total.backend, total.dimension = info.backend, info.dimension
+        if total.descriptors:
+            total.bytes_per_descriptor = total.bytes_on_disk / total.descriptors
+        return total
+
+    def GetIndexInfo(self, request, context):  # noqa: N802
+        try:
+            return self._info(context)
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def ListImages(self, request, context):  # noqa: N802
+        try:
+            size = request.page_size or 1000
+            answers, _ = self._all(
+                "ListImages",
+                search_pb2.ListImagesRequest(page_token=request.page_token, page_size=size),
+                context,
+            )
+            merged = sorted(
+                (m for a in answers.values() for m in a.images), key=lambda m: m.image_id
+            )
+            more = len(merged) > size or any(a.next_page_token for a in answers.values())
+            page = merged[:size]
+            response = search_pb2.ListImagesResponse(
+                next_page_token=page[-1].image_id if more and page else ""
+            )
+            response.images.extend(page)
+            return response
+        except Exception as exc:
+            self._fail(context, exc)
+
+    def Neighbours(self, request, context):  # noqa: N802
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Neighbours is asked of shards; this is a coordinator: call Search",
+        )
+
+
+@dataclass
+class LocationTable:
+    rows: np.ndarray  # sorted global rows
+    locations: np.ndarray  # [len(rows), 2]
+
+    def locations_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.locations[np.searchsorted(self.rows, rows)]
+
+
+def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits, LocationTable]:
+    """The global k nearest per query descriptor from every shard's k nearest."""
+    images: list[ImageMeta] = []
+    parts = []
+    for shard in sorted(answers):
+        shard_images, hits, locations = neighbours_from_proto(answers[shard])
+        parts.append(
+            (
+                hits.query,
+                (np.int64(shard) << ROW_BITS) | hits.row,
+                hits.image + len(images),
+                hits.dist,
+                locations,
+            )
+        )
+        images.extend(shard_images)
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return (
+            images,
+            Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype(np.float32)),
+            LocationTable(empty, np.zeros((0, 2))),
+        )
+    query, row, image, dist, loc = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
+    query, row, image, dist, loc = query[order], row[order], image[order], dist[order], loc[order]
+    first = np.searchsorted(query, query, side="left")
+    keep = np.arange(query.size) - first < k  # the k nearest of each query descriptor
+    query, row, image, dist, loc = query[keep], row[keep], image[keep], dist[keep], loc[keep]
+    unique_rows, where = np.unique(row, return_index=True)
+    table = LocationTable(unique_rows, loc[where])
+    return images, Hits(query, row, image.astype(np.int32), dist), table
+
+
+def create_server(
+    config: CoordinatorConfig, shards: Shards | None = None
+) -> tuple[runtime.Running, int, CoordinatorServicer]:
+    servicer = CoordinatorServicer(config, shards)
+    metrics = Metrics()
+    running = runtime.start(
+        config,
+        {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},
+        ROLES,
+        metrics,
+        max_receive_bytes=config.max_message_mb << 20,
+        thread_prefix="coordinator",
+    )
+    running.set_serving(True)
+    log.info(
+        "coordinating %d shards: %s",
+        servicer.shards.count,
+        ", ".join(config.shards) or config.shards_dns,
+    )
+    return running, running.port, servicer

@@ -1,0 +1,130 @@
+"""The second half of a search, from k-NN hits to a ranked, verified list.
+
+Shared by one index (SearchEngine) and by a coordinator over shards: both gather the k
+nearest database descriptors of every query descriptor, then call ``rank``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from landmark_client.wire import Features
+
+from .errors import Cancelled
+from .matching import Hits, Putative, putative_matches, shortlist, vote
+from .segment import ImageMeta
+from .verify import Verification, VerifyParams, verify
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int = 10  # neighbours per query descriptor
+    search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * n_trees * 3
+    shortlist: int = 30  # best-voted images verified
+    min_votes: int = 4
+    ratio: float = 0.9  # within-image second-neighbour ratio test
+    max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
+    min_inliers: int = 10
+    verify: VerifyParams = field(default_factory=VerifyParams)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    image: ImageMeta
+    inliers: int
+    votes: int
+    putative: int
+    query_locations: np.ndarray | None = None
+    database_locations: np.ndarray | None = None
+    transform: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    ann_ms: float = 0.0
+    aggregate_ms: float = 0.0
+    verify_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    candidates: list[Candidate]
+    min_inliers: int
+    timing: Timing
+    verified: int = 0  # candidate images verified geometrically
+
+    @property
+    def best(self) -> Candidate | None:
+        """The best candidate, if it reaches min_inliers (else "no match")."""
+        if self.candidates and self.candidates[0].inliers >= self.min_inliers:
+            return self.candidates[0]
+        return None
+
+
+def order_key(c: Candidate) -> tuple[int, int, str]:
+    return (-c.inliers, -c.votes, c.image.image_id)
+
+
+def rank(
+    features: Features,
+    hits: Hits,
+    images: Sequence[ImageMeta],
+    image_sizes: np.ndarray,
+    locations_of: Callable[[np.ndarray], np.ndarray],
+    params: SearchParams,
+    *,
+    shortlist_size: int,
+    min_inliers: int,
+    include_matches: bool = False,
+    include_rejected: bool = False,
+    alive: Callable[[], bool] = lambda: True,
+    pool: ThreadPoolExecutor | None = None,
+) -> tuple[list[Candidate], int, float, float]:
+    """Vote, shortlist, one-to-one putative matches, verification.
+
+    ``hits.image`` indexes ``images`` and ``image_sizes``; ``locations_of(rows)`` gives
+    the (x, y) of database rows. Returns the candidates best first, how many images were
+    verified, and the aggregation and verification times in ms."""
+    t0 = time.perf_counter()
+    votes = vote(hits, len(images))
+    chosen = shortlist(votes, shortlist_size, params.min_votes)
+    putatives = putative_matches(hits, chosen, params.ratio, params.max_distance)
+    t1 = time.perf_counter()
+
+    def check(put: Putative) -> tuple[Putative, np.ndarray, np.ndarray, Verification]:
+        if not alive():
+            raise Cancelled("the caller went away during verification")
+        src = features.locations[put.query]
+        dst = locations_of(put.row)
+        return put, src, dst, verify(src, dst, tuple(image_sizes[put.image]), params.verify)
+
+    # OpenCV releases the GIL: candidates are verified on all the pool's threads.
+    checked = (
+        pool.map(check, putatives)
+        if pool is not None and len(putatives) > 1
+        else map(check, putatives)
+    )
+    found: list[Candidate] = []
+    for put, src, dst, result in checked:
+        if result.inliers < min_inliers and not include_rejected:
+            continue
+        found.append(
+            Candidate(
+                image=images[put.image],
+                inliers=result.inliers,
+                votes=int(votes[put.image]),
+                putative=int(put.query.size),
+                query_locations=src[result.mask] if include_matches else None,
+                database_locations=dst[result.mask] if include_matches else None,
+                transform=result.transform,
+            )
+        )
+    found.sort(key=order_key)
+    t2 = time.perf_counter()
+    return found, len(putatives), (t1 - t0) * 1e3, (t2 - t1) * 1e3

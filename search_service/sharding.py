@@ -1,0 +1,76 @@
+"""Which shard holds an image, where the shards are, and the wire form of k-NN hits."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import numpy as np
+
+from landmark.v1 import search_pb2
+from landmark_client.wire import matrix_from_proto, matrix_to_proto
+
+from .matching import Hits
+from .segment import ImageMeta
+
+
+def shard_of(image_id: str, shards: int) -> int:
+    """Stable shard number of an image id: the same on every machine and Python run."""
+    digest = hashlib.sha256(image_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def resolve(name_and_port: str) -> list[str]:
+    """Every address a DNS name (e.g. a Kubernetes headless service) resolves to."""
+    host, _, port = name_and_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"shards_dns must be NAME:PORT, got {name_and_port!r}")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host!r}: {exc}") from None
+    out = []
+    for family, *_, sockaddr in infos:
+        ip = sockaddr[0]
+        out.append(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+    return sorted(set(out))
+
+
+def neighbours_to_proto(
+    images: list[ImageMeta], hits: Hits, locations: np.ndarray
+) -> search_pb2.NeighboursResponse:
+    ids = np.stack([hits.query, hits.image, hits.row], axis=1).astype("<i8")
+    values = np.column_stack([hits.dist, locations]).astype(np.float32).reshape(-1, 3)
+    msg = search_pb2.NeighboursResponse(hit_ids=ids.tobytes(), hit_values=matrix_to_proto(values))
+    for m in images:
+        msg.images.add(
+            image_id=m.image_id,
+            label=m.label,
+            metadata=m.metadata,
+            width=m.width,
+            height=m.height,
+            num_features=m.count,
+        )
+    return msg
+
+
+def neighbours_from_proto(
+    msg: search_pb2.NeighboursResponse,
+) -> tuple[list[ImageMeta], Hits, np.ndarray]:
+    ids = np.frombuffer(msg.hit_ids, "<i8").reshape(-1, 3)
+    values = matrix_from_proto(msg.hit_values, "hit_values", 2, 3)
+    if ids.shape[0] != values.shape[0]:
+        raise ValueError("a shard answered hit_ids and hit_values of different lengths")
+    images = [
+        ImageMeta(m.image_id, m.label, 0, m.num_features, m.width, m.height, dict(m.metadata))
+        for m in msg.images
+    ]
+    if ids.size and (ids[:, 1].min() < 0 or ids[:, 1].max() >= len(images)):
+        raise ValueError("a shard answered hits that point past its image list")
+    hits = Hits(
+        ids[:, 0].astype(np.int32),
+        ids[:, 2].astype(np.int64),
+        ids[:, 1].astype(np.int32),
+        values[:, 0].astype(np.float32),
+    )
+    return images, hits, values[:, 1:3].astype(np.float32)
