@@ -51,6 +51,9 @@ class CoordinatorConfig(ServingConfig):
     shards_dns: str = setting("", "LANDMARK_SHARDS_DNS")
     shard_count: int = setting(0, "LANDMARK_SHARD_COUNT")
     shard_timeout: float = setting(30.0, "LANDMARK_SHARD_TIMEOUT")
+    # Calls to the shards carry the caller's bearer token; discovery (and callers without
+    # one) use this token, when the shards require one.
+    shard_token: str = setting("", "LANDMARK_SHARD_TOKEN")
     threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
     # search settings: the coordinator ranks and verifies, so these are the ones that count
     neighbours: int = setting(10, "LANDMARK_NEIGHBOURS")
@@ -107,6 +110,8 @@ class Shards:
         self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
         self._found: dict[int, str] = {}
         self._found_at = 0.0
+        token = config.shard_token
+        self._own = (("authorization", f"Bearer {token}"),) if token else ()
 
     def name(self, i: int) -> str:
         return f"shard {i} ({self.address(i) or 'not found'})"
@@ -141,7 +146,7 @@ class Shards:
         for address in addresses:
             try:
                 info = self._stub(address).GetIndexInfo(
-                    search_pb2.GetIndexInfoRequest(), timeout=2.0
+                    search_pb2.GetIndexInfoRequest(), timeout=2.0, metadata=self._own
                 )
             except grpc.RpcError:
                 continue
@@ -149,7 +154,9 @@ class Shards:
                 found[info.shard_index] = address
         self._found, self._found_at = found, time.monotonic()
 
-    def call(self, method: str, requests: dict[int, object], timeout: float) -> tuple[dict, dict]:
+    def call(
+        self, method: str, requests: dict[int, object], timeout: float, metadata=None
+    ) -> tuple[dict, dict]:
         """Call ``method`` on the given shards at once: ({shard: response}, {name: why})."""
         futures = {}
         missing: dict[str, str] = {}
@@ -159,7 +166,9 @@ class Shards:
                 missing[self.name(i)] = "not found by DNS"
                 continue
             stub = self._stub(address)
-            futures[i] = self._pool.submit(getattr(stub, method), request, timeout=timeout)
+            futures[i] = self._pool.submit(
+                getattr(stub, method), request, timeout=timeout, metadata=metadata or self._own
+            )
         answers = {}
         for i, future in futures.items():
             try:
@@ -185,13 +194,23 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
         self.limits = RequestLimits(config.max_top_k, config.max_query_features)
         self._pool = ThreadPoolExecutor(config.threads, "verify") if config.threads > 1 else None
 
+    @staticmethod
+    def _auth(context: grpc.ServicerContext) -> tuple:
+        """The caller's bearer token, passed on to the shards."""
+        return tuple(
+            (k, v) for k, v in context.invocation_metadata() if k.lower() == "authorization"
+        )
+
     def _timeout(self, context: grpc.ServicerContext) -> float:
         remaining = context.time_remaining()
         return min(self.config.shard_timeout, remaining or self.config.shard_timeout)
 
     def _all(self, method: str, request, context, allow_partial: bool = False):
         answers, missing = self.shards.call(
-            method, dict.fromkeys(range(self.shards.count), request), self._timeout(context)
+            method,
+            dict.fromkeys(range(self.shards.count), request),
+            self._timeout(context),
+            self._auth(context),
         )
         if missing and not allow_partial:
             raise ShardUnavailable(missing)
@@ -266,7 +285,9 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 )
                 for shard, members in groups.items()
             }
-            answers, missing = self.shards.call("AddImages", requests, self._timeout(context))
+            answers, missing = self.shards.call(
+                "AddImages", requests, self._timeout(context), self._auth(context)
+            )
             if missing:
                 raise ShardUnavailable(missing)
             return search_pb2.AddImagesResponse(
@@ -290,7 +311,9 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 shard: search_pb2.RemoveImagesRequest(image_ids=[ids[n] for n in members])
                 for shard, members in self._route(ids).items()
             }
-            answers, missing = self.shards.call("RemoveImages", requests, self._timeout(context))
+            answers, missing = self.shards.call(
+                "RemoveImages", requests, self._timeout(context), self._auth(context)
+            )
             if missing:
                 raise ShardUnavailable(missing)
             return search_pb2.RemoveImagesResponse(

@@ -1,0 +1,57 @@
+"""The deployment files: Kubernetes manifests validate offline against the 1.37 schemas
+(kubernetes-validate ships them), the compose file parses, and they agree with the code."""
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO
+
+K8S = sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+
+
+def test_manifests_validate_strictly():
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.37.0", *map(str, K8S)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("passed") == 7
+
+
+def _docs():
+    return [d for path in K8S for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_the_topology_the_issue_asks_for():
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in _docs()}
+    extractor = kinds[("Deployment", "extractor")]["spec"]["template"]["spec"]["containers"][0]
+    assert extractor["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert ("HorizontalPodAutoscaler", "extractor") in kinds
+    search = kinds[("StatefulSet", "search")]["spec"]
+    assert search["volumeClaimTemplates"] and search["serviceName"] == "search"
+    assert kinds[("Service", "search")]["spec"]["clusterIP"] == "None"
+    for name in [
+        ("Deployment", "extractor"),
+        ("StatefulSet", "search"),
+        ("Deployment", "coordinator"),
+    ]:
+        container = kinds[name]["spec"]["template"]["spec"]["containers"][0]
+        assert "grpc" in container["readinessProbe"] and "grpc" in container["livenessProbe"]
+    coordinator = kinds[("Deployment", "coordinator")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in coordinator["containers"][0]["env"]}
+    assert int(env["LANDMARK_SHARD_COUNT"]) == search["replicas"]
+
+
+def test_compose_file_parses_and_names_its_shards():
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    shards = [n for n in services if n.startswith("search-")]
+    command = services["coordinator"]["command"]
+    assert command[0] == "coordinator"
+    assert command[2] == ",".join(f"{n}:50052" for n in shards)
+    for n, name in enumerate(shards):
+        assert services[name]["command"] == ["search", "--shard-index", str(n)]
