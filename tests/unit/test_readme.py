@@ -6,6 +6,7 @@ import re
 from extractor_service.config import ExtractorConfig
 from landmark_client.cli import build_parser
 from search_service.config import SearchConfig
+from search_service.coordinator import CoordinatorConfig
 from tests.conftest import REPO
 
 
@@ -29,6 +30,6 @@ def test_every_serve_flag_is_in_the_readme_and_back():
 
 def test_every_service_environment_variable_is_in_the_readme():
     text = (REPO / "README.md").read_text()
-    for cls in (ExtractorConfig, SearchConfig):
+    for cls in (ExtractorConfig, SearchConfig, CoordinatorConfig):
         for f in dataclasses.fields(cls):
             assert f.metadata["env"] in text, f"{f.metadata['env']} ({cls.__name__}.{f.name})"
