@@ -167,6 +167,8 @@ def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
         generation=msg.generation,
         segments=msg.segments,
         growing_descriptors=msg.growing_descriptors,
+        shards=msg.shards or 1,
+        shard_index=msg.shard_index,
     )
 
 

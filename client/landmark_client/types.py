@@ -130,6 +130,8 @@ class IndexInfo:
     generation: int
     segments: int = 0
     growing_descriptors: int = 0
+    shards: int = 1  # through a coordinator: the shards summed
+    shard_index: int = -1  # a shard's own number; -1 when not sharded
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""The coordinator over real shard servers in this process (loopback, port 0)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from landmark_client import ImageToAdd, LandmarkError, SearchClient
+from search_service import coordinator as coordinator_mod
+from search_service.config import SearchConfig
+from search_service.coordinator import CoordinatorConfig, create_server
+from search_service.server import create_server as create_search
+from search_service.sharding import shard_of
+from tests.service.test_security import READ_TOKEN, WRITE_TOKEN, features
+
+
+def test_shard_of_is_stable_and_spreads():
+    # fixed values: a change here would move every stored image to another shard
+    assert [shard_of(f"img-{i}", 3) for i in range(8)] == [
+        shard_of(f"img-{i}", 3) for i in range(8)
+    ]
+    assert shard_of("eiffel/1.jpg", 1) == 0
+    counts = [0, 0, 0]
+    for i in range(3000):
+        counts[shard_of(f"photo-{i}.jpg", 3)] += 1
+    assert min(counts) > 900
+
+
+@pytest.fixture()
+def shards(tmp_path):
+    running = []
+    for i in range(3):
+        cfg = SearchConfig(
+            port=0,
+            metrics_port=-1,
+            index_dir=str(tmp_path / f"s{i}"),
+            shard_index=i,
+            read_tokens=(READ_TOKEN,),
+            write_tokens=(WRITE_TOKEN,),
+        )
+        running.append(create_search(cfg))
+    yield [f"127.0.0.1:{port}" for _, port, _ in running]
+    for server, _, engine in running:
+        server.stop(0)
+        engine.close()
+
+
+def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch):
+    # DNS is the one thing faked: the name "resolves" to the shards in a shuffled order
+    monkeypatch.setattr(coordinator_mod, "resolve", lambda name: [shards[2], shards[0], shards[1]])
+    cfg = CoordinatorConfig(
+        port=0,
+        metrics_port=-1,
+        shards_dns="search.example:50052",
+        shard_count=3,
+        shard_token=READ_TOKEN,
+    )
+    running, port, servicer = create_server(cfg)
+    try:
+        assert [servicer.shards.address(i) for i in range(3)] == shards
+        images = [ImageToAdd(f"img-{k}", f"l{k}", features(k)) for k in range(9)]
+        from landmark_client import Connection
+
+        with SearchClient(
+            f"127.0.0.1:{port}", timeout=20, connection=Connection(token=WRITE_TOKEN)
+        ) as client:
+            assert client.add_images(images).added == 9
+            for i, address in enumerate(shards):
+                with SearchClient(address, connection=Connection(token=READ_TOKEN)) as one:
+                    held = {r.image_id for r in one.list_images()}
+                assert held == {im.image_id for im in images if shard_of(im.image_id, 3) == i}
+            info = client.index_info()
+            assert (info.images, info.shards) == (9, 3)
+            assert [r.image_id for r in client.list_images(page_size=4)] == sorted(
+                im.image_id for im in images
+            )
+            assert client.search(features(4), top_k=1).best.image_id == "img-4"
+        # the caller's token is passed on: a read token cannot write through it
+        with SearchClient(
+            f"127.0.0.1:{port}", timeout=20, connection=Connection(token=READ_TOKEN)
+        ) as reader:
+            with pytest.raises(LandmarkError) as err:
+                reader.remove_images(["img-1"])
+            assert err.value.code is grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        running.stop(0)
