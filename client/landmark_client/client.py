@@ -48,7 +48,19 @@ class _Client:
     _health_name = ""
     _stub_class: Any = None
 
-    def __init__(self, address: str, timeout: float, connection: Connection | None) -> None:
+    _default_address: Any = None
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection: Connection | None = None,
+    ) -> None:
+        """``address``: host:port, a comma-separated list of replicas, or a DNS name of
+        several (default from the environment); ``timeout`` in seconds for every call;
+        ``connection``: token and TLS (default: ``Connection.from_env()``)."""
+        address = self._default_address(address)
         self.address = address
         self.timeout = timeout
         self.connection = connection or Connection.from_env()
@@ -80,13 +92,8 @@ class _Client:
                     metadata=self.connection.metadata,
                 )
             except grpc.RpcError as err:
-                wait = self.connection.delay(attempt)
-                if (
-                    not retry
-                    or err.code() is not grpc.StatusCode.UNAVAILABLE
-                    or attempt >= self.connection.retries
-                    or time.monotonic() + wait >= deadline
-                ):
+                wait = self.connection.retry_after(err, attempt, deadline, retry)
+                if wait is None:
                     raise LandmarkError.from_rpc(
                         err, f"{self._service} at {self.address}"
                     ) from None
@@ -133,15 +140,7 @@ class ExtractorClient(_Client):
     _service = "extractor"
     _health_name = "landmark.v1.Extractor"
     _stub_class = extractor_pb2_grpc.ExtractorStub
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        connection: Connection | None = None,
-    ) -> None:
-        super().__init__(extractor_address(address), timeout, connection)
+    _default_address = staticmethod(extractor_address)
 
     def extract(
         self,
@@ -201,15 +200,7 @@ class SearchClient(_Client):
     _service = "search service"
     _health_name = "landmark.v1.Search"
     _stub_class = search_pb2_grpc.SearchStub
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        connection: Connection | None = None,
-    ) -> None:
-        super().__init__(search_address(address), timeout, connection)
+    _default_address = staticmethod(search_address)
 
     def add_images(
         self,

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,21 @@ class Connection:
     def delay(self, attempt: int) -> float:
         """Backoff before retry ``attempt`` (0-based), with jitter."""
         return self.backoff * (2**attempt) * (0.5 + random.random())
+
+    def retry_after(
+        self, error: grpc.RpcError, attempt: int, deadline: float, retry: bool
+    ) -> float | None:
+        """Seconds to wait before retrying a failed call on the next replica, or None
+        when it must not be retried (not UNAVAILABLE, retries used up, deadline near)."""
+        wait = self.delay(attempt)
+        if (
+            not retry
+            or error.code() is not grpc.StatusCode.UNAVAILABLE
+            or attempt >= self.retries
+            or time.monotonic() + wait >= deadline
+        ):
+            return None
+        return wait
 
 
 def replicas(address: str) -> list[str]:
