@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from landmark.v1 import search_pb2, search_pb2_grpc
+from landmark_client.connection import Connection
 from landmark_client.settings import check_positive, setting
 from landmark_client.wire import features_from_proto
 from serving import runtime
@@ -110,6 +111,7 @@ class Shards:
         self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
         self._found: dict[int, str] = {}
         self._found_at = 0.0
+        self._connection = Connection.from_env()
         token = config.shard_token
         self._own = (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -119,11 +121,8 @@ class Shards:
     def _stub(self, address: str) -> search_pb2_grpc.SearchStub:
         with self._lock:
             if address not in self._stubs:
-                options = [
-                    ("grpc.max_receive_message_length", 256 << 20),
-                    ("grpc.max_send_message_length", 256 << 20),
-                ]
-                channel = grpc.insecure_channel(address, options=options)
+                # TLS to the shards as for any client: LANDMARK_TLS_CA, LANDMARK_TLS_CLIENT_*
+                channel = self._connection.channel(address)
                 self._channels.append(channel)
                 self._stubs[address] = search_pb2_grpc.SearchStub(channel)
             return self._stubs[address]

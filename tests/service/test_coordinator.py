@@ -84,3 +84,35 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
             assert err.value.code is grpc.StatusCode.PERMISSION_DENIED
     finally:
         running.stop(0)
+
+
+def test_the_coordinator_reaches_tls_shards(tmp_path, monkeypatch):
+    from tests.tls import make_pki
+
+    pki = make_pki(tmp_path)
+    running = []
+    for i in range(2):
+        cfg = SearchConfig(
+            port=0,
+            metrics_port=-1,
+            host="127.0.0.1",
+            index_dir=str(tmp_path / f"s{i}"),
+            shard_index=i,
+            tls_cert=str(pki.server_cert),
+            tls_key=str(pki.server_key),
+        )
+        running.append(create_search(cfg))
+    monkeypatch.setenv("LANDMARK_TLS_CA", str(pki.ca))
+    shards = tuple(f"localhost:{port}" for _, port, _ in running)
+    co, port, _ = create_server(CoordinatorConfig(port=0, metrics_port=-1, shards=shards))
+    monkeypatch.delenv("LANDMARK_TLS_CA")  # the caller talks plaintext to the coordinator
+    try:
+        with SearchClient(f"127.0.0.1:{port}", timeout=20) as client:
+            client.add_images([ImageToAdd(f"img-{k}", "x", features(k)) for k in range(4)])
+            assert client.index_info().images == 4
+            assert client.search(features(3), top_k=1).best.image_id == "img-3"
+    finally:
+        co.stop(0)
+        for server, _, engine in running:
+            server.stop(0)
+            engine.close()
