@@ -114,7 +114,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
     from bench.synthetic import DescriptorModel, synthetic_images
     from landmark_client import SearchClient
     from search_service.config import SearchConfig
-    from search_service.engine import SearchEngine, SearchParams
+    from search_service.engine import RequestLimits, SearchEngine, SearchParams
     from search_service.server import create_server
 
     real = load_real(cache)
@@ -131,7 +131,14 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
     }
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        engine = SearchEngine(Path(tmp) / "index", SearchParams(), threads=2, background=False)
+        # one bulk build, as an offline indexing job would do: no per-request add limit
+        engine = SearchEngine(
+            Path(tmp) / "index",
+            SearchParams(),
+            threads=2,
+            background=False,
+            limits=RequestLimits(max_add_features=1 << 40),
+        )
         t = time.perf_counter()
         engine.add(entries)
         result["build_s"] = round(time.perf_counter() - t, 2)

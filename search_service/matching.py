@@ -131,7 +131,8 @@ def knn(
         # an image may hold several of a descriptor's nearest rows (itself, when it is
         # the query): two spare neighbours per left-out image
         n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
-        ids, d = ann_lookup(seg.annoy, queries, n, search_k or n * seg.n_trees * 3, pool)
+        # the nodes inspected follow k, not the spare neighbours: same cost as without them
+        ids, d = ann_lookup(seg.annoy, queries, n, search_k or k * seg.n_trees * 3, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
         image = seg.row_image[local] + lo
