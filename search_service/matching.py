@@ -10,6 +10,7 @@ From the k nearest database descriptors of every query descriptor:
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +31,10 @@ class Hits:
 
 
 EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search
+# OpenBLAS keeps a work buffer (tens of MB) for every call running at once and never
+# returns it; two at a time use both cores and keep that memory bounded however many
+# searches run in parallel.
+_BLAS = threading.BoundedSemaphore(2)
 DEAD_EXTRA = 4  # a segment with removed images is asked for up to k * (1 + this) neighbours
 
 
@@ -83,7 +88,8 @@ def exact_knn(
     spare = min(kk + 2, base.shape[0])
     for lo in range(0, n, step):
         q = queries[lo : lo + step]
-        d2 = (q * q).sum(1)[:, None] + base_sq - 2 * q @ base.T
+        with _BLAS:
+            d2 = (q * q).sum(1)[:, None] + base_sq - 2 * q @ base.T
         if ignore is not None:
             d2[:, ignore] = np.inf
         part = (
