@@ -13,6 +13,7 @@ import grpc
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, features_pb2
 from landmark_client.wire import features_to_proto
 from serving import runtime
+from serving.interceptor import gone_code
 from serving.metrics import Metrics
 from serving.security import READ
 
@@ -110,7 +111,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Gone as exc:
-            context.abort(_gone_code(context), str(exc))
+            context.abort(gone_code(context), str(exc))
         except Exception:
             log.exception("extraction failed")
             context.abort(grpc.StatusCode.INTERNAL, "feature extraction failed; see server log")
@@ -122,7 +123,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             try:
                 yield self._response(self._run(request, core, context), request.request_id)
             except Gone as exc:
-                context.abort(_gone_code(context), str(exc))
+                context.abort(gone_code(context), str(exc))
             except ValueError as exc:
                 yield _item_error(request.request_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Exception:
@@ -148,13 +149,6 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             formats=list(FORMATS),
             device=core.backend.device,
         )
-
-
-def _gone_code(context: grpc.ServicerContext) -> grpc.StatusCode:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED
 
 
 def _item_error(request_id: str, code: grpc.StatusCode, message: str):

@@ -31,7 +31,7 @@ from .errors import InvalidRequest
 from .matching import Hits
 from .ranking import SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
-from .server import ROLES, SERVICE_NAME, _abort, search_response
+from .server import _abort, search_response, serve_search
 from .sharding import neighbours_from_proto, resolve, shard_of
 
 log = logging.getLogger(__name__)
@@ -422,16 +422,7 @@ def create_server(
     config: CoordinatorConfig, shards: Shards | None = None
 ) -> tuple[runtime.Running, int, CoordinatorServicer]:
     servicer = CoordinatorServicer(config, shards)
-    metrics = Metrics()
-    running = runtime.start(
-        config,
-        {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},
-        ROLES,
-        metrics,
-        max_receive_bytes=config.max_message_mb << 20,
-        thread_prefix="coordinator",
-    )
-    running.set_serving(True)
+    running = serve_search(config, servicer, Metrics(), "coordinator")
     log.info(
         "coordinating %d shards: %s",
         servicer.shards.count,

@@ -10,6 +10,7 @@ import grpc
 from landmark.v1 import search_pb2, search_pb2_grpc
 from landmark_client.wire import features_from_proto, matrix_to_proto
 from serving import runtime
+from serving.interceptor import gone_code
 from serving.metrics import Metrics
 from serving.security import READ, WRITE
 
@@ -47,10 +48,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     for kind, code in _CODES:
         if isinstance(exc, kind):
-            remaining = context.time_remaining()
-            if kind is Cancelled and remaining is not None and remaining <= 0:
-                code = grpc.StatusCode.DEADLINE_EXCEEDED
-            context.abort(code, str(exc))
+            context.abort(gone_code(context) if kind is Cancelled else code, str(exc))
     log.exception("unexpected error", exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
 
@@ -206,13 +204,20 @@ def create_server(
     metrics = Metrics()
     metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
     servicer = SearchServicer(engine, metrics, config.shard_index)
+    running = serve_search(config, servicer, metrics, "search")
+    return running, running.port, engine
+
+
+def serve_search(config, servicer, metrics: Metrics, thread_prefix: str) -> runtime.Running:
+    """Serve ``servicer`` as landmark.v1.Search (one index or a coordinator), SERVING at once:
+    whatever it needs is loaded before it is handed over."""
     running = runtime.start(
         config,
         {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},
         ROLES,
         metrics,
         max_receive_bytes=config.max_message_mb << 20,
-        thread_prefix="search",
+        thread_prefix=thread_prefix,
     )
-    running.set_serving(True)  # the index is loaded before the server starts
-    return running, running.port, engine
+    running.set_serving(True)
+    return running

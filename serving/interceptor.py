@@ -21,16 +21,21 @@ from .security import TokenAuth
 log = logging.getLogger("landmark.rpc")
 
 
+def gone_code(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """Why a call's work stopped early: its deadline passed, or its caller went away."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def final_code(context: grpc.ServicerContext, raised: bool) -> grpc.StatusCode:
     """The status a finished call ended with, as seen from the servicer's side."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
     if not context.is_active():  # the client went away or its deadline passed
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            return grpc.StatusCode.DEADLINE_EXCEEDED
-        return grpc.StatusCode.CANCELLED
+        return gone_code(context)
     return grpc.StatusCode.UNKNOWN if raised else grpc.StatusCode.OK
 
 
