@@ -37,6 +37,7 @@ from .sharding import neighbours_from_proto, resolve, shard_of
 log = logging.getLogger(__name__)
 
 ROW_BITS = 40  # global row = shard << 40 | row within the shard
+DISCOVERY_SECONDS = 5.0  # how often DNS is asked again for the shards
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,14 @@ class Shards:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
         self._found: dict[int, str] = {}
-        self._found_at = 0.0
         self._connection = Connection.from_env()
         token = config.shard_token
         self._own = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stop = threading.Event()
+        if config.shards_dns:
+            # found once before serving, then refreshed in the background: never on a call
+            self._discover()
+            threading.Thread(target=self._rediscover, name="discovery", daemon=True).start()
 
     def name(self, i: int) -> str:
         return f"shard {i} ({self.address(i) or 'not found'})"
@@ -130,9 +135,11 @@ class Shards:
     def address(self, i: int) -> str | None:
         if not self.config.shards_dns:
             return self.config.shards[i]
-        if time.monotonic() - self._found_at > 5.0:
-            self._discover()
         return self._found.get(i)
+
+    def _rediscover(self) -> None:
+        while not self._stop.wait(DISCOVERY_SECONDS):
+            self._discover()
 
     def _discover(self) -> None:
         """Ask every address behind the DNS name which shard it is."""
@@ -151,7 +158,7 @@ class Shards:
                 continue
             if 0 <= info.shard_index < self.count:
                 found[info.shard_index] = address
-        self._found, self._found_at = found, time.monotonic()
+        self._found = found
 
     def call(
         self, method: str, requests: dict[int, object], timeout: float, metadata=None
@@ -180,6 +187,7 @@ class Shards:
         return answers, missing
 
     def close(self) -> None:
+        self._stop.set()
         for channel in self._channels:
             channel.close()
         self._pool.shutdown(wait=False)

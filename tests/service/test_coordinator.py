@@ -84,6 +84,7 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
             assert err.value.code is grpc.StatusCode.PERMISSION_DENIED
     finally:
         running.stop(0)
+        servicer.shards.close()
 
 
 def test_the_coordinator_reaches_tls_shards(tmp_path, monkeypatch):
