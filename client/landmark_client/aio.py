@@ -8,18 +8,19 @@ async with LandmarkClient(extractor_addr, search_addr, timeout=10) as client:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
 
 from . import _convert as conv
-from .client import DEFAULT_TIMEOUT, extractor_address, search_address
-from .connection import Connection, Rotation, replicas
+from .client import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
+from .connection import Connection
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -35,31 +36,8 @@ from .types import (
 from .wire import Features
 
 
-class _AsyncClient:
-    _service = ""
-    _health_name = ""
-    _stub_class: Any = None
-
-    _default_address: Any = None
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        connection: Connection | None = None,
-    ) -> None:
-        """``address``: host:port, a comma-separated list of replicas, or a DNS name of
-        several (default from the environment); ``timeout`` in seconds for every call;
-        ``connection``: token and TLS (default: ``Connection.from_env()``)."""
-        address = self._default_address(address)
-        self.address = address
-        self.timeout = timeout
-        self.connection = connection or Connection.from_env()
-        self._channels = [self.connection.aio_channel(a) for a in replicas(address)]
-        self._rotation = Rotation(self._channels)
-        self._stubs = [self._stub_class(ch) for ch in self._channels]
-        self._health = [health_pb2_grpc.HealthStub(ch) for ch in self._channels]
+class _AsyncClient(_ClientCore):
+    _aio = True
 
     async def _call(
         self,
@@ -70,25 +48,14 @@ class _AsyncClient:
         retry: bool = True,
         stubs: list[Any] | None = None,
     ) -> Any:
-        budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
-        attempt = 0
-        while True:
-            stub = (stubs or self._stubs)[self._rotation.pick()]
+        deadline = self._deadline(timeout)
+        for attempt in itertools.count():
+            call, kwargs = self._attempt(method, stubs, deadline)
             try:
-                return await getattr(stub, method)(
-                    request,
-                    timeout=max(0.001, deadline - time.monotonic()),
-                    metadata=self.connection.metadata,
-                )
+                return await call(request, **kwargs)
             except grpc.RpcError as err:
-                wait = self.connection.retry_after(err, attempt, deadline, retry)
-                if wait is None:
-                    raise LandmarkError.from_rpc(
-                        err, f"{self._service} at {self.address}"
-                    ) from None
+                wait = self._backoff(err, attempt, deadline, retry)
             await asyncio.sleep(wait)
-            attempt += 1
 
     async def health(self, timeout: float | None = None) -> str:
         request = health_pb2.HealthCheckRequest(service=self._health_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,12 +44,14 @@ def search_address(address: str | None = None) -> str:
     return address or os.environ.get("LANDMARK_SEARCH") or DEFAULT_SEARCH
 
 
-class _Client:
+class _ClientCore:
+    """What the sync and asyncio clients share: replicas, stubs, deadlines, retries."""
+
     _service = ""
     _health_name = ""
     _stub_class: Any = None
-
     _default_address: Any = None
+    _aio = False
 
     def __init__(
         self,
@@ -60,15 +63,36 @@ class _Client:
         """``address``: host:port, a comma-separated list of replicas, or a DNS name of
         several (default from the environment); ``timeout`` in seconds for every call;
         ``connection``: token and TLS (default: ``Connection.from_env()``)."""
-        address = self._default_address(address)
-        self.address = address
+        self.address = self._default_address(address)
         self.timeout = timeout
         self.connection = connection or Connection.from_env()
-        self._channels = [self.connection.channel(a) for a in replicas(address)]
+        make = self.connection.aio_channel if self._aio else self.connection.channel
+        self._channels = [make(a) for a in replicas(self.address)]
         self._rotation = Rotation(self._channels)
         self._stubs = [self._stub_class(ch) for ch in self._channels]
         self._health = [health_pb2_grpc.HealthStub(ch) for ch in self._channels]
 
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
+    def _attempt(self, method: str, stubs: list[Any] | None, deadline: float):  # noqa: ANN202
+        """The next replica's ``method`` and the keyword arguments of one try."""
+        stub = (stubs or self._stubs)[self._rotation.pick()]
+        kwargs = {
+            "timeout": max(0.001, deadline - time.monotonic()),
+            "metadata": self.connection.metadata,
+        }
+        return getattr(stub, method), kwargs
+
+    def _backoff(self, err: grpc.RpcError, attempt: int, deadline: float, retry: bool) -> float:
+        """Seconds to wait before retrying on the next replica, or raise LandmarkError."""
+        wait = self.connection.retry_after(err, attempt, deadline, retry)
+        if wait is None:
+            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+        return wait
+
+
+class _Client(_ClientCore):
     def _call(
         self,
         method: str,
@@ -80,25 +104,14 @@ class _Client:
     ) -> Any:
         """Call ``method`` on the next replica; UNAVAILABLE is retried on the next one with
         backoff (when ``retry``) as long as the deadline allows."""
-        budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
-        attempt = 0
-        while True:
-            stub = (stubs or self._stubs)[self._rotation.pick()]
+        deadline = self._deadline(timeout)
+        for attempt in itertools.count():
+            call, kwargs = self._attempt(method, stubs, deadline)
             try:
-                return getattr(stub, method)(
-                    request,
-                    timeout=max(0.001, deadline - time.monotonic()),
-                    metadata=self.connection.metadata,
-                )
+                return call(request, **kwargs)
             except grpc.RpcError as err:
-                wait = self.connection.retry_after(err, attempt, deadline, retry)
-                if wait is None:
-                    raise LandmarkError.from_rpc(
-                        err, f"{self._service} at {self.address}"
-                    ) from None
+                wait = self._backoff(err, attempt, deadline, retry)
             time.sleep(wait)
-            attempt += 1
 
     def health(self, timeout: float | None = None) -> str:
         """The standard gRPC health status of the service, e.g. "SERVING"."""

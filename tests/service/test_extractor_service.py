@@ -143,3 +143,18 @@ def test_timeout_is_honoured(extractor_server):
             big = encode(np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), np.uint8))
             stub.Extract(extractor_pb2.ExtractRequest(image=big), timeout=0.001)
         assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_dead_replica_is_skipped_with_a_retry(extractor_server):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    with ExtractorClient(f"{dead},{extractor_server}", timeout=20) as client:
+        for _ in range(4):  # every other call first meets the dead replica
+            assert len(client.extract(sample_photo(), max_features=10)) == 10
+        with pytest.raises(LandmarkError) as err:  # writes and health are not retried
+            client.health(timeout=2)
+            client.health(timeout=2)
+        assert err.value.code is grpc.StatusCode.UNAVAILABLE
