@@ -108,45 +108,40 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
 
 @contextlib.contextmanager
-def _internal_on_crash(method: str, context: grpc.ServicerContext) -> Iterator[None]:
-    """An exception a servicer did not turn into a status: log it, answer INTERNAL (not
-    gRPC's UNKNOWN with the exception's text)."""
+def _served(
+    icp: ServingInterceptor, method: str, denial, context: grpc.ServicerContext
+) -> Iterator[None]:
+    """Around one call: admission (auth, the in-flight limit), INTERNAL for an exception
+    the servicer did not turn into a status (not gRPC's UNKNOWN with the exception's
+    text), and the metrics and log line once it ends."""
+    start, admitted, raised = time.perf_counter(), False, True
     try:
-        yield
-    except Exception:
-        if context.code() is not None:  # context.abort: the status is already set
-            raise
-        log.exception("unhandled error in %s", method)
-        context.abort(grpc.StatusCode.INTERNAL, "internal error in the service; see its log")
+        icp.admit(method, denial, context)
+        admitted = True
+        try:
+            yield
+        except Exception:
+            if context.code() is not None:  # context.abort: the status is already set
+                raise
+            log.exception("unhandled error in %s", method)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error in the service; see its log")
+        raised = False
+    finally:
+        icp.record(method, context, start, raised, admitted)
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInterceptor):
     def unary_response(behaviour: Callable) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            start, admitted, raised = time.perf_counter(), False, True
-            try:
-                icp.admit(method, denial, context)
-                admitted = True
-                with _internal_on_crash(method, context):
-                    response = behaviour(request, context)
-                raised = False
-                return response
-            finally:
-                icp.record(method, context, start, raised, admitted)
+            with _served(icp, method, denial, context):
+                return behaviour(request, context)
 
         return run
 
     def stream_response(behaviour: Callable) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator:
-            start, admitted, raised = time.perf_counter(), False, True
-            try:
-                icp.admit(method, denial, context)
-                admitted = True
-                with _internal_on_crash(method, context):
-                    yield from behaviour(request, context)
-                raised = False
-            finally:
-                icp.record(method, context, start, raised, admitted)
+            with _served(icp, method, denial, context):
+                yield from behaviour(request, context)
 
         return run
 
