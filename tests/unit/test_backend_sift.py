@@ -24,3 +24,25 @@ def test_sift_caps_features_strongest_first(photo):
 def test_flat_image_has_no_keypoints():
     f = SiftBackend().extract(np.full((100, 100, 3), 128, np.uint8), 100)
     assert f.descriptors.shape == (0, 128) and f.locations.shape == (0, 2)
+
+
+def test_upright_keeps_one_keypoint_per_location_and_size(photo):
+    f = SiftBackend().extract(photo, 300)
+    spots = {
+        (round(x, 1), round(y, 1), round(s, 1))
+        for (x, y), s in zip(f.locations, f.scales, strict=True)
+    }
+    assert len(spots) == len(f.locations) == 300  # no repeats for extra orientations
+
+
+def test_upright_descriptors_follow_the_image_frame(photo):
+    """Rotated keypoints describe the same patch alike whatever the photo's rotation;
+    upright ones describe it in the image's frame, so a quarter turn changes them."""
+    rotated = np.ascontiguousarray(np.rot90(photo))
+
+    def agreement(backend):
+        a, b = backend.extract(photo, 300), backend.extract(rotated, 300)
+        sim = a.descriptors @ b.descriptors.T
+        return float(np.mean(sim.max(axis=1)))
+
+    assert agreement(SiftBackend(upright=False)) > agreement(SiftBackend()) + 0.05
