@@ -1,9 +1,10 @@
 """Coordinator mode of the search service: one Search endpoint over N search shards.
 
 Images live on shard ``shard_of(image_id, N)``. A search asks every shard for the k nearest
-descriptors of each query descriptor (Neighbours), keeps the global k nearest, and ranks
-and verifies them here with the code one index uses, so N shards rank like one index
-holding the same images. Adds and removes go to the owning shard. It speaks the same
+descriptors of each query descriptor (Neighbours), keeps the global k nearest and votes
+for a shortlist, asks the shards holding the shortlisted images for exact matches
+(Match), and verifies them here with the code one index uses, so N shards rank like one
+index holding the same images. Adds and removes go to the owning shard. It speaks the same
 ``landmark.v1.Search`` contract, so callers in any language use it like one search service.
 """
 
@@ -29,10 +30,10 @@ from serving.metrics import Metrics
 from .engine import RequestLimits, check_search_args
 from .errors import InvalidRequest
 from .matching import Hits
-from .ranking import SearchParams, SearchResult, Timing, rank
+from .ranking import Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .server import _abort, search_response, serve_search
-from .sharding import neighbours_from_proto, resolve, shard_of
+from .sharding import match_from_proto, neighbours_from_proto, resolve, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ class CoordinatorConfig(ServingConfig):
     shard_token: str = setting("", "LANDMARK_SHARD_TOKEN")
     threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
     # search settings: the coordinator ranks and verifies, so these are the ones that count
-    neighbours: int = setting(10, "LANDMARK_NEIGHBOURS")
-    shortlist: int = setting(30, "LANDMARK_SHORTLIST")
-    min_inliers: int = setting(10, "LANDMARK_MIN_INLIERS")
-    ratio: float = setting(0.9, "LANDMARK_RATIO")
+    neighbours: int = setting(5, "LANDMARK_NEIGHBOURS")
+    shortlist: int = setting(20, "LANDMARK_SHORTLIST")
+    min_inliers: int = setting(7, "LANDMARK_MIN_INLIERS")
+    ratio: float = setting(0.85, "LANDMARK_RATIO")
     max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
     max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
     max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
@@ -241,13 +242,42 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             )
             answers, missing = self._all("Neighbours", ask, context, opts.allow_partial)
             t1 = time.perf_counter()
-            images, hits, table = merge_neighbours(answers, self.params.k)
+            images, hits = merge_neighbours(answers, self.params.k)
+
+            def match(chosen: np.ndarray) -> list[Putative]:
+                """Exact matching on the shards that hold the shortlisted images."""
+                by_shard: dict[int, list[str]] = {}
+                for i in chosen:
+                    image_id = images[i].image_id
+                    by_shard.setdefault(shard_of(image_id, self.shards.count), []).append(image_id)
+                asks = {
+                    shard: search_pb2.MatchRequest(features=request.features, image_ids=ids)
+                    for shard, ids in by_shard.items()
+                }
+                got, lost = self.shards.call(
+                    "Match", asks, self._timeout(context), self._auth(context)
+                )
+                if lost and not opts.allow_partial:
+                    raise ShardUnavailable(lost)
+                missing.update(lost)
+                found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+                for answer in got.values():
+                    found.update(match_from_proto(answer))
+                none = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
+                out = []
+                for i in chosen:
+                    query, located = found.get(images[i].image_id, none)
+                    if query.size and (query.min() < 0 or query.max() >= len(features)):
+                        raise ValueError("a shard answered query indices past the query")
+                    out.append(Putative(int(i), query, located))
+                return out
+
             candidates, verified, aggregate_ms, verify_ms = rank(
                 features,
                 hits,
                 images,
                 np.array([(m.width, m.height) for m in images], np.float32).reshape(-1, 2),
-                table.locations_of,
+                match,
                 self.params,
                 shortlist_size=opts.shortlist or self.params.shortlist,
                 min_inliers=min_inliers,
@@ -382,48 +412,38 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             "Neighbours is asked of shards; this is a coordinator: call Search",
         )
 
-
-@dataclass
-class LocationTable:
-    rows: np.ndarray  # sorted global rows
-    locations: np.ndarray  # [len(rows), 2]
-
-    def locations_of(self, rows: np.ndarray) -> np.ndarray:
-        return self.locations[np.searchsorted(self.rows, rows)]
+    def Match(self, request, context):  # noqa: N802
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Match is asked of shards; this is a coordinator: call Search",
+        )
 
 
-def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits, LocationTable]:
+def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
     """The global k nearest per query descriptor from every shard's k nearest."""
     images: list[ImageMeta] = []
     parts = []
     for shard in sorted(answers):
-        shard_images, hits, locations = neighbours_from_proto(answers[shard])
+        shard_images, hits, _ = neighbours_from_proto(answers[shard])
         parts.append(
             (
                 hits.query,
                 (np.int64(shard) << ROW_BITS) | hits.row,
                 hits.image + len(images),
                 hits.dist,
-                locations,
             )
         )
         images.extend(shard_images)
     if not parts:
         empty = np.zeros(0, np.int64)
-        return (
-            images,
-            Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype(np.float32)),
-            LocationTable(empty, np.zeros((0, 2))),
-        )
-    query, row, image, dist, loc = (np.concatenate(c) for c in zip(*parts, strict=True))
+        hits = Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype("f4"))
+        return images, hits
+    query, row, image, dist = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
-    query, row, image, dist, loc = query[order], row[order], image[order], dist[order], loc[order]
+    query, row, image, dist = query[order], row[order], image[order], dist[order]
     first = np.searchsorted(query, query, side="left")
     keep = np.arange(query.size) - first < k  # the k nearest of each query descriptor
-    query, row, image, dist, loc = query[keep], row[keep], image[keep], dist[keep], loc[keep]
-    unique_rows, where = np.unique(row, return_index=True)
-    table = LocationTable(unique_rows, loc[where])
-    return images, Hits(query, row, image.astype(np.int32), dist), table
+    return images, Hits(query[keep], row[keep], image[keep].astype(np.int32), dist[keep])
 
 
 def create_server(

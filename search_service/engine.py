@@ -22,8 +22,8 @@ import numpy as np
 from landmark_client.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
-from .matching import Hits, gather_hits, knn
-from .ranking import Candidate, SearchParams, SearchResult, Timing, rank
+from .matching import Hits, gather_hits, knn, mutual_matches
+from .ranking import Candidate, Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings, View
 
@@ -172,7 +172,7 @@ class SearchEngine:
             hits,
             view.images,
             view.image_sizes,
-            view.locations_of,
+            self._matcher(view, features, alive),
             p,
             shortlist_size=shortlist_size,
             min_inliers=min_inliers,
@@ -183,6 +183,54 @@ class SearchEngine:
         )
         timing = Timing((t1 - t0) * 1e3, aggregate_ms, verify_ms, _ms(start))
         return SearchResult(candidates[:top_k], min_inliers, timing, verified)
+
+    def _matcher(self, view: View, features: Features, alive: Callable[[], bool]) -> Matcher:
+        """Exact mutual matching of the query with images of ``view`` (on the pool)."""
+        p = self.params
+
+        def one(image: int) -> Putative:
+            if not alive():
+                raise Cancelled("the caller went away during matching")
+            descriptors, locations = view.features_of(int(image))
+            q, d = mutual_matches(features.descriptors, descriptors, p.ratio, p.max_distance)
+            return Putative(int(image), q, locations[d])
+
+        def match(images: np.ndarray) -> list[Putative]:
+            if self._pool is not None and len(images) > 1:
+                return list(self._pool.map(one, images))
+            return [one(i) for i in images]
+
+        return match
+
+    def match(
+        self,
+        features: Features,
+        image_ids: list[str],
+        alive: Callable[[], bool] | None = None,
+    ) -> list[tuple[ImageMeta, np.ndarray, np.ndarray]]:
+        """Exact mutual matches of the query with the named images (those present):
+        (image, query keypoint indices, database (x, y) locations) per image."""
+        view = self.store.view
+        if len(image_ids) > self.limits.max_top_k:
+            raise InvalidRequest(
+                f"at most {self.limits.max_top_k} images per match request, got {len(image_ids)}"
+            )
+        if len(features) > self.limits.max_query_features:
+            raise InvalidRequest(
+                f"the query has {len(features)} features, above this service's limit of "
+                f"{self.limits.max_query_features}"
+            )
+        present = np.array([view.by_id[i] for i in image_ids if i in view.by_id], np.int64)
+        if present.size and (features.backend, features.dimension) != (
+            view.backend,
+            view.dimension,
+        ):
+            raise FeatureMismatch(
+                f"query features are {features.backend} ({features.dimension}-D) but this "
+                f"index holds {view.backend} ({view.dimension}-D)"
+            )
+        puts = self._matcher(view, features, alive or (lambda: True))(present)
+        return [(view.images[p.image], p.query, p.locations) for p in puts]
 
     def _hits(
         self,

@@ -1,16 +1,17 @@
 """Nearest-neighbour lookup and the gathering of hits per database image (vectorised).
 
 From the k nearest database descriptors of every query descriptor:
-  votes     — per database image, the number of distinct query keypoints with a hit in it;
-  putative  — per shortlisted image, one-to-one matches: each query keypoint keeps its
-              nearest hit in that image, a ratio test against its second-nearest distinct
-              keypoint in the same image (when the k-NN list holds one) rejects ambiguous
-              ones, and each database keypoint keeps only its closest query keypoint.
+  votes     — per database image, the number of distinct query keypoints with a hit in it,
+              which chooses the shortlist;
+  mutual    — per shortlisted image, exact one-to-one matches: a query keypoint and a
+              database keypoint that are each other's nearest neighbour, with Lowe's ratio
+              test against the query keypoint's second nearest in that image.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -185,53 +186,50 @@ def vote(hits: Hits, num_images: int) -> np.ndarray:
     return np.bincount(hits.image[np.unique(pair, return_index=True)[1]], minlength=num_images)
 
 
-def shortlist(votes: np.ndarray, size: int, min_votes: int) -> np.ndarray:
-    """The ``size`` best-voted images with at least ``min_votes`` votes, best first."""
-    order = np.argsort(-votes, kind="stable")[:size]
+def shortlist(
+    votes: np.ndarray, size: int, min_votes: int, name_of: Callable[[int], str] | None = None
+) -> np.ndarray:
+    """The ``size`` best-voted images with at least ``min_votes`` votes, best first. Equal
+    votes are ordered by ``name_of(image)`` (the image id) when given, so that the choice
+    does not depend on where images sit in the index (one index or several shards)."""
+    if size <= 0 or votes.size == 0:
+        return np.zeros(0, np.int64)
+    pool = np.arange(votes.size)
+    if votes.size > size:  # only images at or above the size-th best vote can be chosen
+        cutoff = np.partition(votes, votes.size - size)[votes.size - size]
+        pool = np.nonzero(votes >= max(cutoff, min_votes))[0]
+    if name_of is None:
+        order = pool[np.argsort(-votes[pool], kind="stable")]
+    else:
+        order = np.array(sorted(pool.tolist(), key=lambda i: (-votes[i], name_of(i))), np.int64)
+    order = order[:size]
     return order[votes[order] >= min_votes]
 
 
-@dataclass(frozen=True)
-class Putative:
-    """One-to-one putative matches for one database image."""
-
-    image: int
-    query: np.ndarray  # [M] query keypoint
-    row: np.ndarray  # [M] database row
-
-
-def putative_matches(
-    hits: Hits, candidates: np.ndarray, ratio: float, max_distance: float
-) -> list[Putative]:
-    """One-to-one matches per candidate image, all candidates at once."""
-    keep = np.isin(hits.image, candidates) & (hits.dist <= max_distance)
-    q, row, img, d = hits.query[keep], hits.row[keep], hits.image[keep], hits.dist[keep]
-    if q.size == 0:
-        return [Putative(int(c), np.zeros(0, np.int32), np.zeros(0, np.int64)) for c in candidates]
-    # Group by (image, query), nearest first: the first entry is the match, the next (if
-    # any, same group) the second-nearest keypoint of that image for the ratio test.
-    order = np.lexsort((d, q, img))
-    q, row, img, d = q[order], row[order], img[order], d[order]
-    first = np.ones(q.size, bool)
-    first[1:] = (img[1:] != img[:-1]) | (q[1:] != q[:-1])
-    second_d = np.full(q.size, np.inf, np.float32)
-    has_next = np.zeros(q.size, bool)
-    has_next[:-1] = ~first[1:]
-    second_d[:-1][has_next[:-1]] = d[1:][has_next[:-1]]
-    ok = first & (d < ratio * second_d)
-    q, row, img, d = q[ok], row[ok], img[ok], d[ok]
-    # Each database keypoint keeps its closest query keypoint.
-    order = np.lexsort((d, row))
-    q, row, img = q[order], row[order], img[order]
-    unique_row = np.ones(row.size, bool)
-    unique_row[1:] = row[1:] != row[:-1]
-    q, row, img = q[unique_row], row[unique_row], img[unique_row]
-    # Split per candidate image, in query keypoint order: the order RANSAC samples in must
-    # not depend on where rows sit in the index (a seal, a merge or sharding moves them).
-    order = np.lexsort((q, img))
-    q, row, img = q[order], row[order], img[order]
-    bounds = (
-        np.searchsorted(img, candidates, side="left"),
-        np.searchsorted(img, candidates, "right"),
-    )
-    return [Putative(int(c), q[a:b], row[a:b]) for c, a, b in zip(candidates, *bounds, strict=True)]
+def mutual_matches(
+    query: np.ndarray, database: np.ndarray, ratio: float, max_distance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact one-to-one matches between two sets of L2-normalised descriptors: query
+    keypoint i and database keypoint j match when each is the other's nearest neighbour
+    (mutual), i's nearest is clearly nearer than its second nearest (Lowe's ratio test)
+    and within max_distance. Returns (query indices, database indices), in query order."""
+    n, m = query.shape[0], database.shape[0]
+    empty = np.zeros(0, np.int64)
+    if n == 0 or m == 0:
+        return empty, empty.copy()
+    with _BLAS:
+        sim = np.ascontiguousarray(query, np.float32) @ np.ascontiguousarray(database, np.float32).T
+    rows = np.arange(n)
+    nearest = sim.argmax(axis=1)
+    s1 = sim[rows, nearest]
+    mutual = s1 >= sim.max(axis=0)[nearest]
+    if m > 1:
+        sim[rows, nearest] = -np.inf
+        s2 = sim.max(axis=1)
+    else:
+        s2 = np.full(n, -np.inf, np.float32)
+    # unit vectors: squared distance = 2 - 2 * cosine similarity
+    d1 = np.sqrt(np.maximum(2.0 - 2.0 * s1, 0.0))
+    d2 = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))
+    ok = mutual & (d1 < ratio * d2) & (d1 <= max_distance)
+    return rows[ok], nearest[ok].astype(np.int64)

@@ -16,20 +16,20 @@ import numpy as np
 from landmark_client.wire import Features
 
 from .errors import Cancelled
-from .matching import Hits, Putative, putative_matches, shortlist, vote
+from .matching import Hits, shortlist, vote
 from .segment import ImageMeta
 from .verify import Verification, VerifyParams, verify
 
 
 @dataclass(frozen=True)
 class SearchParams:
-    k: int = 10  # neighbours per query descriptor
+    k: int = 5  # neighbours per query descriptor (they only choose the shortlist)
     search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * n_trees * 3
-    shortlist: int = 30  # best-voted images verified
+    shortlist: int = 20  # best-voted images matched exactly and verified
     min_votes: int = 4
-    ratio: float = 0.9  # within-image second-neighbour ratio test
+    ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
     max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
-    min_inliers: int = 10
+    min_inliers: int = 7
     verify: VerifyParams = field(default_factory=VerifyParams)
 
 
@@ -67,8 +67,31 @@ class SearchResult:
         return None
 
 
-def order_key(c: Candidate) -> tuple[int, int, str]:
-    return (-c.inliers, -c.votes, c.image.image_id)
+@dataclass(frozen=True)
+class Putative:
+    """Putative matches of the query with one shortlisted database image."""
+
+    image: int  # index into the ranked images
+    query: np.ndarray  # [M] query keypoint indices, ascending
+    locations: np.ndarray  # [M, 2] (x, y) of the matched database keypoints
+
+
+# Exact matching of the query with a list of shortlisted images (indices into the ranked
+# images): one Putative per image, in the same order.
+Matcher = Callable[[np.ndarray], Sequence[Putative]]
+
+
+def order_key(c: Candidate, min_inliers: int) -> tuple[int, int, int, int, str]:
+    """Verified candidates first, by inliers; the rest by how many mutual matches they
+    have (the similarity before verification), then by votes."""
+    accepted = c.inliers >= min_inliers
+    return (
+        0 if accepted else 1,
+        -c.inliers if accepted else 0,
+        -c.putative,
+        -c.votes,
+        c.image.image_id,
+    )
 
 
 def rank(
@@ -76,7 +99,7 @@ def rank(
     hits: Hits,
     images: Sequence[ImageMeta],
     image_sizes: np.ndarray,
-    locations_of: Callable[[np.ndarray], np.ndarray],
+    match: Matcher,
     params: SearchParams,
     *,
     shortlist_size: int,
@@ -86,22 +109,24 @@ def rank(
     alive: Callable[[], bool] = lambda: True,
     pool: ThreadPoolExecutor | None = None,
 ) -> tuple[list[Candidate], int, float, float]:
-    """Vote, shortlist, one-to-one putative matches, verification.
+    """Vote, shortlist, exact one-to-one matching, verification.
 
-    ``hits.image`` indexes ``images`` and ``image_sizes``; ``locations_of(rows)`` gives
-    the (x, y) of database rows. Returns the candidates best first, how many images were
-    verified, and the aggregation and verification times in ms."""
+    ``hits.image`` indexes ``images`` and ``image_sizes``; ``match`` matches the query
+    exactly with shortlisted images. Returns the candidates best first, how many images
+    were verified, and the aggregation and verification times in ms."""
     t0 = time.perf_counter()
     votes = vote(hits, len(images))
-    chosen = shortlist(votes, shortlist_size, params.min_votes)
-    putatives = putative_matches(hits, chosen, params.ratio, params.max_distance)
+    chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
+    if not alive():
+        raise Cancelled("the caller went away before matching")
+    putatives = match(chosen)
     t1 = time.perf_counter()
 
     def check(put: Putative) -> tuple[Putative, np.ndarray, np.ndarray, Verification]:
         if not alive():
             raise Cancelled("the caller went away during verification")
         src = features.locations[put.query]
-        dst = locations_of(put.row)
+        dst = put.locations
         return put, src, dst, verify(src, dst, tuple(image_sizes[put.image]), params.verify)
 
     # OpenCV releases the GIL: candidates are verified on all the pool's threads.
@@ -125,6 +150,6 @@ def rank(
                 transform=result.transform,
             )
         )
-    found.sort(key=order_key)
+    found.sort(key=lambda c: order_key(c, min_inliers))
     t2 = time.perf_counter()
     return found, len(putatives), (t1 - t0) * 1e3, (t2 - t1) * 1e3

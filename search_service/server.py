@@ -18,7 +18,7 @@ from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 from .ranking import SearchResult
-from .sharding import neighbours_to_proto
+from .sharding import match_to_proto, neighbours_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ ROLES = {
         ("GetIndexInfo", READ),
         ("ListImages", READ),
         ("Neighbours", READ),
+        ("Match", READ),
         ("AddImages", WRITE),
         ("RemoveImages", WRITE),
     ]
@@ -155,6 +156,16 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 features, request.k, list(request.exclude_image_ids), alive=context.is_active
             )
             return neighbours_to_proto(images, hits, locations)
+        except Exception as exc:
+            _abort(context, exc)
+
+    def Match(self, request, context):  # noqa: N802
+        try:
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = features_from_proto(request.features)
+            matched = self.engine.match(features, list(request.image_ids), alive=context.is_active)
+            return match_to_proto(matched)
         except Exception as exc:
             _abort(context, exc)
 

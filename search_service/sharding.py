@@ -74,3 +74,28 @@ def neighbours_from_proto(
         values[:, 0].astype(np.float32),
     )
     return images, hits, values[:, 1:3].astype(np.float32)
+
+
+def match_to_proto(
+    matched: list[tuple[ImageMeta, np.ndarray, np.ndarray]],
+) -> search_pb2.MatchResponse:
+    msg = search_pb2.MatchResponse()
+    for meta, query, locations in matched:
+        msg.images.add(
+            image_id=meta.image_id,
+            query_indices=np.asarray(query, "<i4").tobytes(),
+            locations=matrix_to_proto(np.asarray(locations, np.float32).reshape(-1, 2)),
+        )
+    return msg
+
+
+def match_from_proto(msg: search_pb2.MatchResponse) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """image id → (query indices, database locations)."""
+    out = {}
+    for m in msg.images:
+        query = np.frombuffer(m.query_indices, "<i4").astype(np.int64)
+        locations = matrix_from_proto(m.locations, "locations", 2, 2)
+        if locations.shape[0] != query.size:
+            raise ValueError("a shard answered query_indices and locations of different lengths")
+        out[m.image_id] = (query, locations.astype(np.float32))
+    return out

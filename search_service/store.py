@@ -16,6 +16,7 @@ deleted at start-up, never loaded.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import json
 import logging
@@ -88,6 +89,22 @@ class View:
             )
             out[pick] = source[rows[pick] - self.row_offsets[s]]
         return out
+
+    def features_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors [N, D] and (x, y) locations [N, 2] of global image number ``image``."""
+        meta = self.images[image]
+        s = bisect.bisect_right(self.image_offsets, image) - 1
+        if s < 0 or image >= self.growing_first:
+            source_d, source_l = self.growing_descriptors, self.growing_locations
+        else:
+            source_d, source_l = self.segments[s].descriptors, self.segments[s].locations
+        rows = slice(meta.start, meta.start + meta.count)
+        return np.asarray(source_d[rows]), np.asarray(source_l[rows])
+
+    @property
+    def growing_first(self) -> int:
+        """Global number of the first growing-buffer image."""
+        return sum(len(s.images) for s in self.segments)
 
 
 class IndexStore:

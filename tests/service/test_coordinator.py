@@ -75,6 +75,19 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
                 im.image_id for im in images
             )
             assert client.search(features(4), top_k=1).best.image_id == "img-4"
+        # the halves of a search are asked of shards, not of the coordinator
+        from landmark.v1 import search_pb2, search_pb2_grpc
+
+        stub = search_pb2_grpc.SearchStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        for method, request in [
+            ("Neighbours", search_pb2.NeighboursRequest()),
+            ("Match", search_pb2.MatchRequest()),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                getattr(stub, method)(
+                    request, timeout=10, metadata=(("authorization", f"Bearer {READ_TOKEN}"),)
+                )
+            assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
         # the caller's token is passed on: a read token cannot write through it
         with SearchClient(
             f"127.0.0.1:{port}", timeout=20, connection=Connection(token=READ_TOKEN)

@@ -185,3 +185,33 @@ def test_unreachable_service_raises_landmark_error():
             c.index_info()
     assert err.value.code is grpc.StatusCode.UNAVAILABLE
     assert "is it running" in err.value.details
+
+
+def test_match_answers_exact_matches_for_the_named_images(search_server, filled, gallery_features):
+    """The second half of a coordinated search, asked of one shard directly."""
+    stub = _raw(search_server)
+    cat = gallery_features["cat"]
+    answer = stub.Match(
+        search_pb2.MatchRequest(
+            features=features_to_proto(cat), image_ids=["cat.png", "coffee.png", "nowhere.png"]
+        ),
+        timeout=10,
+    )
+    got = {m.image_id: m for m in answer.images}
+    assert set(got) == {"cat.png", "coffee.png"}  # unknown ids are left out
+    same = np.frombuffer(got["cat.png"].query_indices, "<i4")
+    # the same photo matches itself keypoint for keypoint, in query order
+    assert same.size > 0.9 * len(cat) and (np.diff(same) > 0).all()
+    located = np.frombuffer(got["cat.png"].locations.data, "<f4").reshape(-1, 2)
+    np.testing.assert_allclose(located, cat.locations[same], atol=1e-3)
+    assert np.frombuffer(got["coffee.png"].query_indices, "<i4").size < same.size / 5
+
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+    _expect(inv, stub.Match, search_pb2.MatchRequest(image_ids=["cat.png"]), match="missing")
+    _expect(
+        inv,
+        stub.Match,
+        search_pb2.MatchRequest(features=features_to_proto(cat), image_ids=["x"] * 5000),
+        match="at most",
+    )
+    assert filled.health() == "SERVING"

@@ -4,7 +4,7 @@ from search_service.matching import (
     Hits,
     exact_knn,
     gather_hits,
-    putative_matches,
+    mutual_matches,
     shortlist,
     vote,
 )
@@ -48,34 +48,58 @@ def test_votes_count_distinct_query_keypoints_per_image():
     assert vote(h, 3).tolist() == [0, 2, 1]
     assert shortlist(np.array([0, 2, 1]), 5, 1).tolist() == [1, 2]
     assert shortlist(np.array([0, 2, 1]), 5, 2).tolist() == [1]
+    # equal votes: by image id, not by position in the index
+    assert shortlist(np.array([3, 1, 3, 3]), 2, 1, "cxab".__getitem__).tolist() == [2, 3]
+
+
+def _unit(rows):
+    a = np.asarray(rows, np.float32)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
 def test_many_query_keypoints_on_one_database_keypoint_give_one_match():
     # The collapse that fooled the naive prototype: every query keypoint's nearest
-    # neighbour is database row 7.
-    h = _hits([(q, 7, 0, 0.1 + q / 100) for q in range(50)])
-    (p,) = putative_matches(h, np.array([0]), ratio=1.0, max_distance=2.0)
-    assert p.query.tolist() == [0] and p.row.tolist() == [7]
+    # database keypoint is the same one; only the closest query keypoint keeps it.
+    rng = np.random.default_rng(0)
+    hub = rng.normal(size=16)
+    queries = _unit([hub + 0.05 * (q + 1) * rng.normal(size=16) for q in range(50)])
+    database = _unit([hub, *rng.normal(size=(5, 16))])
+    q, d = mutual_matches(queries, database, ratio=1.0, max_distance=2.0)
+    closest = int(np.argmax(queries @ database[0]))
+    assert len(set(d.tolist())) == d.size  # one-to-one
+    assert q[d == 0].tolist() == [closest]
 
 
-def test_each_query_keypoint_keeps_its_nearest_hit_per_image():
-    h = _hits([(0, 5, 0, 0.4), (0, 3, 0, 0.2), (0, 9, 1, 0.1)])
-    p0, p1 = putative_matches(h, np.array([0, 1]), ratio=1.0, max_distance=2.0)
-    assert p0.row.tolist() == [3] and p1.row.tolist() == [9]
+def test_mutual_nearest_neighbours_match_in_query_order():
+    rng = np.random.default_rng(1)
+    database = _unit(rng.normal(size=(40, 32)))
+    order = rng.permutation(40)[:25]
+    queries = _unit(database[order] + 0.02 * rng.normal(size=(25, 32)))
+    q, d = mutual_matches(queries, database, ratio=0.9, max_distance=2.0)
+    assert q.tolist() == list(range(25)) and d.tolist() == order.tolist()
 
 
-def test_ratio_test_rejects_ambiguous_matches_within_an_image():
-    # q0: 0.50 vs 0.52 in image 0 (ambiguous); q1: 0.2 vs 0.6 (distinctive).
-    h = _hits([(0, 1, 0, 0.50), (0, 2, 0, 0.52), (1, 3, 0, 0.2), (1, 4, 0, 0.6)])
-    (p,) = putative_matches(h, np.array([0]), ratio=0.8, max_distance=2.0)
-    assert p.query.tolist() == [1] and p.row.tolist() == [3]
+def test_ratio_test_rejects_ambiguous_matches():
+    # Query 0 sits between two near-identical database keypoints; query 1 is distinctive.
+    e = np.eye(4, dtype=np.float32)
+    database = _unit([e[0] + 0.30 * e[2], e[0] + 0.32 * e[3], e[1]])
+    queries = _unit([e[0], e[1] + 0.1 * e[2]])
+    q, d = mutual_matches(queries, database, ratio=0.8, max_distance=2.0)
+    assert q.tolist() == [1] and d.tolist() == [2]
+    q, _ = mutual_matches(queries, database, ratio=1.0, max_distance=2.0)
+    assert 0 in q.tolist()
 
 
-def test_distance_cap_and_candidates_without_hits():
-    h = _hits([(0, 1, 0, 1.5), (1, 2, 0, 0.3)])
-    p0, p1 = putative_matches(h, np.array([0, 4]), ratio=1.0, max_distance=1.0)
-    assert p0.query.tolist() == [1]
-    assert p1.image == 4 and p1.query.size == 0
+def test_distance_cap_and_empty_sides():
+    e = np.eye(3, dtype=np.float32)
+    q, d = mutual_matches(e[:1], _unit([e[0] + e[1]]), ratio=1.0, max_distance=0.5)
+    assert q.size == 0  # the only neighbour is 0.77 away
+    q, d = mutual_matches(e[:1], _unit([e[0] + e[1]]), ratio=1.0, max_distance=1.0)
+    assert q.tolist() == [0] and d.tolist() == [0]
+    q, d = mutual_matches(e[:0], e, ratio=0.8, max_distance=2.0)
+    assert q.size == 0 and d.size == 0
+    q, d = mutual_matches(e, e[:0], ratio=0.8, max_distance=2.0)
+    assert q.size == 0 and d.size == 0
 
 
 def test_exact_knn_in_blocks_equals_one_block(monkeypatch):

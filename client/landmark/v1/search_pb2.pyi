@@ -204,6 +204,30 @@ class NeighboursResponse(_message.Message):
     hit_values: _features_pb2.Float32Matrix
     def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_values: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
 
+class MatchRequest(_message.Message):
+    __slots__ = ("features", "image_ids")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    features: _features_pb2.Features
+    image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MatchedImage(_message.Message):
+    __slots__ = ("image_id", "query_indices", "locations")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_INDICES_FIELD_NUMBER: _ClassVar[int]
+    LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    query_indices: bytes
+    locations: _features_pb2.Float32Matrix
+    def __init__(self, image_id: _Optional[str] = ..., query_indices: _Optional[bytes] = ..., locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
+
+class MatchResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[MatchedImage]
+    def __init__(self, images: _Optional[_Iterable[_Union[MatchedImage, _Mapping]]] = ...) -> None: ...
+
 class GetIndexInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -64,6 +64,11 @@ class SearchStub:
                 request_serializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
                 response_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
                 _registered_method=True)
+        self.Match = channel.unary_unary(
+                '/landmark.v1.Search/Match',
+                request_serializer=landmark_dot_v1_dot_search__pb2.MatchRequest.SerializeToString,
+                response_deserializer=landmark_dot_v1_dot_search__pb2.MatchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -113,6 +118,14 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Match(self, request, context):
+        """Exact mutual matches of the query with named images: the second half of a search.
+        A coordinator asks the shards holding its shortlisted images, then verifies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +158,11 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.Neighbours,
                     request_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.FromString,
                     response_serializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.SerializeToString,
+            ),
+            'Match': grpc.unary_unary_rpc_method_handler(
+                    servicer.Match,
+                    request_deserializer=landmark_dot_v1_dot_search__pb2.MatchRequest.FromString,
+                    response_serializer=landmark_dot_v1_dot_search__pb2.MatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +327,33 @@ class Search:
             '/landmark.v1.Search/Neighbours',
             landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
             landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Match(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/landmark.v1.Search/Match',
+            landmark_dot_v1_dot_search__pb2.MatchRequest.SerializeToString,
+            landmark_dot_v1_dot_search__pb2.MatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
