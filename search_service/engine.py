@@ -22,7 +22,7 @@ import numpy as np
 from landmark_client.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
-from .matching import Hits, gather_hits, knn, mutual_matches
+from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
 from .ranking import Candidate, Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings, View
@@ -72,6 +72,7 @@ class SearchEngine:
         self.store = IndexStore(self.index_dir, settings, background=background)
         self._write_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
+        single_threaded_blas()  # parallelism comes from the pool, not from BLAS
         info = self.info()
         log.info(
             "index %s: %d images, %d descriptors in %d segments (generation %d)",
