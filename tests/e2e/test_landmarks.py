@@ -45,9 +45,14 @@ def report(landmarks_dir, tmp_path_factory):
 def test_leave_one_out_over_real_landmarks(report):
     assert report["queries"] == 79  # the 16 distractors are indexed and queried too
     assert report["distractor_queries"] == 16
-    assert report["top1"] >= 0.75
-    assert report["wrong"] <= 3  # misses should be "no match", not confident wrong answers
-    assert set(report["groups"]) == {"easy", "medium", "hard"}
+    # Measured 0.886 (70 of 79) on the development machine; two queries of slack.
+    assert report["top1"] >= 0.86
+    assert report["wrong"] <= 1  # misses should be "no match", not confident wrong answers
+    groups = report["groups"]
+    assert set(groups) == {"easy", "medium", "hard"}
+    # Issue 4's target for the easy and medium groups together (measured 66 of 69).
+    right = sum(groups[g]["top1"] * groups[g]["queries"] for g in ("easy", "medium"))
+    assert right / (groups["easy"]["queries"] + groups["medium"]["queries"]) >= 0.95
 
 
 def test_open_set_answers_no_match(report):
@@ -58,7 +63,7 @@ def test_open_set_answers_no_match(report):
 
 def test_second_protocol_and_plot(report):
     half = report["half_protocol"]
-    assert half["queries"] > 30 and half["top1"] >= 0.7
+    assert half["queries"] > 30 and half["top1"] >= 0.8  # measured 0.842
     assert report["plot"].stat().st_size > 5000
     recalls = [r["recall"] for r in report["pr_curve"]]
     assert recalls == sorted(recalls, reverse=True)  # thresholds ascend, recall falls
