@@ -4,7 +4,10 @@ glibc gives each thread that allocates its own malloc arena (up to 8 per core), 
 freed blocks stay in those arenas: with dozens of gRPC worker threads churning through
 megabyte-sized numpy buffers, resident memory creeps up although nothing leaks. Two
 arenas (the MALLOC_ARENA_MAX=2 advice for Python services) keep it flat at no
-measurable cost here. A no-op where glibc is not the C library.
+measurable cost here. glibc also raises its mmap threshold each time a large block is
+freed, after which megabyte buffers (a search's similarity matrices) come from the arenas
+and fragment them; a fixed threshold keeps every buffer of 256 KiB or more in its own
+mapping, returned to the OS when freed. A no-op where glibc is not the C library.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ import time
 log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8  # from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 256 * 1024
 
 
 def bound_malloc_arenas(arenas: int = 2) -> bool:
-    """Limit glibc malloc arenas (call before the server's threads start); True if set."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False  # the operator chose already
+    """Limit glibc malloc arenas and fix the mmap threshold (call before the server's
+    threads start); True if the arenas were bounded."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):  # unless the operator chose
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        if os.environ.get("MALLOC_ARENA_MAX"):
+            return False  # the operator chose already
         ok = bool(libc.mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
