@@ -224,24 +224,36 @@ def mutual_matches(
     """Exact one-to-one matches between two sets of L2-normalised descriptors: query
     keypoint i and database keypoint j match when each is the other's nearest neighbour
     (mutual), i's nearest is clearly nearer than its second nearest (Lowe's ratio test)
-    and within max_distance. Returns (query indices, database indices), in query order."""
+    and within max_distance. Returns (query indices, database indices), in query order.
+
+    The similarity matrix is computed in blocks of query rows (at most EXACT_BLOCK
+    entries each), so memory stays bounded whatever the sizes of the two sets."""
     n, m = query.shape[0], database.shape[0]
     empty = np.zeros(0, np.int64)
     if n == 0 or m == 0:
         return empty, empty.copy()
-    with _BLAS:
-        sim = np.ascontiguousarray(query, np.float32) @ np.ascontiguousarray(database, np.float32).T
-    rows = np.arange(n)
-    nearest = sim.argmax(axis=1)
-    s1 = sim[rows, nearest]
-    mutual = s1 >= sim.max(axis=0)[nearest]
-    if m > 1:
-        sim[rows, nearest] = -np.inf
-        s2 = sim.max(axis=1)
-    else:
-        s2 = np.full(n, -np.inf, np.float32)
+    q = np.ascontiguousarray(query, np.float32)
+    d = np.ascontiguousarray(database, np.float32)
+    nearest = np.empty(n, np.int64)
+    s1 = np.empty(n, np.float32)
+    s2 = np.full(n, -np.inf, np.float32)
+    column_best = np.full(m, -np.inf, np.float32)
+    step = max(1, EXACT_BLOCK // m)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        with _BLAS:
+            sim = q[lo:hi] @ d.T
+        rows = np.arange(hi - lo)
+        best = sim.argmax(axis=1)
+        nearest[lo:hi] = best
+        s1[lo:hi] = sim[rows, best]
+        np.maximum(column_best, sim.max(axis=0), out=column_best)
+        if m > 1:
+            sim[rows, best] = -np.inf
+            s2[lo:hi] = sim.max(axis=1)
+    mutual = s1 >= column_best[nearest]
     # unit vectors: squared distance = 2 - 2 * cosine similarity
     d1 = np.sqrt(np.maximum(2.0 - 2.0 * s1, 0.0))
     d2 = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))
     ok = mutual & (d1 < ratio * d2) & (d1 <= max_distance)
-    return rows[ok], nearest[ok].astype(np.int64)
+    return np.nonzero(ok)[0].astype(np.int64), nearest[ok]

@@ -90,6 +90,22 @@ def test_ratio_test_rejects_ambiguous_matches():
     assert 0 in q.tolist()
 
 
+def test_mutual_matches_in_blocks_equal_one_block(monkeypatch):
+    from search_service import matching
+
+    rng = np.random.default_rng(5)
+    database = _unit(rng.normal(size=(60, 16)))
+    queries = _unit(
+        np.vstack([database[:40] + 0.1 * rng.normal(size=(40, 16)), rng.normal(size=(30, 16))])
+    )
+    whole = mutual_matches(queries, database, ratio=0.9, max_distance=2.0)
+    monkeypatch.setattr(matching, "EXACT_BLOCK", 7 * 60)  # 7 query rows per block
+    blocked = mutual_matches(queries, database, ratio=0.9, max_distance=2.0)
+    assert whole[0].size > 20
+    for a, b in zip(whole, blocked, strict=True):
+        assert a.tolist() == b.tolist()
+
+
 def test_distance_cap_and_empty_sides():
     e = np.eye(3, dtype=np.float32)
     q, d = mutual_matches(e[:1], _unit([e[0] + e[1]]), ratio=1.0, max_distance=0.5)
