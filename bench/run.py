@@ -114,7 +114,8 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
     from bench.synthetic import DescriptorModel, synthetic_images
     from landmark_client import SearchClient
     from search_service.config import SearchConfig
-    from search_service.engine import RequestLimits, SearchEngine, SearchParams
+    from search_service.engine import RequestLimits, SearchEngine
+    from search_service.ranking import SearchParams
     from search_service.server import create_server
 
     real = load_real(cache)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from landmark_client.settings import check_positive, setting
 from serving.config import ServingConfig
 
-from .engine import RequestLimits, SearchParams
+from .engine import RequestLimits
+from .ranking import SearchParams
 from .store import StoreSettings
 
 

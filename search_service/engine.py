@@ -23,11 +23,11 @@ from landmark_client.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
-from .ranking import Candidate, Matcher, Putative, SearchParams, SearchResult, Timing, rank
+from .ranking import Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings, View
 
-__all__ = ["Candidate", "OnConflict", "RequestLimits", "SearchEngine", "SearchParams"]
+__all__ = ["OnConflict", "RequestLimits", "SearchEngine", "check_search_args"]
 
 log = logging.getLogger(__name__)
 
