@@ -331,7 +331,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 added=sum(a.added for a in answers.values()),
                 skipped=sum(a.skipped for a in answers.values()),
                 replaced=sum(a.replaced for a in answers.values()),
-                index=self._info(context),
+                index=self._info(context, {i: a.index for i, a in answers.items()}),
             )
         except ShardUnavailable as exc:
             context.abort(
@@ -356,14 +356,25 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             return search_pb2.RemoveImagesResponse(
                 removed=sum(a.removed for a in answers.values()),
                 not_found=sorted(i for a in answers.values() for i in a.not_found),
-                index=self._info(context),
+                index=self._info(context, {i: a.index for i, a in answers.items()}),
             )
         except Exception as exc:
             self._fail(context, exc)
 
-    def _info(self, context) -> search_pb2.IndexInfo:
-        answers, _ = self._all("GetIndexInfo", search_pb2.GetIndexInfoRequest(), context)
-        infos = list(answers.values())
+    def _info(self, context, known: dict | None = None) -> search_pb2.IndexInfo:
+        """The whole index's info; ``known`` holds shards' infos already in hand (a write's
+        answers), so only the other shards are asked."""
+        known = known or {}
+        others = [i for i in range(self.shards.count) if i not in known]
+        answers, missing = self.shards.call(
+            "GetIndexInfo",
+            dict.fromkeys(others, search_pb2.GetIndexInfoRequest()),
+            self._timeout(context),
+            self._auth(context),
+        )
+        if missing:
+            raise ShardUnavailable(missing)
+        infos = [*known.values(), *answers.values()]
         total = search_pb2.IndexInfo(shards=len(infos), shard_index=-1)
         for info in infos:
             total.images += info.images

@@ -88,6 +88,27 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
                     request, timeout=10, metadata=(("authorization", f"Bearer {READ_TOKEN}"),)
                 )
             assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
+        # a write answers the whole index's info: the written shard's own answer plus
+        # the other shards' GetIndexInfo
+        from landmark_client.wire import features_to_proto
+
+        write = (("authorization", f"Bearer {WRITE_TOKEN}"),)
+        added = stub.AddImages(
+            search_pb2.AddImagesRequest(
+                images=[
+                    search_pb2.ImageEntry(
+                        image_id="img-extra", label="x", features=features_to_proto(features(9))
+                    )
+                ]
+            ),
+            timeout=10,
+            metadata=write,
+        )
+        assert (added.added, added.index.images, added.index.shards) == (1, 10, 3)
+        removed = stub.RemoveImages(
+            search_pb2.RemoveImagesRequest(image_ids=["img-extra"]), timeout=10, metadata=write
+        )
+        assert (removed.removed, removed.index.images, removed.index.shards) == (1, 9, 3)
         # the caller's token is passed on: a read token cannot write through it
         with SearchClient(
             f"127.0.0.1:{port}", timeout=20, connection=Connection(token=READ_TOKEN)
