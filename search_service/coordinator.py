@@ -276,7 +276,6 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 features,
                 hits,
                 images,
-                np.array([(m.width, m.height) for m in images], np.float32).reshape(-1, 2),
                 match,
                 self.params,
                 shortlist_size=opts.shortlist or self.params.shortlist,
@@ -435,7 +434,7 @@ def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
     images: list[ImageMeta] = []
     parts = []
     for shard in sorted(answers):
-        shard_images, hits, _ = neighbours_from_proto(answers[shard])
+        shard_images, hits = neighbours_from_proto(answers[shard])
         parts.append(
             (
                 hits.query,

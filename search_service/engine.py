@@ -172,7 +172,6 @@ class SearchEngine:
             features,
             hits,
             view.images,
-            view.image_sizes,
             self._matcher(view, features, alive),
             p,
             shortlist_size=shortlist_size,
@@ -216,20 +215,10 @@ class SearchEngine:
             raise InvalidRequest(
                 f"at most {self.limits.max_top_k} images per match request, got {len(image_ids)}"
             )
-        if len(features) > self.limits.max_query_features:
-            raise InvalidRequest(
-                f"the query has {len(features)} features, above this service's limit of "
-                f"{self.limits.max_query_features}"
-            )
+        check_query_size(self.limits, len(features))
         present = np.array([view.by_id[i] for i in image_ids if i in view.by_id], np.int64)
-        if present.size and (features.backend, features.dimension) != (
-            view.backend,
-            view.dimension,
-        ):
-            raise FeatureMismatch(
-                f"query features are {features.backend} ({features.dimension}-D) but this "
-                f"index holds {view.backend} ({view.dimension}-D)"
-            )
+        if present.size:
+            _check_kind(view, features)
         puts = self._matcher(view, features, alive or (lambda: True))(present)
         return [(view.images[p.image], p.query, p.locations) for p in puts]
 
@@ -244,12 +233,7 @@ class SearchEngine:
         view = self.store.view
         if len(features) == 0 or not view.by_id:
             return None
-        if (features.backend, features.dimension) != (view.backend, view.dimension):
-            raise FeatureMismatch(
-                f"query features are {features.backend} ({features.dimension}-D) but this index "
-                f"holds {view.backend} features ({view.dimension}-D); extract with the "
-                f"{view.backend} backend"
-            )
+        _check_kind(view, features)
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
         rows, images, dists = knn(
             view, features.descriptors, k, self.params.search_k, self._pool, skip
@@ -265,18 +249,13 @@ class SearchEngine:
         k: int = 0,
         exclude: list[str] | tuple[str, ...] = (),
         alive: Callable[[], bool] | None = None,
-    ) -> tuple[list[ImageMeta], Hits, np.ndarray]:
+    ) -> tuple[list[ImageMeta], Hits]:
         """The first half of a search, for a coordinator: the k nearest live descriptors
-        of every query descriptor. Returns the images hit, the hits (``image`` indexes that
-        list) and the (x, y) of each hit's database keypoint."""
-        lim = self.limits
+        of every query descriptor. Returns the images hit and the hits (``image`` indexes
+        that list)."""
         if not 0 <= k <= 100:
             raise InvalidRequest(f"k must be between 0 (default) and 100, got {k}")
-        if len(features) > lim.max_query_features:
-            raise InvalidRequest(
-                f"the query has {len(features)} features, above this service's limit of "
-                f"{lim.max_query_features}"
-            )
+        check_query_size(self.limits, len(features))
         found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
         if found is None:
             empty = Hits(
@@ -285,12 +264,11 @@ class SearchEngine:
                 np.zeros(0, np.int32),
                 np.zeros(0, np.float32),
             )
-            return [], empty, np.zeros((0, 2), np.float32)
+            return [], empty
         view, hits = found
         used, local = np.unique(hits.image, return_inverse=True)
         images = [view.images[i] for i in used]
-        located = view.locations_of(hits.row)
-        return images, Hits(hits.query, hits.row, local.astype(np.int32), hits.dist), located
+        return images, Hits(hits.query, hits.row, local.astype(np.int32), hits.dist)
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view
@@ -325,10 +303,23 @@ def check_search_args(
         raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
     if shortlist_size > lim.max_top_k:
         raise InvalidRequest(f"shortlist must be at most {lim.max_top_k}, got {shortlist_size}")
+    check_query_size(lim, n_features)
+
+
+def check_query_size(lim: RequestLimits, n_features: int) -> None:
     if n_features > lim.max_query_features:
         raise InvalidRequest(
             f"the query has {n_features} features, above this service's limit of "
             f"{lim.max_query_features}: extract fewer (max_features)"
+        )
+
+
+def _check_kind(view: View, features: Features) -> None:
+    if (features.backend, features.dimension) != (view.backend, view.dimension):
+        raise FeatureMismatch(
+            f"query features are {features.backend} ({features.dimension}-D) but this index "
+            f"holds {view.backend} features ({view.dimension}-D); extract with the "
+            f"{view.backend} backend"
         )
 
 

@@ -142,8 +142,7 @@ def knn(
     Returns global rows [Q, k] (-1 = none), their global image numbers and distances."""
     rows, images, dists = [], [], []
     gone = view.dead if skip is None or not skip.size else np.union1d(view.dead, skip)
-    first_growing = int(view.growing_row_image[0]) if view.growing_row_image.size else None
-    bounds = (*view.image_offsets[1:], len(view.images) if first_growing is None else first_growing)
+    bounds = (*view.image_offsets[1:], view.growing_first)
     for s, seg in enumerate(view.segments):
         lo, hi = view.image_offsets[s], bounds[s]
         dead = gone[(gone >= lo) & (gone < hi)]

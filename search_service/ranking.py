@@ -98,7 +98,6 @@ def rank(
     features: Features,
     hits: Hits,
     images: Sequence[ImageMeta],
-    image_sizes: np.ndarray,
     match: Matcher,
     params: SearchParams,
     *,
@@ -111,7 +110,7 @@ def rank(
 ) -> tuple[list[Candidate], int, float, float]:
     """Vote, shortlist, exact one-to-one matching, verification.
 
-    ``hits.image`` indexes ``images`` and ``image_sizes``; ``match`` matches the query
+    ``hits.image`` indexes ``images``; ``match`` matches the query
     exactly with shortlisted images. Returns the candidates best first, how many images
     were verified, and the aggregation and verification times in ms."""
     t0 = time.perf_counter()
@@ -127,7 +126,8 @@ def rank(
             raise Cancelled("the caller went away during verification")
         src = features.locations[put.query]
         dst = put.locations
-        return put, src, dst, verify(src, dst, tuple(image_sizes[put.image]), params.verify)
+        meta = images[put.image]
+        return put, src, dst, verify(src, dst, (meta.width, meta.height), params.verify)
 
     # OpenCV releases the GIL: candidates are verified on all the pool's threads.
     checked = (

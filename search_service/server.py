@@ -152,10 +152,10 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
             features = features_from_proto(request.features)
-            images, hits, locations = self.engine.neighbours(
+            images, hits = self.engine.neighbours(
                 features, request.k, list(request.exclude_image_ids), alive=context.is_active
             )
-            return neighbours_to_proto(images, hits, locations)
+            return neighbours_to_proto(images, hits)
         except Exception as exc:
             _abort(context, exc)
 

@@ -36,12 +36,11 @@ def resolve(name_and_port: str) -> list[str]:
     return sorted(set(out))
 
 
-def neighbours_to_proto(
-    images: list[ImageMeta], hits: Hits, locations: np.ndarray
-) -> search_pb2.NeighboursResponse:
+def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> search_pb2.NeighboursResponse:
     ids = np.stack([hits.query, hits.image, hits.row], axis=1).astype("<i8")
-    values = np.column_stack([hits.dist, locations]).astype(np.float32).reshape(-1, 3)
-    msg = search_pb2.NeighboursResponse(hit_ids=ids.tobytes(), hit_values=matrix_to_proto(values))
+    msg = search_pb2.NeighboursResponse(
+        hit_ids=ids.tobytes(), hit_distances=np.asarray(hits.dist, "<f4").tobytes()
+    )
     for m in images:
         msg.images.add(
             image_id=m.image_id,
@@ -54,13 +53,15 @@ def neighbours_to_proto(
     return msg
 
 
-def neighbours_from_proto(
-    msg: search_pb2.NeighboursResponse,
-) -> tuple[list[ImageMeta], Hits, np.ndarray]:
+def neighbours_from_proto(msg: search_pb2.NeighboursResponse) -> tuple[list[ImageMeta], Hits]:
+    if len(msg.hit_ids) % 24 or len(msg.hit_distances) % 4:
+        raise ValueError("a shard answered hit_ids or hit_distances of a broken length")
     ids = np.frombuffer(msg.hit_ids, "<i8").reshape(-1, 3)
-    values = matrix_from_proto(msg.hit_values, "hit_values", 2, 3)
-    if ids.shape[0] != values.shape[0]:
-        raise ValueError("a shard answered hit_ids and hit_values of different lengths")
+    dist = np.frombuffer(msg.hit_distances, "<f4")
+    if ids.shape[0] != dist.shape[0]:
+        raise ValueError("a shard answered hit_ids and hit_distances of different lengths")
+    if not np.isfinite(dist).all():
+        raise ValueError("a shard answered distances that are not finite")
     images = [
         ImageMeta(m.image_id, m.label, 0, m.num_features, m.width, m.height, dict(m.metadata))
         for m in msg.images
@@ -71,9 +72,9 @@ def neighbours_from_proto(
         ids[:, 0].astype(np.int32),
         ids[:, 2].astype(np.int64),
         ids[:, 1].astype(np.int32),
-        values[:, 0].astype(np.float32),
+        dist.astype(np.float32),
     )
-    return images, hits, values[:, 1:3].astype(np.float32)
+    return images, hits
 
 
 def match_to_proto(

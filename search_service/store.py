@@ -72,39 +72,22 @@ class View:
     dead: np.ndarray  # global image numbers
     generation: int
     by_id: dict[str, int] = field(default_factory=dict)
-    image_sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    growing_first: int = 0  # global number of the first growing-buffer image
 
     @property
     def live_images(self) -> int:
         return len(self.by_id)
 
-    def locations_of(self, rows: np.ndarray) -> np.ndarray:
-        """(x, y) of global rows."""
-        out = np.empty((rows.size, 2), np.float32)
-        seg_of = np.searchsorted(np.array(self.row_offsets), rows, side="right") - 1
-        for s in np.unique(seg_of):
-            pick = seg_of == s
-            source = (
-                self.segments[s].locations if s < len(self.segments) else self.growing_locations
-            )
-            out[pick] = source[rows[pick] - self.row_offsets[s]]
-        return out
-
     def features_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors [N, D] and (x, y) locations [N, 2] of global image number ``image``."""
         meta = self.images[image]
-        s = bisect.bisect_right(self.image_offsets, image) - 1
-        if s < 0 or image >= self.growing_first:
+        if image >= self.growing_first:
             source_d, source_l = self.growing_descriptors, self.growing_locations
         else:
-            source_d, source_l = self.segments[s].descriptors, self.segments[s].locations
+            seg = self.segments[bisect.bisect_right(self.image_offsets, image) - 1]
+            source_d, source_l = seg.descriptors, seg.locations
         rows = slice(meta.start, meta.start + meta.count)
         return np.asarray(source_d[rows]), np.asarray(source_l[rows])
-
-    @property
-    def growing_first(self) -> int:
-        """Global number of the first growing-buffer image."""
-        return sum(len(s.images) for s in self.segments)
 
 
 class IndexStore:
@@ -339,6 +322,7 @@ class IndexStore:
                 images.append(m)
             rows += seg.rows
         row_offsets.append(rows)
+        growing_first = len(images)
         g_desc, g_loc, g_img, start = [], [], [], 0
         for im in self.growing.values():
             by_id[im.image_id] = len(images)
@@ -371,7 +355,7 @@ class IndexStore:
             dead=np.array(dead, np.int32),
             generation=self.generation,
             by_id=by_id,
-            image_sizes=np.array([(m.width, m.height) for m in images], np.float32).reshape(-1, 2),
+            growing_first=growing_first,
         )
 
     # -- sealing and merging ----------------------------------------------------------

@@ -195,14 +195,14 @@ class NeighbourImage(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_features: _Optional[int] = ...) -> None: ...
 
 class NeighboursResponse(_message.Message):
-    __slots__ = ("images", "hit_ids", "hit_values")
+    __slots__ = ("images", "hit_ids", "hit_distances")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     HIT_IDS_FIELD_NUMBER: _ClassVar[int]
-    HIT_VALUES_FIELD_NUMBER: _ClassVar[int]
+    HIT_DISTANCES_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[NeighbourImage]
     hit_ids: bytes
-    hit_values: _features_pb2.Float32Matrix
-    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_values: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
+    hit_distances: bytes
+    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_distances: _Optional[bytes] = ...) -> None: ...
 
 class MatchRequest(_message.Message):
     __slots__ = ("features", "image_ids")

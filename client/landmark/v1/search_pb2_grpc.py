@@ -110,9 +110,9 @@ class SearchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Neighbours(self, request, context):
-        """The k nearest database descriptors of each query descriptor, with their images and
-        locations: the first half of a search. A coordinator asks every shard, keeps the
-        global k nearest and verifies them itself, so N shards rank exactly like one index.
+        """The k nearest database descriptors of each query descriptor, with their images: the
+        first half of a search. A coordinator asks every shard, keeps the global k nearest and
+        votes for the shortlist itself, so N shards rank exactly like one index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
