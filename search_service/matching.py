@@ -198,21 +198,18 @@ def vote(hits: Hits, num_images: int) -> np.ndarray:
 
 
 def shortlist(
-    votes: np.ndarray, size: int, min_votes: int, name_of: Callable[[int], str] | None = None
+    votes: np.ndarray, size: int, min_votes: int, name_of: Callable[[int], str]
 ) -> np.ndarray:
     """The ``size`` best-voted images with at least ``min_votes`` votes, best first. Equal
-    votes are ordered by ``name_of(image)`` (the image id) when given, so that the choice
-    does not depend on where images sit in the index (one index or several shards)."""
+    votes are ordered by ``name_of(image)`` (the image id), so that the choice does not
+    depend on where images sit in the index (one index or several shards)."""
     if size <= 0 or votes.size == 0:
         return np.zeros(0, np.int64)
     pool = np.arange(votes.size)
     if votes.size > size:  # only images at or above the size-th best vote can be chosen
         cutoff = np.partition(votes, votes.size - size)[votes.size - size]
         pool = np.nonzero(votes >= max(cutoff, min_votes))[0]
-    if name_of is None:
-        order = pool[np.argsort(-votes[pool], kind="stable")]
-    else:
-        order = np.array(sorted(pool.tolist(), key=lambda i: (-votes[i], name_of(i))), np.int64)
+    order = np.array(sorted(pool.tolist(), key=lambda i: (-votes[i], name_of(i))), np.int64)
     order = order[:size]
     return order[votes[order] >= min_votes]
 

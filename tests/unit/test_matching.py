@@ -46,8 +46,8 @@ def test_exact_knn_matches_brute_force():
 def test_votes_count_distinct_query_keypoints_per_image():
     h = _hits([(0, 10, 1, 0.1), (0, 11, 1, 0.2), (1, 12, 1, 0.1), (2, 20, 2, 0.1)])
     assert vote(h, 3).tolist() == [0, 2, 1]
-    assert shortlist(np.array([0, 2, 1]), 5, 1).tolist() == [1, 2]
-    assert shortlist(np.array([0, 2, 1]), 5, 2).tolist() == [1]
+    assert shortlist(np.array([0, 2, 1]), 5, 1, str).tolist() == [1, 2]
+    assert shortlist(np.array([0, 2, 1]), 5, 2, str).tolist() == [1]
     # equal votes: by image id, not by position in the index
     assert shortlist(np.array([3, 1, 3, 3]), 2, 1, "cxab".__getitem__).tolist() == [2, 3]
 
