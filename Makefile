@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: install protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench clean
+.PHONY: install protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench quality-ceiling clean
 
 install: $(STAMP)
 
@@ -62,3 +62,6 @@ clean:
 # The benchmark suite: writes bench/results/bench.json and bench/results/REPORT.md.
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+quality-ceiling: $(STAMP)
+	$(PY) -m bench.ceiling
