@@ -30,7 +30,7 @@ from serving.metrics import Metrics
 from .engine import RequestLimits, check_search_args
 from .errors import InvalidRequest
 from .matching import Hits
-from .ranking import Putative, SearchParams, SearchResult, Timing, rank
+from .ranking import Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .server import _abort, search_response, serve_search
 from .sharding import match_from_proto, neighbours_from_proto, resolve, shard_of
@@ -244,39 +244,11 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             t1 = time.perf_counter()
             images, hits = merge_neighbours(answers, self.params.k)
 
-            def match(chosen: np.ndarray) -> list[Putative]:
-                """Exact matching on the shards that hold the shortlisted images."""
-                by_shard: dict[int, list[str]] = {}
-                for i in chosen:
-                    image_id = images[i].image_id
-                    by_shard.setdefault(shard_of(image_id, self.shards.count), []).append(image_id)
-                asks = {
-                    shard: search_pb2.MatchRequest(features=request.features, image_ids=ids)
-                    for shard, ids in by_shard.items()
-                }
-                got, lost = self.shards.call(
-                    "Match", asks, self._timeout(context), self._auth(context)
-                )
-                if lost and not opts.allow_partial:
-                    raise ShardUnavailable(lost)
-                missing.update(lost)
-                found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-                for answer in got.values():
-                    found.update(match_from_proto(answer))
-                none = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
-                out = []
-                for i in chosen:
-                    query, located = found.get(images[i].image_id, none)
-                    if query.size and (query.min() < 0 or query.max() >= len(features)):
-                        raise ValueError("a shard answered query indices past the query")
-                    out.append(Putative(int(i), query, located))
-                return out
-
             candidates, verified, aggregate_ms, verify_ms = rank(
                 features,
                 hits,
                 images,
-                match,
+                self._matcher(request, len(features), images, context, missing),
                 self.params,
                 shortlist_size=opts.shortlist or self.params.shortlist,
                 min_inliers=min_inliers,
@@ -295,6 +267,33 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             return response
         except Exception as exc:
             self._fail(context, exc)
+
+    def _matcher(
+        self, request, n_queries: int, images: list[ImageMeta], context, missing: dict
+    ) -> Matcher:
+        """Exact matching on the shards that hold the shortlisted images. Shards that cannot
+        answer join ``missing`` with allow_partial, and fail the search without it."""
+
+        def match(chosen: np.ndarray) -> list[Putative]:
+            by_shard: dict[int, list[str]] = {}
+            for i in chosen:
+                image_id = images[i].image_id
+                by_shard.setdefault(shard_of(image_id, self.shards.count), []).append(image_id)
+            asks = {
+                shard: search_pb2.MatchRequest(features=request.features, image_ids=ids)
+                for shard, ids in by_shard.items()
+            }
+            got, lost = self.shards.call("Match", asks, self._timeout(context), self._auth(context))
+            if lost and not request.options.allow_partial:
+                raise ShardUnavailable(lost)
+            missing.update(lost)
+            found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for answer in got.values():
+                found.update(match_from_proto(answer, n_queries))
+            none = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
+            return [Putative(int(i), *found.get(images[i].image_id, none)) for i in chosen]
+
+        return match
 
     def _fail(self, context: grpc.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, ShardUnavailable):

@@ -90,13 +90,18 @@ def match_to_proto(
     return msg
 
 
-def match_from_proto(msg: search_pb2.MatchResponse) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """image id → (query indices, database locations)."""
+def match_from_proto(
+    msg: search_pb2.MatchResponse, n_queries: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """image id → (query indices, database locations), checked against a query of
+    ``n_queries`` descriptors."""
     out = {}
     for m in msg.images:
         query = np.frombuffer(m.query_indices, "<i4").astype(np.int64)
         locations = matrix_from_proto(m.locations, "locations", 2, 2)
         if locations.shape[0] != query.size:
             raise ValueError("a shard answered query_indices and locations of different lengths")
+        if query.size and (query.min() < 0 or query.max() >= n_queries):
+            raise ValueError("a shard answered query indices past the query")
         out[m.image_id] = (query, locations.astype(np.float32))
     return out
