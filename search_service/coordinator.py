@@ -382,6 +382,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             total.generation += info.generation
             total.segments += info.segments
             total.growing_descriptors += info.growing_descriptors
+            total.disk_full |= info.disk_full
             if info.backend:
                 total.backend, total.dimension = info.backend, info.dimension
         if total.descriptors:

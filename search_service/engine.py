@@ -285,6 +285,7 @@ class SearchEngine:
             "generation": view.generation,
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
+            "disk_full": self.store.disk_full,
         }
 
     def list_images(self, after: str, limit: int) -> list[ImageMeta]:

@@ -23,3 +23,11 @@ class IndexLocked(Exception):
 
 class Cancelled(Exception):
     """The caller went away or its deadline passed; the work was stopped."""
+
+
+class DiskFull(Exception):
+    """The index disk has no room for a change; nothing was written (RESOURCE_EXHAUSTED)."""
+
+
+class StorageFailure(Exception):
+    """The index disk failed a write (EIO and the like); nothing was written (UNAVAILABLE)."""

@@ -100,26 +100,28 @@ def build_segment(
         start += len(im.descriptors)
     total = start
     tmp.mkdir(parents=True, exist_ok=True)
-
-    def out(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        # written straight into the file: no second copy in memory
-        return np.lib.format.open_memmap(tmp / f"{name}.npy", "w+", dtype, shape)
-
-    descriptors = out("descriptors", (total, dimension), np.float32)
-    locations = out("locations", (total, 2), np.float32)
-    row_image = out("row_image", (total,), np.int32)
-    for i, (m, im) in enumerate(zip(metas, images, strict=True)):
-        descriptors[m.start : m.start + m.count] = im.descriptors
-        locations[m.start : m.start + m.count] = im.locations
-        row_image[m.start : m.start + m.count] = i
-    for arr in (descriptors, locations, row_image):
-        arr.flush()
+    # Ordinary writes, not memory-mapped files: on a full disk a write fails with an
+    # OSError the store can handle, where a store into a sparse mapping kills the process
+    # with SIGBUS.
+    _write_rows(
+        tmp / "descriptors.npy", np.float32, (total, dimension), [im.descriptors for im in images]
+    )
+    _write_rows(tmp / "locations.npy", np.float32, (total, 2), [im.locations for im in images])
+    _write_rows(
+        tmp / "row_image.npy",
+        np.int32,
+        (total,),
+        [np.full(m.count, i, np.int32) for i, m in enumerate(metas)],
+    )
     annoy = AnnoyIndex(dimension, "euclidean")
-    plain = descriptors.view(np.ndarray)  # memmap item access is slow; a plain view is not
-    for row in range(total):
-        annoy.add_item(row, plain[row])
+    row = 0
+    for im in images:
+        for vector in np.asarray(im.descriptors, np.float32):
+            annoy.add_item(row, vector)
+            row += 1
     annoy.build(n_trees, n_jobs=-1)
-    annoy.save(str(tmp / "index.ann"))
+    if not annoy.save(str(tmp / "index.ann")):
+        raise OSError(f"Annoy could not write {tmp / 'index.ann'}")
     annoy.unload()
     meta = {
         "format": FORMAT,
@@ -140,6 +142,27 @@ def build_segment(
     os.replace(tmp, final)
     fsync_dir(final.parent)
     return load_segment(final)
+
+
+def bytes_needed(images: list[ImageData], dimension: int, n_trees: int) -> int:
+    """About what ``build_segment`` writes for ``images``: the arrays, and Annoy's nodes
+    (one per row plus about one split node per row and tree)."""
+    rows = sum(len(im.descriptors) for im in images)
+    node = 12 + 4 * dimension
+    return rows * (4 * dimension + 8 + 4) + rows * node * 2 + 64 * 1024 * (1 + n_trees)
+
+
+def _write_rows(path: Path, dtype: type, shape: tuple[int, ...], chunks: list[np.ndarray]) -> None:
+    """An .npy file of ``shape`` written chunk by chunk, without assembling it in memory."""
+    with open(path, "wb") as fh:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": shape,
+        }
+        np.lib.format.write_array_header_1_0(fh, header)
+        for chunk in chunks:
+            fh.write(np.ascontiguousarray(chunk, dtype).tobytes())
 
 
 def load_segment(path: Path) -> Segment:

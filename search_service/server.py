@@ -16,7 +16,14 @@ from serving.security import READ, WRITE
 
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
-from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    DiskFull,
+    FeatureMismatch,
+    InvalidRequest,
+    StorageFailure,
+)
 from .ranking import SearchResult
 from .sharding import match_to_proto, neighbours_to_proto
 
@@ -43,6 +50,8 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (Cancelled, grpc.StatusCode.CANCELLED),
+    (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageFailure, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
@@ -195,6 +204,7 @@ INDEX_GAUGES = {
     "descriptors": "descriptors in the index (sealed segments and growing buffer)",
     "segments": "sealed Annoy segments",
     "bytes_on_disk": "bytes the index directory holds",
+    "disk_full": "1 while the index disk is too full to take writes (adds are refused)",
 }
 
 

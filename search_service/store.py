@@ -17,6 +17,7 @@ deleted at start-up, never loaded.
 from __future__ import annotations
 
 import bisect
+import errno
 import fcntl
 import json
 import logging
@@ -32,13 +33,16 @@ import numpy as np
 from landmark.v1 import search_pb2
 from landmark_client.wire import Features, features_from_proto, features_to_proto
 
-from .errors import IndexCorrupt, IndexLocked
-from .segment import ImageData, ImageMeta, Segment, build_segment, load_segment
+from .errors import DiskFull, IndexCorrupt, IndexLocked, StorageFailure
+from .segment import ImageData, ImageMeta, Segment, build_segment, bytes_needed, load_segment
 from .wal import WalWriter, fsync_dir, iter_records
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST"
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+POLL_SECONDS = 0.25  # how often the background thread looks for work
+MAX_BACKOFF = 30.0  # longest pause between retries of a failed seal or merge
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class IndexStore:
         self._growing_since = 0.0
         self._last_write = time.monotonic()
         self._ids_cache: dict[str, set[str]] = {}
+        self.disk_full = False
         self._remove_unlisted(manifest)
         self._replay()
         self._writer = WalWriter(self.wals[-1]) if self.wals else self._start_wal()
@@ -187,11 +192,42 @@ class IndexStore:
         return name
 
     def _start_wal(self) -> WalWriter:
+        """A new log file, named in the manifest before anything is written to it."""
         path = self.dir / (self._new_name("wal") + ".log")
         writer = WalWriter(path)
         self.wals.append(path)
-        self._write_manifest()
+        try:
+            self._write_manifest()
+        except BaseException:
+            self.wals.remove(path)
+            writer.close()
+            path.unlink(missing_ok=True)
+            raise
         return writer
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.dir)
+        return st.f_bavail * st.f_frsize
+
+    def _storage_error(self, exc: OSError, what: str) -> Exception:
+        """The domain error for a failed write: DiskFull on ENOSPC, StorageFailure else."""
+        if exc.errno in NO_SPACE:
+            self._set_disk_full(True)
+            return DiskFull(
+                f"index disk full: {self.free_bytes()} bytes free in {self.dir}; {what} was "
+                "not written. Free space or grow the volume: writes resume by themselves"
+            )
+        return StorageFailure(f"the index disk failed to write ({exc}); {what} was not written")
+
+    def _set_disk_full(self, full: bool) -> None:
+        if full != self.disk_full:
+            self.disk_full = full
+            if full:
+                log.error("index disk full (%d bytes free): writes refused", self.free_bytes())
+            else:
+                log.warning(
+                    "index disk has room again (%d bytes free): writes resume", self.free_bytes()
+                )
 
     # -- the log ----------------------------------------------------------------------
 
@@ -236,7 +272,13 @@ class IndexStore:
             records += [self.add_record(*a) for a in adds]
             if not records:
                 return
-            self._writer.append(records)
+            try:
+                if self._writer.broken:  # a failed append could not be rolled back
+                    self._writer = self._start_wal()
+                self._writer.append(records)
+            except OSError as exc:
+                raise self._storage_error(exc, "the change") from exc
+            self._set_disk_full(False)
             if removes:
                 self._apply_remove(removes)
             for a in adds:
@@ -262,19 +304,47 @@ class IndexStore:
                 )
                 for i, label, meta, f in adds
             ]
-            segment = build_segment(
-                images,
-                self.dimension,
-                self.settings.n_trees,
-                self.dir / f".tmp-{name}",
-                self.dir / name,
-            )
+            segment = self._build(images, name, "the change")
             with self._mutex:
+                saved = self._saved()
                 self._apply_remove(removes)  # tombstones go into the same manifest write
                 self.segments.append(segment)
-                self._write_manifest()
+                self._commit(saved, segment, "the change")
                 self.view = self._make_view()
                 self._last_write = time.monotonic()
+
+    def _build(self, images: list[ImageData], name: str, what: str) -> Segment:
+        """Write a segment, refusing up front when the disk cannot hold it; on failure
+        nothing of it is left behind."""
+        tmp = self.dir / f".tmp-{name}"
+        need = bytes_needed(images, self.dimension, self.settings.n_trees)
+        if self.free_bytes() < need:
+            self._set_disk_full(True)
+            raise DiskFull(
+                f"index disk full: {self.free_bytes()} bytes free in {self.dir}, about {need} "
+                f"needed; {what} was not written. Free space or grow the volume"
+            )
+        try:
+            return build_segment(
+                images, self.dimension, self.settings.n_trees, tmp, self.dir / name
+            )
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise self._storage_error(exc, what) from exc
+
+    def _saved(self) -> tuple[list[Segment], set[tuple[str, str]], list[Path]]:
+        return list(self.segments), set(self.removed), list(self.wals)
+
+    def _commit(self, saved: tuple, new: Segment | None, what: str) -> None:
+        """Write the manifest for a change already made in memory. If that fails, the
+        fields ``saved`` by ``_saved`` are restored and the new segment deleted."""
+        try:
+            self._write_manifest()
+        except OSError as exc:
+            self.segments, self.removed, self.wals = saved
+            if new is not None:
+                shutil.rmtree(new.path, ignore_errors=True)
+            raise self._storage_error(exc, what) from exc
 
     def _apply_add(self, image_id: str, label: str, metadata: dict, f: Features) -> None:
         if not self.backend:
@@ -367,28 +437,32 @@ class IndexStore:
                 if not self.growing:
                     return False
                 images = list(self.growing.values())
-                sealed_wals = list(self.wals)
-                # New changes go to a fresh log from here on; the old logs stay listed
-                # until the segment that holds their adds is in the manifest.
-                self._writer.close()
-                self._writer = self._start_wal()
+                # New changes go to a fresh log from here on (an empty one left by a failed
+                # seal is kept); the old logs stay listed until the segment that holds
+                # their adds is in the manifest.
+                if self._writer.size() > 0 or self._writer.broken:
+                    try:
+                        fresh = self._start_wal()
+                    except OSError as exc:
+                        raise self._storage_error(exc, "the sealed segment") from exc
+                    self._writer.close()
+                    self._writer = fresh
+                sealed_wals = [p for p in self.wals if p != self._writer.path]
                 name = self._new_name("seg")
-            segment = build_segment(
-                images,
-                self.dimension,
-                self.settings.n_trees,
-                self.dir / f".tmp-{name}",
-                self.dir / name,
-            )
+            segment = self._build(images, name, "the sealed segment")
             with self._mutex:
+                saved = self._saved()
                 self.segments.append(segment)
+                served = []
                 for im in images:
                     if self.growing.get(im.image_id) is im:
-                        del self.growing[im.image_id]  # now served by the segment
+                        served.append(im.image_id)  # from now on served by the segment
                     else:  # removed or replaced while sealing: its sealed copy is dead
                         self.removed.add((name, im.image_id))
                 self.wals = [p for p in self.wals if p not in sealed_wals]
-                self._write_manifest()
+                self._commit(saved, segment, "the sealed segment")
+                for image_id in served:
+                    del self.growing[image_id]
                 for p in sealed_wals:
                     p.unlink(missing_ok=True)
                 if self.growing:
@@ -412,25 +486,18 @@ class IndexStore:
                 for i, m in enumerate(s.images)
                 if (s.name, m.image_id) not in removed
             ]
-            merged = None
-            if keep:
-                merged = build_segment(
-                    keep,
-                    self.dimension,
-                    self.settings.n_trees,
-                    self.dir / f".tmp-{name}",
-                    self.dir / name,
-                )
+            merged = self._build(keep, name, "the merged segment") if keep else None
             with self._mutex:
+                saved = self._saved()
                 gone = {s.name for s in old}
                 # images removed while merging: tombstone their copy in the merged segment
                 late = {i for seg, i in self.removed - removed if seg in gone}
                 self.segments = ([merged] if merged else []) + self.segments[len(old) :]
                 self.removed = {(seg, i) for seg, i in self.removed if seg not in gone}
                 self.removed |= {(name, i) for i in late}
+                self._commit(saved, merged, "the merged segment")
                 for seg_name in gone:
                     self._ids_cache.pop(seg_name, None)
-                self._write_manifest()
                 self.view = self._make_view()
             for s in old:
                 shutil.rmtree(s.path, ignore_errors=True)  # open mmaps stay valid on POSIX
@@ -463,7 +530,10 @@ class IndexStore:
             )
 
     def _background(self) -> None:
-        while not self._stop.wait(0.25):
+        """Seal and merge when due. A failure (a full disk, say) is logged once and
+        retried with a growing pause, up to MAX_BACKOFF; the first success resets it."""
+        pause = POLL_SECONDS
+        while not self._stop.wait(pause):
             try:
                 with self._mutex:
                     size = sum(len(i.descriptors) for i in self.growing.values())
@@ -475,8 +545,20 @@ class IndexStore:
                     self.seal()
                 if self.needs_merge() or self._idle_compaction_due():
                     self.merge()
+            except (DiskFull, StorageFailure) as exc:
+                if pause == POLL_SECONDS:
+                    log.warning("sealing/merging paused: %s; retrying", exc)
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
             except Exception:  # keep serving; the next round retries
-                log.exception("background seal/merge failed")
+                if pause == POLL_SECONDS:
+                    log.exception("background seal/merge failed; retrying")
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
+            if pause != POLL_SECONDS:
+                log.info("sealing/merging resumed")
+                self._set_disk_full(False)
+            pause = POLL_SECONDS
 
     # -- info and shutdown --------------------------------------------------------------
 

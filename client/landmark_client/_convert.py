@@ -169,6 +169,7 @@ def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
         growing_descriptors=msg.growing_descriptors,
         shards=msg.shards or 1,
         shard_index=msg.shard_index,
+        disk_full=msg.disk_full,
     )
 
 

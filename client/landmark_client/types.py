@@ -132,6 +132,7 @@ class IndexInfo:
     growing_descriptors: int = 0
     shards: int = 1  # through a coordinator: the shards summed
     shard_index: int = -1  # a shard's own number; -1 when not sharded
+    disk_full: bool = False  # adds are refused until the index disk has room again
 
 
 @dataclass(frozen=True)

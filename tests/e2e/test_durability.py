@@ -23,12 +23,13 @@ def features(i: int) -> Features:
     return Features("sift", loc, d, (640, 480))
 
 
-def start(index_dir, log=None) -> tuple[subprocess.Popen, str]:
+def start(index_dir, log=None, **settings: str) -> tuple[subprocess.Popen, str]:
     env = {
         **os.environ,
         "LANDMARK_SEAL_SECONDS": "0.2",
         "LANDMARK_SEAL_DESCRIPTORS": "1500",
         "LANDMARK_MAX_SEGMENTS": "3",
+        **settings,
     }  # seal and merge all the time
     proc = subprocess.Popen(
         [
