@@ -9,15 +9,29 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: install protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench quality-ceiling clean
+.PHONY: install export-tools export-aliked protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench quality-ceiling clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
-	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e ".[search,delf]"
+	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e ".[search,delf,aliked]"
 	touch $(STAMP)
+
+# PyTorch (CPU build), kornia and the ONNX exporter: for `make export-aliked` and the
+# ALIKED parity test only; the services never import them.
+EXPORT_STAMP := $(VENV)/.export-tools
+export-tools: $(EXPORT_STAMP)
+$(EXPORT_STAMP): $(STAMP) requirements-export.txt
+	$(PIP) install --quiet -r requirements-export.txt
+	touch $(EXPORT_STAMP)
+
+# Rebuild extractor_service/models/aliked (ONNX graphs, head weights, SHA256SUMS) from the
+# official weights; WEIGHTS= names their folder (default ../shared/models/aliked).
+WEIGHTS ?=
+export-aliked: $(EXPORT_STAMP)
+	$(PY) -m extractor_service.models.export_aliked $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
 # Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) from protos/.
 protos: $(STAMP)
@@ -63,5 +77,7 @@ clean:
 bench: $(STAMP)
 	$(PY) -m bench.run
 
+# The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
+BACKEND ?= sift
 quality-ceiling: $(STAMP)
-	$(PY) -m bench.ceiling
+	$(PY) -m bench.ceiling --backend $(BACKEND)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extractor_service.backends.sift import SiftBackend
+from extractor_service.backends import NAMES, create_backend
 from extractor_service.extractor import FeatureExtractor, Limits
 from landmark_client.evaluation import average_precision
 from landmark_client.gallery import scan
@@ -92,14 +92,18 @@ def main() -> None:
     ap.add_argument("--groups", default=str(ROOT / "bench" / "landmark_groups.json"))
     ap.add_argument("--distractor", default="distractor")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backend", default="sift", choices=NAMES, help="feature backend (sift)")
+    ap.add_argument("--save", help="also write the pair table (JSON) here")
     args = ap.parse_args()
     images = scan(args.folder)
-    extractor = FeatureExtractor(SiftBackend(), Limits())
+    extractor = FeatureExtractor(create_backend(args.backend), Limits())
     features = {g.image_id: extractor.extract(g.path.read_bytes()).features for g in images}
     labels = {g.image_id: g.label for g in images}
     groups = json.loads(Path(args.groups).read_text())
     inliers = pair_inliers(features, SearchParams(), args.threads)
-    rows = report(inliers, labels, groups, args.distractor, range(5, 13))
+    if args.save:
+        Path(args.save).write_text(json.dumps({"inliers": inliers, "labels": labels}))
+    rows = report(inliers, labels, groups, args.distractor, range(5, 17))
     print(f"{len(images)} photos, {len(images) * (len(images) - 1)} ordered pairs matched exactly")
     for r in rows:
         print(json.dumps(r))

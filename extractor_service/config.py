@@ -26,6 +26,9 @@ class ExtractorConfig(ServingConfig):
     delf_model: str = setting("", "LANDMARK_DELF_MODEL")
     delf_score_threshold: float = setting(100.0, "LANDMARK_DELF_THRESHOLD")
     delf_scales: tuple[float, ...] = setting((), "LANDMARK_DELF_SCALES")
+    # aliked backend: the model variant (t16, n16, n32) and the detection score a keypoint needs.
+    aliked_variant: str = setting("n16", "LANDMARK_ALIKED_VARIANT")
+    aliked_threshold: float = setting(0.2, "LANDMARK_ALIKED_THRESHOLD")
 
     def __post_init__(self) -> None:
         super().__post_init__()

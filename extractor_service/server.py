@@ -172,7 +172,12 @@ def create_server(
     """
     factory = backend_factory or (
         lambda: create_backend(
-            config.backend, config.delf_model, config.delf_score_threshold, config.delf_scales
+            config.backend,
+            config.delf_model,
+            config.delf_score_threshold,
+            config.delf_scales,
+            config.aliked_variant,
+            config.aliked_threshold,
         )
     )
     metrics = Metrics()

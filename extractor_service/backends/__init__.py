@@ -1,10 +1,11 @@
-"""Feature backends, by name. Heavy ones (TensorFlow) are imported only when asked for."""
+"""Feature backends, by name. Heavy ones (TensorFlow, ONNX Runtime) are imported only when
+asked for."""
 
 from __future__ import annotations
 
 from .base import Backend, RawFeatures
 
-NAMES = ("sift", "delf")
+NAMES = ("sift", "aliked", "delf")
 
 
 def create_backend(
@@ -12,12 +13,18 @@ def create_backend(
     delf_model: str = "",
     delf_score_threshold: float = 100.0,
     delf_scales: tuple[float, ...] = (),
+    aliked_variant: str = "n16",
+    aliked_threshold: float = 0.2,
 ) -> Backend:
     """Build the backend called ``name``; ValueError for an unknown name."""
     if name == "sift":
         from .sift import SiftBackend
 
         return SiftBackend()
+    if name == "aliked":
+        from .aliked import AlikedBackend, AlikedSettings  # imports ONNX Runtime
+
+        return AlikedBackend(AlikedSettings(variant=aliked_variant, threshold=aliked_threshold))
     if name == "delf":
         from .delf import DEFAULT_SCALES, DelfBackend, DelfSettings  # imports TensorFlow
 

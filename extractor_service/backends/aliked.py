@@ -1,0 +1,141 @@
+"""ALIKED (Zhao et al., "ALIKED: A Lighter Keypoint and Descriptor Extraction Network via
+Deformable Transformation", IEEE TIM 2023): learned keypoints and descriptors that hold up
+across day and night, seasons and wide baselines, where SIFT fails.
+
+The dense network runs in ONNX Runtime from the graphs shipped in
+``extractor_service/models/aliked`` (official weights, BSD-3; see the README there), on a
+CUDA GPU when onnxruntime-gpu sees one and on the CPU otherwise. Keypoint detection and the
+descriptor head are numpy (``aliked_heads``). Descriptors are 128-D for n16 and n32, 64-D
+for t16, L2-normalised; strengths are the keypoints' detection scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .aliked_heads import HeadWeights, describe, detect
+from .base import Backend, RawFeatures
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "aliked"
+VARIANTS = ("t16", "n16", "n32")
+PADDING = 32  # the network's total stride: maps are exact for sides that are multiples of it
+HOW_TO_FIX = (
+    "The files ship with the project in extractor_service/models/aliked; restore them with "
+    "'git checkout -- extractor_service/models/aliked' (or reinstall the package), or rebuild "
+    "them from the official weights with 'make export-aliked'."
+)
+
+
+class AlikedLoadError(RuntimeError):
+    """The ALIKED model files are missing, damaged or cannot be run; the message says why."""
+
+
+@dataclass(frozen=True)
+class AlikedSettings:
+    variant: str = "n16"
+    threshold: float = 0.2  # detection score a keypoint needs; <= 0 keeps the strongest only
+    model_dir: Path = MODEL_DIR
+    threads: int = 0  # ONNX Runtime intra-op threads on the CPU; 0 = one per core
+
+
+def verify_files(model_dir: Path, names: list[str]) -> None:
+    """Check ``names`` against ``model_dir/SHA256SUMS``; AlikedLoadError if one is missing,
+    unlisted or damaged."""
+    sums_path = model_dir / "SHA256SUMS"
+    if not sums_path.is_file():
+        raise AlikedLoadError(f"{sums_path} is missing. " + HOW_TO_FIX)
+    sums = {}
+    for line in sums_path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        sums[name.strip()] = digest.strip()
+    for name in names:
+        path = model_dir / name
+        if not path.is_file():
+            raise AlikedLoadError(f"model file {path} is missing. " + HOW_TO_FIX)
+        if name not in sums:
+            raise AlikedLoadError(f"{name} is not listed in {sums_path}. " + HOW_TO_FIX)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != sums[name]:
+            raise AlikedLoadError(
+                f"model file {path} is damaged: its SHA-256 is {digest}, SHA256SUMS says "
+                f"{sums[name]}. " + HOW_TO_FIX
+            )
+
+
+class AlikedBackend(Backend):
+    name = "aliked"
+
+    def __init__(self, settings: AlikedSettings) -> None:
+        if settings.variant not in VARIANTS:
+            raise AlikedLoadError(
+                f"unknown ALIKED variant {settings.variant!r}; choose one of {', '.join(VARIANTS)}"
+            )
+        self.settings = settings
+        graph, head = f"aliked-{settings.variant}.onnx", f"aliked-{settings.variant}-head.npz"
+        verify_files(settings.model_dir, [graph, head])
+        with np.load(settings.model_dir / head) as arrays:
+            self.head = HeadWeights.from_arrays(dict(arrays))
+        self.dimension = self.head.dimension
+        self._session, self.device = _session(settings.model_dir / graph, settings.threads)
+        log.info("ALIKED-%s loaded on %s", settings.variant.upper(), self.device)
+
+    def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's maps for an RGB uint8 image [H, W, 3]: features [C, H, W] and
+        scores [H, W]. The image is edge-padded around its centre to multiples of 32 (as
+        the reference does) and the maps cropped back."""
+        height, width = image.shape[:2]
+        pad_h, pad_w = -height % PADDING, -width % PADDING
+        top, left = pad_h // 2, pad_w // 2
+        padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="edge")
+        tensor = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        features, scores = self._session.run(None, {"image": np.ascontiguousarray(tensor)})
+        crop = (slice(top, top + height), slice(left, left + width))
+        return features[0][:, crop[0], crop[1]], scores[0, 0][crop]
+
+    def extract(
+        self,
+        image: np.ndarray,
+        max_features: int,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+    ) -> RawFeatures:
+        if image_scales is not None:
+            raise ValueError(
+                "image_scales is an option of the delf backend; this extractor runs aliked"
+            )
+        if score_threshold is not None and not 0 <= score_threshold < 1:
+            raise ValueError(f"score_threshold={score_threshold} must be in [0, 1) for aliked")
+        threshold = self.settings.threshold if score_threshold is None else score_threshold
+        features, scores = self.dense(image)
+        xy, strengths = detect(np.ascontiguousarray(scores), max_features, threshold)
+        descriptors = describe(features, xy, self.head)
+        return RawFeatures(locations=xy, descriptors=descriptors, strengths=strengths)
+
+
+def _session(path: Path, threads: int):  # noqa: ANN202 (onnxruntime types)
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise AlikedLoadError(
+            f"the aliked backend needs ONNX Runtime ({exc}); install the extractor with it: "
+            "pip install '.[aliked]' (CPU) or '.[aliked-gpu]' (CUDA GPU)"
+        ) from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise AlikedLoadError(f"ONNX Runtime cannot load {path}: {exc}. " + HOW_TO_FIX) from None
+    device = "GPU:0" if session.get_providers()[0] == "CUDAExecutionProvider" else "CPU"
+    return session, device
