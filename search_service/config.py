@@ -26,7 +26,7 @@ class SearchConfig(ServingConfig):
     search_k: int = setting(0, "LANDMARK_ANNOY_SEARCH_K")
     neighbours: int = setting(5, "LANDMARK_NEIGHBOURS")
     shortlist: int = setting(20, "LANDMARK_SHORTLIST")
-    min_inliers: int = setting(7, "LANDMARK_MIN_INLIERS")
+    min_inliers: int = setting(0, "LANDMARK_MIN_INLIERS")  # 0 = by feature kind
     ratio: float = setting(0.85, "LANDMARK_RATIO")
     # the growing buffer is sealed into an Annoy segment at this size or age
     seal_descriptors: int = setting(20_000, "LANDMARK_SEAL_DESCRIPTORS")
@@ -53,11 +53,12 @@ class SearchConfig(ServingConfig):
             "n_trees",
             "neighbours",
             "shortlist",
-            "min_inliers",
             "max_message_mb",
             "seal_descriptors",
             "max_segments",
         )
+        if self.min_inliers < 0:
+            raise ValueError(f"min_inliers must not be negative, got {self.min_inliers}")
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:

@@ -61,7 +61,7 @@ class CoordinatorConfig(ServingConfig):
     # search settings: the coordinator ranks and verifies, so these are the ones that count
     neighbours: int = setting(5, "LANDMARK_NEIGHBOURS")
     shortlist: int = setting(20, "LANDMARK_SHORTLIST")
-    min_inliers: int = setting(7, "LANDMARK_MIN_INLIERS")
+    min_inliers: int = setting(0, "LANDMARK_MIN_INLIERS")  # 0 = by feature kind
     ratio: float = setting(0.85, "LANDMARK_RATIO")
     max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
     max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
@@ -69,9 +69,9 @@ class CoordinatorConfig(ServingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(
-            self, "max_rpcs", "threads", "neighbours", "shortlist", "min_inliers", "max_top_k"
-        )
+        check_positive(self, "max_rpcs", "threads", "neighbours", "shortlist", "max_top_k")
+        if self.min_inliers < 0:
+            raise ValueError(f"min_inliers must not be negative, got {self.min_inliers}")
         if bool(self.shards) == bool(self.shards_dns):
             raise ValueError("give the shards either as a list (shards) or by DNS (shards_dns)")
         if self.shards_dns and self.shard_count < 1:
@@ -234,7 +234,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             check_search_args(
                 self.limits, len(features), request.top_k, opts.shortlist, opts.min_inliers
             )
-            min_inliers = opts.min_inliers or self.params.min_inliers
+            min_inliers = self.params.min_inliers_for(features.backend, opts.min_inliers)
             ask = search_pb2.NeighboursRequest(
                 features=request.features,
                 k=self.params.k,

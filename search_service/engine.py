@@ -161,7 +161,7 @@ class SearchEngine:
         check_search_args(self.limits, len(features), top_k, shortlist_size, min_inliers)
         shortlist_size = shortlist_size or p.shortlist
         alive = alive or (lambda: True)
-        min_inliers = min_inliers or p.min_inliers
+        min_inliers = p.min_inliers_for(features.backend, min_inliers)
         t0 = time.perf_counter()
         found = self._hits(features, p.k, exclude, alive)
         if found is None:

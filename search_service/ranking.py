@@ -21,6 +21,13 @@ from .segment import ImageMeta
 from .verify import Verification, VerifyParams, verify
 
 
+# Inliers a match needs, by feature kind, unless the operator or the request says otherwise:
+# the lowest count at which the exhaustive check (make quality-ceiling BACKEND=...) accepts
+# at most 5% of the open-set queries (docs/quality.md).
+MIN_INLIERS = {"sift": 7, "aliked": 9}
+FALLBACK_MIN_INLIERS = 7  # feature kinds not measured here (delf)
+
+
 @dataclass(frozen=True)
 class SearchParams:
     k: int = 5  # neighbours per query descriptor (they only choose the shortlist)
@@ -29,8 +36,13 @@ class SearchParams:
     min_votes: int = 4
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
     max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
-    min_inliers: int = 7
+    min_inliers: int = 0  # 0 = MIN_INLIERS of the query's feature kind
     verify: VerifyParams = field(default_factory=VerifyParams)
+
+    def min_inliers_for(self, backend: str, requested: int = 0) -> int:
+        """The threshold of one search: the request's, else the configured one, else the
+        feature kind's."""
+        return requested or self.min_inliers or MIN_INLIERS.get(backend, FALLBACK_MIN_INLIERS)
 
 
 @dataclass(frozen=True)

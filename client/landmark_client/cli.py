@@ -136,7 +136,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         for flag, kind, text in common:
             p.add_argument(flag, type=kind, help=text)
     ex.add_argument(
-        "--backend", help="feature backend: sift (default) or delf (env LANDMARK_BACKEND)"
+        "--backend", help="feature backend: sift (default), aliked or delf (env LANDMARK_BACKEND)"
+    )
+    ex.add_argument(
+        "--aliked-variant",
+        help="aliked: model variant t16, n16 or n32 (env LANDMARK_ALIKED_VARIANT)",
+    )
+    ex.add_argument(
+        "--aliked-threshold",
+        type=float,
+        help="aliked: detection score a keypoint needs (env LANDMARK_ALIKED_THRESHOLD)",
     )
     ex.add_argument(
         "--delf-model",
@@ -153,8 +162,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     se.add_argument("--index-dir", help="index folder (env LANDMARK_INDEX_DIR)")
     se.add_argument("--n-trees", type=int, help="Annoy trees built per index (16)")
     se.add_argument("--search-k", type=int, help="Annoy search_k (0 = automatic)")
-    se.add_argument("--min-inliers", type=int, help="inliers needed for a match (10)")
-    se.add_argument("--shortlist", type=int, help="candidates verified per query (30)")
+    se.add_argument(
+        "--min-inliers",
+        type=int,
+        help="inliers needed for a match (0 = by feature kind: sift 7, aliked 9)",
+    )
+    se.add_argument("--shortlist", type=int, help="candidates verified per query (20)")
     se.add_argument("--max-top-k", type=int, help="largest top_k and shortlist (1000)")
     se.add_argument("--max-query-features", type=int, help="most features in one search (10000)")
     se.add_argument(
