@@ -22,7 +22,6 @@ import numpy as np
 from landmark.v1 import search_pb2, search_pb2_grpc
 from landmark_client.connection import Connection
 from landmark_client.settings import check_positive, setting
-from landmark_client.wire import features_from_proto
 from serving import runtime
 from serving.config import ServingConfig
 from serving.metrics import Metrics
@@ -34,6 +33,7 @@ from .ranking import Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .server import _abort, search_response, serve_search
 from .sharding import match_from_proto, neighbours_from_proto, resolve, shard_of
+from .validation import request_features
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             start = time.perf_counter()
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
-            features = features_from_proto(request.features)
+            features = request_features(request.features)
             opts = request.options
             check_search_args(
                 self.limits, len(features), request.top_k, opts.shortlist, opts.min_inliers

@@ -23,7 +23,7 @@ from landmark_client.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
-from .ranking import Matcher, Putative, SearchParams, SearchResult, Timing, rank
+from .ranking import VERIFY_FAILURES, Matcher, Putative, SearchParams, SearchResult, Timing, rank
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings, View
 
@@ -286,6 +286,7 @@ class SearchEngine:
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
             "disk_full": self.store.disk_full,
+            "verify_failures": VERIFY_FAILURES.value,
         }
 
     def list_images(self, after: str, limit: int) -> list[ImageMeta]:

@@ -6,6 +6,8 @@ nearest database descriptors of every query descriptor, then call ``rank``.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,23 @@ from .errors import Cancelled
 from .matching import Hits, shortlist, vote
 from .segment import ImageMeta
 from .verify import Verification, VerifyParams, verify
+
+log = logging.getLogger(__name__)
+
+
+class _Count:
+    """A thread-safe count (candidates whose verification raised), for the metrics."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+VERIFY_FAILURES = _Count()
 
 
 # Inliers a match needs, by feature kind, unless the operator or the request says otherwise:
@@ -139,7 +158,12 @@ def rank(
         src = features.locations[put.query]
         dst = put.locations
         meta = images[put.image]
-        return put, src, dst, verify(src, dst, (meta.width, meta.height), params.verify)
+        try:
+            return put, src, dst, verify(src, dst, (meta.width, meta.height), params.verify)
+        except Exception:  # one bad candidate must not fail the search: skip it
+            log.exception("verifying candidate %r failed; skipped", meta.image_id)
+            VERIFY_FAILURES.add()
+            return put, src, dst, Verification(0, np.zeros(len(src), bool), None)
 
     # OpenCV releases the GIL: candidates are verified on all the pool's threads.
     checked = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 from landmark.v1 import search_pb2, search_pb2_grpc
-from landmark_client.wire import features_from_proto, matrix_to_proto
+from landmark_client.wire import matrix_to_proto
 from serving import runtime
 from serving.interceptor import gone_code
 from serving.metrics import Metrics
@@ -26,6 +26,7 @@ from .errors import (
 )
 from .ranking import SearchResult
 from .sharding import match_to_proto, neighbours_to_proto
+from .validation import request_features
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,20 @@ MAX_PAGE = 10000
 
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (Cancelled, grpc.StatusCode.CANCELLED),
     (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageFailure, grpc.StatusCode.UNAVAILABLE),
 ]
+
+
+def on_conflict(value: int) -> OnConflict:
+    try:
+        return OnConflict(value)
+    except ValueError:
+        names = ", ".join(f"{c.name} ({c.value})" for c in OnConflict)
+        raise InvalidRequest(f"on_conflict {value} is not one of {names}") from None
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
@@ -103,20 +111,19 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         )
 
     def _info(self) -> search_pb2.IndexInfo:
-        return search_pb2.IndexInfo(**self.engine.info(), shards=1, shard_index=self.shard_index)
+        info = self.engine.info()
+        info.pop("verify_failures")  # a metric, not part of the contract
+        return search_pb2.IndexInfo(**info, shards=1, shard_index=self.shard_index)
 
     def AddImages(self, request, context):  # noqa: N802 (gRPC method name)
         try:
             entries = []
             for i, img in enumerate(request.images):
-                try:
-                    features = features_from_proto(img.features)
-                except ValueError as exc:
-                    raise InvalidRequest(f"images[{i}] ({img.image_id!r}): {exc}") from None
+                features = request_features(img.features, f"images[{i}] ({img.image_id!r})")
                 entries.append((img.image_id, img.label, dict(img.metadata), features))
             if not context.is_active():  # nothing written yet: drop the work
                 raise Cancelled("the caller went away before the add was applied")
-            result = self.engine.add(entries, OnConflict(request.on_conflict))
+            result = self.engine.add(entries, on_conflict(request.on_conflict))
             return search_pb2.AddImagesResponse(
                 added=result.added,
                 skipped=result.skipped,
@@ -139,7 +146,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         try:
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
-            features = features_from_proto(request.features)
+            features = request_features(request.features)
             opts = request.options
             result = self.engine.search(
                 features,
@@ -160,7 +167,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         try:
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
-            features = features_from_proto(request.features)
+            features = request_features(request.features)
             images, hits = self.engine.neighbours(
                 features, request.k, list(request.exclude_image_ids), alive=context.is_active
             )
@@ -172,7 +179,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
         try:
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
-            features = features_from_proto(request.features)
+            features = request_features(request.features)
             matched = self.engine.match(features, list(request.image_ids), alive=context.is_active)
             return match_to_proto(matched)
         except Exception as exc:
@@ -205,6 +212,7 @@ INDEX_GAUGES = {
     "segments": "sealed Annoy segments",
     "bytes_on_disk": "bytes the index directory holds",
     "disk_full": "1 while the index disk is too full to take writes (adds are refused)",
+    "verify_failures": "candidates skipped because their verification raised (see the log)",
 }
 
 

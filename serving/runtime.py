@@ -74,6 +74,9 @@ def start(
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", 256 << 20),
+            # gRPC turns SO_REUSEPORT on by default: a second process on the same port would
+            # start and take half the connections (and half the writes, to its own index).
+            ("grpc.so_reuseport", 0),
         ],
     )
     for add in services.values():
@@ -82,10 +85,13 @@ def start(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*services, HEALTH_NAME, reflection.SERVICE_NAME), server)
     credentials = server_credentials(config)
-    if credentials is None:
-        port = server.add_insecure_port(config.address)
-    else:
-        port = server.add_secure_port(config.address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(config.address)
+        else:
+            port = server.add_secure_port(config.address, credentials)
+    except RuntimeError:  # grpcio's "Failed to bind"
+        port = 0
     if port == 0:
         raise OSError(f"cannot listen on {config.address}: is the port in use?")
     running = Running(server, port, tuple(services), health_servicer, metrics, None)

@@ -19,7 +19,7 @@ def features(i: int) -> Features:
     rng = np.random.default_rng(i)
     d = rng.random((150, 128), dtype=np.float32)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    loc = rng.uniform(0, 600, (150, 2)).astype(np.float32)
+    loc = (rng.random((150, 2)) * [640, 480]).astype(np.float32)
     return Features("sift", loc, d, (640, 480))
 
 

@@ -237,3 +237,19 @@ def test_an_unexpected_error_is_internal_and_logged(tmp_path, caplog):
     finally:
         running.stop(0)
         engine.close()
+
+
+def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path):
+    """No SO_REUSEPORT: two search processes never share a port (and split the writes)."""
+    from search_service.config import SearchConfig
+    from search_service.server import create_server
+
+    first, port, engine = create_server(
+        SearchConfig(port=0, metrics_port=-1, index_dir=str(tmp_path / "a"))
+    )
+    try:
+        with pytest.raises(OSError, match="is the port in use"):
+            create_server(SearchConfig(port=port, metrics_port=-1, index_dir=str(tmp_path / "b")))
+    finally:
+        first.stop(0)
+        engine.close()
