@@ -50,7 +50,7 @@ protos-check: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/landmark demo $(if $(GALLERY),--gallery $(GALLERY),)
 
-test: $(STAMP) protos-check
+test: $(STAMP) $(EXPORT_STAMP) protos-check
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -85,7 +85,7 @@ class FeatureExtractor:
     ) -> Extraction:
         start = time.perf_counter() if start is None else start
         height, width = image.shape[:2]
-        small, sx, sy = resize_to_fit(image, max_image_size)
+        small, sx, sy = resize_to_fit(image, max_image_size, self.backend.enlarge)
         raw = self.backend.extract(small, max_features, score_threshold, image_scales)
         scales = raw.scales
         if scales is not None:

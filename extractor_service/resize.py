@@ -6,21 +6,27 @@ import cv2
 import numpy as np
 
 
-def fit_scale(width: int, height: int, max_side: int) -> float:
-    """Scale factor that makes the longer side at most ``max_side`` (never enlarges)."""
+def fit_scale(width: int, height: int, max_side: int, enlarge: bool = False) -> float:
+    """Scale factor that makes the longer side at most ``max_side`` (exactly ``max_side``
+    with ``enlarge``)."""
     longer = max(width, height)
-    return 1.0 if longer <= max_side else max_side / longer
+    return 1.0 if longer <= max_side and not enlarge else max_side / longer
 
 
-def resize_to_fit(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
+def resize_to_fit(
+    image: np.ndarray, max_side: int, enlarge: bool = False
+) -> tuple[np.ndarray, float, float]:
     """Resize keeping the aspect ratio; returns (image, sx, sy) with sx = new_w / old_w."""
     height, width = image.shape[:2]
-    scale = fit_scale(width, height, max_side)
+    scale = fit_scale(width, height, max_side, enlarge)
     if scale == 1.0:
         return image, 1.0, 1.0
     new_w = max(1, round(width * scale))
     new_h = max(1, round(height * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    shrink = scale < 1.0
+    resized = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    )
     return resized, new_w / width, new_h / height
 
 

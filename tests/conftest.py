@@ -49,8 +49,10 @@ def landmarks_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def extractor_server():
+    # SIFT: these tests exercise the service, not the features, and SIFT is the fast one.
+    # The aliked backend has its own tests (unit, service and the end-to-end evaluation).
     server, port, _ = create_extractor(
-        ExtractorConfig(port=0, metrics_port=0, max_pixels=30_000_000)
+        ExtractorConfig(port=0, metrics_port=0, max_pixels=30_000_000, backend="sift")
     )
     yield f"127.0.0.1:{port}"
     server.stop(0)

@@ -136,7 +136,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         for flag, kind, text in common:
             p.add_argument(flag, type=kind, help=text)
     ex.add_argument(
-        "--backend", help="feature backend: sift (default), aliked or delf (env LANDMARK_BACKEND)"
+        "--backend", help="feature backend: aliked (default), sift or delf (env LANDMARK_BACKEND)"
     )
     ex.add_argument(
         "--aliked-variant",
@@ -311,7 +311,7 @@ def _services(args: argparse.Namespace, need_search: bool = True) -> Iterator[tu
     print("starting local services on loopback ...", file=sys.stderr)
     model = getattr(args, "delf_model", None)
     extra = {"extractor": ["--delf-model", model]} if model else {}
-    with local_services(getattr(args, "backend", None) or "sift", extra_args=extra) as addresses:
+    with local_services(getattr(args, "backend", None), extra_args=extra) as addresses:
         yield addresses
 
 
@@ -440,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--backend", default="sift", help="extractor backend for local services")
+    p.add_argument(
+        "--backend",
+        help="extractor backend of the local services: aliked, sift or delf "
+        "(default: the extractor's, env LANDMARK_BACKEND)",
+    )
     p.add_argument("--delf-model", help="delf: TF-Hub handle or module folder for local services")
     p.add_argument("--groups", help="JSON file mapping labels or image ids to groups")
     p.add_argument("--pr-plot", help="write the precision-recall curve to this PNG")

@@ -54,12 +54,13 @@ def spawn_service(
 
 @contextlib.contextmanager
 def local_services(
-    backend: str = "sift",
+    backend: str | None = None,
     index_dir: str | Path | None = None,
     extra_args: dict[str, list[str]] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Yield (extractor_address, search_address) of freshly started services; stop them
-    on exit. The index lives in ``index_dir`` or in a temporary folder."""
+    on exit. ``backend`` None: the extractor's default. The index lives in ``index_dir`` or
+    in a temporary folder."""
     extra_args = extra_args or {}
     with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
         index = Path(index_dir) if index_dir else Path(tmp) / "index"
@@ -74,8 +75,7 @@ def local_services(
                     "0",
                     "--metrics-port",
                     "0",
-                    "--backend",
-                    backend,
+                    *(["--backend", backend] if backend else []),
                     *extra_args.get("extractor", []),
                 ],
                 Path(tmp) / "extractor.log",

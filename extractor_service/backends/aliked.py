@@ -71,6 +71,7 @@ def verify_files(model_dir: Path, names: list[str]) -> None:
 
 class AlikedBackend(Backend):
     name = "aliked"
+    enlarge = True  # one scale only: a photo and its half-size copy must look alike to it
 
     def __init__(self, settings: AlikedSettings) -> None:
         if settings.variant not in VARIANTS:

@@ -31,6 +31,10 @@ class Backend(ABC):
     name: str
     dimension: int
     device: str = "CPU"
+    # Whether the extractor brings every image to the requested size, enlarging small ones,
+    # rather than only shrinking large ones: for single-scale features (the network sees
+    # one scale), so that the same scene at two resolutions is seen at one.
+    enlarge: bool = False
 
     @abstractmethod
     def extract(

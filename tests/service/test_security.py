@@ -97,6 +97,7 @@ def _tls_extractor(pki, mutual: bool):
         tls_cert=str(pki.server_cert),
         tls_key=str(pki.server_key),
         tls_client_ca=str(pki.ca) if mutual else "",
+        backend="sift",
     )
     return create_extractor(cfg)
 

@@ -63,7 +63,8 @@ def test_onnx_path_matches_pytorch_reference(landmarks_dir, variant):
     for image in photos(landmarks_dir):
         got = served.extract(image, 1000)
         with torch.no_grad():
-            want = ref(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0]
+            tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+            want = ref(tensor)[0]
         kp, desc, score = (
             t.numpy() for t in (want.keypoints, want.descriptors, want.keypoint_scores)
         )

@@ -1,0 +1,73 @@
+"""The aliked backend behind the real extractor service, with a real search index."""
+
+import shutil
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from extractor_service.backends.aliked import MODEL_DIR, AlikedBackend, AlikedSettings
+from extractor_service.config import ExtractorConfig
+from extractor_service.server import create_server
+from landmark_client import ExtractorClient, ImageToAdd, LandmarkError, SearchClient
+from tests.conftest import sample_photo
+
+
+@pytest.fixture(scope="module")
+def aliked_server():
+    server, port, _ = create_server(ExtractorConfig(port=0, metrics_port=0, backend="aliked"))
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_extract_index_search_over_grpc(aliked_server, search_server):
+    with ExtractorClient(aliked_server, timeout=60) as ex, SearchClient(search_server) as search:
+        assert ex.health() == "SERVING"
+        info = ex.info()
+        assert (info.backend, info.dimension, info.device) == ("aliked", 128, "CPU")
+        f = ex.extract(sample_photo("coffee.png"), max_features=300)
+        assert f.backend == "aliked" and f.dimension == 128 and len(f) == 300
+        assert f.image_size == (600, 400) and f.locations[:, 0].max() < 600
+        gallery = {name: sample_photo(f"{name}.png") for name in ("astronaut", "coffee", "camera")}
+        items = list(ex.extract_many(gallery.items()))
+        search.add_images([ImageToAdd(i.request_id, i.request_id, i.features) for i in items])
+        result = search.search(ex.extract(sample_photo("coffee.png"), max_image_size=512))
+        assert result.label == "coffee" and result.min_inliers == 9
+        assert search.index_info().backend == "aliked"
+
+
+def test_per_request_threshold_is_checked(aliked_server):
+    with ExtractorClient(aliked_server, timeout=60) as ex:
+        assert len(ex.extract(sample_photo(), score_threshold=0.5)) > 0
+        with pytest.raises(LandmarkError, match="must be in") as err:
+            ex.extract(sample_photo(), score_threshold=3.0)
+        assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_serve_with_a_damaged_model_exits_with_what_to_do(tmp_path):
+    model_dir = tmp_path / "aliked"
+    shutil.copytree(MODEL_DIR, model_dir)
+    (model_dir / "aliked-t16.onnx").write_bytes(b"not a model")
+    with pytest.raises(Exception, match="damaged"):
+        AlikedBackend(AlikedSettings(variant="t16", model_dir=model_dir))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "landmark_client.cli",
+            "serve",
+            "extractor",
+            "--port",
+            "0",
+            "--backend",
+            "aliked",
+            "--aliked-variant",
+            "n64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "unknown ALIKED variant 'n64'" in proc.stderr and "Traceback" not in proc.stderr
