@@ -13,6 +13,15 @@ def test_fit_scale_keeps_small_images_and_shrinks_large_ones():
     assert fit_scale(1000, 4000, 1000) == pytest.approx(0.25)
 
 
+def test_enlarge_brings_small_images_up_to_the_size():
+    assert fit_scale(512, 256, 1024, enlarge=True) == 2.0
+    assert fit_scale(2048, 1000, 1024, enlarge=True) == pytest.approx(0.5)
+    big, sx, sy = resize_to_fit(np.zeros((100, 300, 3), np.uint8), 600, enlarge=True)
+    assert big.shape == (200, 600, 3) and sx == sy == 2.0
+    located = np.array([[10.0, 20.0]], np.float32)
+    np.testing.assert_allclose(to_original((located + 0.5) * 2 - 0.5, 2.0, 2.0), located)
+
+
 def test_resize_keeps_aspect_ratio():
     img = np.zeros((1000, 3000, 3), np.uint8)
     small, sx, sy = resize_to_fit(img, 600)
