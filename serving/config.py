@@ -18,8 +18,10 @@ class ServingConfig:
     # "" = loopback (127.0.0.1) without TLS, all interfaces (0.0.0.0) with TLS.
     host: str = setting("", "LANDMARK_HOST")
     port: int = setting(0, "LANDMARK_PORT")
-    # Prometheus metrics over HTTP on this port (0 = any free port, -1 = off).
+    # Prometheus metrics over HTTP on this port (0 = any free port, -1 = off), unauthenticated,
+    # so on loopback unless told otherwise (containers set 0.0.0.0 for the scraper).
     metrics_port: int = setting(-1, "LANDMARK_METRICS_PORT")
+    metrics_host: str = setting("127.0.0.1", "LANDMARK_METRICS_HOST")
     # Calls in progress at once; calls beyond it get RESOURCE_EXHAUSTED at once.
     max_rpcs: int = setting(32, "LANDMARK_MAX_RPCS")
     # TLS: PEM files. A client CA turns on mutual TLS (clients must show a certificate).

@@ -98,10 +98,10 @@ def start(
     running.set_serving(False)
     if config.metrics_port >= 0:
         try:
-            running.metrics_port = metrics.serve(config.bind_host, config.metrics_port)
+            running.metrics_port = metrics.serve(config.metrics_host, config.metrics_port)
         except OSError as exc:
             raise OSError(
-                f"cannot serve metrics on {config.bind_host}:{config.metrics_port}: {exc}"
+                f"cannot serve metrics on {config.metrics_host}:{config.metrics_port}: {exc}"
             ) from None
     server.start()
     _log_posture(config, auth, port, running.metrics_port)
@@ -134,4 +134,4 @@ def _log_posture(config: ServingConfig, auth: TokenAuth, port: int, metrics_port
     else:
         log.info("auth off: no tokens configured, any caller may read and write")
     if metrics_port is not None:
-        log.info("metrics on http://%s:%d/metrics", config.bind_host, metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host, metrics_port)

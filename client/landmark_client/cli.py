@@ -122,6 +122,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         ("--host", str, "address to bind (default: 127.0.0.1 without TLS, 0.0.0.0 with TLS)"),
         ("--port", int, "port (0 = any free port)"),
         ("--metrics-port", int, "Prometheus /metrics HTTP port (0 = any free, -1 = off)"),
+        ("--metrics-host", str, "address the metrics port binds (default: 127.0.0.1)"),
         ("--max-rpcs", int, "calls in progress at once; more get RESOURCE_EXHAUSTED"),
         ("--tls-cert", str, "server certificate, PEM (env LANDMARK_TLS_CERT)"),
         ("--tls-key", str, "server private key, PEM (env LANDMARK_TLS_KEY)"),

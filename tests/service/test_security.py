@@ -150,6 +150,8 @@ def test_without_tls_the_default_bind_is_loopback():
     assert ExtractorConfig().bind_host == "127.0.0.1"
     assert SearchConfig().bind_host == "127.0.0.1"
     assert SearchConfig(tls_cert="c", tls_key="k").bind_host == "0.0.0.0"
+    # metrics have no auth: loopback, whatever gRPC binds
+    assert SearchConfig(tls_cert="c", tls_key="k").metrics_host == "127.0.0.1"
 
 
 def test_index_file_names_never_come_from_requests(search, tmp_path):
