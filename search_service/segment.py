@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,23 +68,37 @@ class Segment:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
     def image_data(self, index: int) -> ImageData:
+        """One image's features as views of the segment's mapped files: a merge streams
+        them into the new segment without holding the old ones in memory."""
         m = self.images[index]
         rows = slice(m.start, m.start + m.count)
         return ImageData(
             m.image_id,
             m.label,
-            np.array(self.descriptors[rows]),
-            np.array(self.locations[rows]),
+            self.descriptors[rows],
+            self.locations[rows],
             m.width,
             m.height,
             dict(m.metadata),
         )
 
 
+class Stopped(Exception):
+    """The build was asked to stop (the service is shutting down); nothing was kept."""
+
+
 def build_segment(
-    images: list[ImageData], dimension: int, n_trees: int, tmp: Path, final: Path
+    images: list[ImageData],
+    dimension: int,
+    n_trees: int,
+    tmp: Path,
+    final: Path,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Segment:
-    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``."""
+    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
+
+    ``stopping`` is polled between images; when it answers True the build raises Stopped
+    (the caller deletes ``tmp``)."""
     metas, start = [], 0
     for im in images:
         metas.append(
@@ -116,9 +131,13 @@ def build_segment(
     annoy = AnnoyIndex(dimension, "euclidean")
     row = 0
     for im in images:
+        if stopping():
+            raise Stopped("shutting down")
         for vector in np.asarray(im.descriptors, np.float32):
             annoy.add_item(row, vector)
             row += 1
+    if stopping():
+        raise Stopped("shutting down")
     annoy.build(n_trees, n_jobs=-1)
     if not annoy.save(str(tmp / "index.ann")):
         raise OSError(f"Annoy could not write {tmp / 'index.ann'}")

@@ -25,6 +25,7 @@ from .errors import (
     StorageFailure,
 )
 from .ranking import SearchResult
+from .segment import Stopped
 from .sharding import match_to_proto, neighbours_to_proto
 from .validation import request_features
 
@@ -52,6 +53,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (Cancelled, grpc.StatusCode.CANCELLED),
     (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageFailure, grpc.StatusCode.UNAVAILABLE),
+    (Stopped, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

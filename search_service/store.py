@@ -34,7 +34,15 @@ from landmark.v1 import search_pb2
 from landmark_client.wire import Features, features_from_proto, features_to_proto
 
 from .errors import DiskFull, IndexCorrupt, IndexLocked, StorageFailure
-from .segment import ImageData, ImageMeta, Segment, build_segment, bytes_needed, load_segment
+from .segment import (
+    ImageData,
+    ImageMeta,
+    Segment,
+    Stopped,
+    build_segment,
+    bytes_needed,
+    load_segment,
+)
 from .wal import WalWriter, fsync_dir, iter_records
 
 log = logging.getLogger(__name__)
@@ -326,8 +334,16 @@ class IndexStore:
             )
         try:
             return build_segment(
-                images, self.dimension, self.settings.n_trees, tmp, self.dir / name
+                images,
+                self.dimension,
+                self.settings.n_trees,
+                tmp,
+                self.dir / name,
+                self._stop.is_set,
             )
+        except Stopped:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise self._storage_error(exc, what) from exc
@@ -545,6 +561,8 @@ class IndexStore:
                     self.seal()
                 if self.needs_merge() or self._idle_compaction_due():
                     self.merge()
+            except Stopped:
+                return  # shutting down: the WAL still holds everything
             except (DiskFull, StorageFailure) as exc:
                 if pause == POLL_SECONDS:
                     log.warning("sealing/merging paused: %s; retrying", exc)
