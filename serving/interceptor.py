@@ -57,14 +57,30 @@ class ServingInterceptor(grpc.ServerInterceptor):
         if handler is None or role is None:
             return handler
         denial = self.auth.check(handler_call_details.invocation_metadata, role)
-        return _wrap(handler, method, denial, self)
+        if denial is not None:
+            return self._refusal(method, denial)
+        return _wrap(handler, method, self)
+
+    def _refusal(self, method: str, denial: tuple[grpc.StatusCode, str]):
+        """A handler that refuses the call from its metadata alone. It takes the request
+        as a stream it never reads, so a caller without a valid token cannot hold a worker
+        thread by never finishing its request body, nor make the server buffer a large
+        one: the call ends as soon as a worker picks it up."""
+
+        def refuse(requests: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                context.abort(*denial)
+            finally:
+                self.record(method, context, start, raised=True, admitted=False)
+
+        return grpc.stream_unary_rpc_method_handler(refuse)
 
     # -- admission and accounting -------------------------------------------------------
 
-    def admit(self, method: str, denial, context: grpc.ServicerContext) -> None:
-        """Abort the call unless it is authorised and under the in-flight limit."""
-        if denial is not None:
-            context.abort(*denial)
+    def admit(self, method: str, context: grpc.ServicerContext) -> None:
+        """Abort the call unless it is under the in-flight limit (auth was decided from the
+        metadata, before the call reached a worker)."""
         with self._lock:
             if self._in_flight >= self.max_rpcs:
                 busy = True
@@ -108,15 +124,13 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
 
 @contextlib.contextmanager
-def _served(
-    icp: ServingInterceptor, method: str, denial, context: grpc.ServicerContext
-) -> Iterator[None]:
-    """Around one call: admission (auth, the in-flight limit), INTERNAL for an exception
+def _served(icp: ServingInterceptor, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+    """Around one call: admission (the in-flight limit), INTERNAL for an exception
     the servicer did not turn into a status (not gRPC's UNKNOWN with the exception's
     text), and the metrics and log line once it ends."""
     start, admitted, raised = time.perf_counter(), False, True
     try:
-        icp.admit(method, denial, context)
+        icp.admit(method, context)
         admitted = True
         try:
             yield
@@ -130,17 +144,17 @@ def _served(
         icp.record(method, context, start, raised, admitted)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, denial, icp: ServingInterceptor):
+def _wrap(handler: grpc.RpcMethodHandler, method: str, icp: ServingInterceptor):
     def unary_response(behaviour: Callable) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            with _served(icp, method, denial, context):
+            with _served(icp, method, context):
                 return behaviour(request, context)
 
         return run
 
     def stream_response(behaviour: Callable) -> Callable:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator:
-            with _served(icp, method, denial, context):
+            with _served(icp, method, context):
                 yield from behaviour(request, context)
 
         return run

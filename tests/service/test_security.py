@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -161,3 +164,29 @@ def test_index_file_names_never_come_from_requests(search, tmp_path):
     names = {p.name for p in tmp_path.rglob("*")}
     assert not any("escape" in n or "passwd" in n for n in names)
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_half_sent_unauthenticated_calls_cannot_starve_the_server(guarded_search):
+    """100 calls without a token that send their headers and never finish their request
+    body: health and an authorised search still answer within a second."""
+    release = threading.Event()
+
+    def never_finished():  # a request stream whose first message never comes
+        release.wait(30)
+        yield from ()
+
+    channel = grpc.insecure_channel(guarded_search)
+    half_sent = channel.stream_unary("/landmark.v1.Search/Search")
+    calls = [half_sent.future(never_finished(), timeout=30) for _ in range(100)]
+    try:
+        time.sleep(0.5)  # let every call reach the server
+        start = time.monotonic()
+        with _client(guarded_search, READ_TOKEN) as client:
+            assert client.health() == "SERVING"
+            client.search(features(), top_k=1)
+        assert time.monotonic() - start < 1.0
+        refused = [c.exception(timeout=5) for c in calls]
+        assert all(e is not None and e.code() is grpc.StatusCode.UNAUTHENTICATED for e in refused)
+    finally:
+        release.set()
+        channel.close()
