@@ -123,3 +123,10 @@ def test_a_seal_that_finds_the_disk_full_backs_off_and_resumes(small_disk):
         proc.wait(timeout=30)
     leftovers = sorted(p.name for p in index.iterdir() if p.name.startswith(("wal-", ".tmp")))
     assert len(leftovers) == 1, f"failed seals left files behind: {leftovers}"
+
+
+def rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
