@@ -119,10 +119,6 @@ class HeadWeights:
     def dimension(self) -> int:
         return int(self.agg_weights.shape[2])
 
-    @property
-    def channels(self) -> int:
-        return int(self.agg_weights.shape[1])
-
 
 def describe(features: np.ndarray, xy: np.ndarray, head: HeadWeights) -> np.ndarray:
     """L2-normalised descriptors [N, D] of keypoints ``xy`` [N, 2] (pixels) from the dense
