@@ -282,7 +282,9 @@ class IndexStore:
                 return
             try:
                 if self._writer.broken:  # a failed append could not be rolled back
-                    self._writer = self._start_wal()
+                    fresh = self._start_wal()
+                    self._writer.close()
+                    self._writer = fresh
                 self._writer.append(records)
             except OSError as exc:
                 raise self._storage_error(exc, "the change") from exc
