@@ -148,3 +148,24 @@ def test_damage_in_the_middle_keeps_the_records_after_it(tmp_path, caplog):
     writer.append([payload(4)])
     writer.close()
     assert scan(path).records == [payload(1), payload(3), payload(4)]
+
+
+def test_the_store_moves_to_a_new_log_when_one_cannot_be_rolled_back(tmp_path, monkeypatch):
+    from search_service.errors import DiskFull
+    from search_service.store import IndexStore
+    from tests.unit.test_store_shutdown import image
+
+    store = IndexStore(tmp_path / "index", background=False)
+    store.apply([], [image(1, 50)])
+    faults = Faults(monkeypatch)
+    faults.fail_after, faults.fail_truncate = 100, True
+    with pytest.raises(DiskFull, match="index disk full"):
+        store.apply([], [image(2, 50)])
+    assert store.disk_full
+    faults.fail_truncate = False
+    store.apply([], [image(3, 50)])  # lands in a new log, not behind the torn record
+    assert not store.disk_full and len(store.wals) == 2
+    store.close()
+    reopened = IndexStore(tmp_path / "index", background=False)
+    assert sorted(reopened.view.by_id) == ["img-1", "img-3"]
+    reopened.close()
