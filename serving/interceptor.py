@@ -51,21 +51,29 @@ class ServingInterceptor(grpc.ServerInterceptor):
         self._in_flight = 0
 
     def intercept_service(self, continuation, handler_call_details):
+        """Runs on gRPC's polling thread with the call's metadata only: auth and the
+        in-flight limit are decided here, before any worker waits for a request body."""
         handler = continuation(handler_call_details)
         method = handler_call_details.method
         role = self.roles.get(method)
         if handler is None or role is None:
             return handler
         denial = self.auth.check(handler_call_details.invocation_metadata, role)
+        if denial is None and not self._admit(method):
+            denial = (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {self.max_rpcs} calls in progress; "
+                "retry with backoff",
+            )
         if denial is not None:
             return self._refusal(method, denial)
         return _wrap(handler, method, self)
 
     def _refusal(self, method: str, denial: tuple[grpc.StatusCode, str]):
         """A handler that refuses the call from its metadata alone. It takes the request
-        as a stream it never reads, so a caller without a valid token cannot hold a worker
-        thread by never finishing its request body, nor make the server buffer a large
-        one: the call ends as soon as a worker picks it up."""
+        as a stream it never reads, so a refused caller cannot hold a worker thread by never
+        finishing its request body, nor make the server buffer a large one: the call ends
+        as soon as a worker picks it up."""
 
         def refuse(requests: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
@@ -78,22 +86,14 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
     # -- admission and accounting -------------------------------------------------------
 
-    def admit(self, method: str, context: grpc.ServicerContext) -> None:
-        """Abort the call unless it is under the in-flight limit (auth was decided from the
-        metadata, before the call reached a worker)."""
+    def _admit(self, method: str) -> bool:
+        """Take one of the max_rpcs places, or say there is none."""
         with self._lock:
             if self._in_flight >= self.max_rpcs:
-                busy = True
-            else:
-                busy = False
-                self._in_flight += 1
-        if busy:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server is at its limit of {self.max_rpcs} calls in progress; "
-                "retry with backoff",
-            )
+                return False
+            self._in_flight += 1
         self.metrics.in_flight.labels(method).inc()
+        return True
 
     def release(self, method: str) -> None:
         with self._lock:
@@ -125,36 +125,50 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
 @contextlib.contextmanager
 def _served(icp: ServingInterceptor, method: str, context: grpc.ServicerContext) -> Iterator[None]:
-    """Around one call: admission (the in-flight limit), INTERNAL for an exception
-    the servicer did not turn into a status (not gRPC's UNKNOWN with the exception's
-    text), and the metrics and log line once it ends."""
-    start, admitted, raised = time.perf_counter(), False, True
+    """Around one admitted call: INTERNAL for an exception the servicer did not turn into
+    a status (not gRPC's UNKNOWN with the exception's text), then its place given back and
+    the metrics and log line written, however it ended."""
+    start, raised = time.perf_counter(), True
     try:
-        icp.admit(method, context)
-        admitted = True
         try:
             yield
         except Exception:
-            if context.code() is not None:  # context.abort: the status is already set
+            # context.abort (the status is already set), or a caller gone while its request
+            # was being read: nothing to report as an error
+            if context.code() is not None or not context.is_active():
                 raise
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, "internal error in the service; see its log")
         raised = False
     finally:
-        icp.record(method, context, start, raised, admitted)
+        icp.record(method, context, start, raised, admitted=True)
+
+
+def _one(requests: Iterator, context: grpc.ServicerContext) -> Any:
+    """The single request of a unary method, read from the request stream."""
+    request = next(requests, None)
+    if request is None:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request message")
+    return request
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, icp: ServingInterceptor):
-    def unary_response(behaviour: Callable) -> Callable:
-        def run(request: Any, context: grpc.ServicerContext) -> Any:
+    """The handler of an admitted call. Every kind is served as request-streaming, so the
+    behaviour always runs and gives its place back (a unary handler whose caller leaves
+    before sending the body never would), and the body is read inside that accounting."""
+
+    def unary_response(behaviour: Callable, unary_request: bool) -> Callable:
+        def run(requests: Iterator, context: grpc.ServicerContext) -> Any:
             with _served(icp, method, context):
+                request = _one(requests, context) if unary_request else requests
                 return behaviour(request, context)
 
         return run
 
-    def stream_response(behaviour: Callable) -> Callable:
-        def run(request: Any, context: grpc.ServicerContext) -> Iterator:
+    def stream_response(behaviour: Callable, unary_request: bool) -> Callable:
+        def run(requests: Iterator, context: grpc.ServicerContext) -> Iterator:
             with _served(icp, method, context):
+                request = _one(requests, context) if unary_request else requests
                 yield from behaviour(request, context)
 
         return run
@@ -164,9 +178,15 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, icp: ServingInterceptor):
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kw)
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.unary_unary, True), **kw)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kw)
+        return grpc.stream_stream_rpc_method_handler(
+            stream_response(handler.unary_stream, True), **kw
+        )
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kw)
-    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kw)
+        return grpc.stream_unary_rpc_method_handler(
+            unary_response(handler.stream_unary, False), **kw
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        stream_response(handler.stream_stream, False), **kw
+    )

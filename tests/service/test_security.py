@@ -190,3 +190,40 @@ def test_half_sent_unauthenticated_calls_cannot_starve_the_server(guarded_search
     finally:
         release.set()
         channel.close()
+
+
+def test_the_call_limit_is_decided_before_the_body_and_never_leaks(tmp_path):
+    """With max_rpcs 2, two callers that never finish their request hold the two places:
+    a third is refused at once (not queued behind them), health still answers, and once
+    they give up their places come back."""
+    cfg = SearchConfig(port=0, metrics_port=-1, index_dir=str(tmp_path / "i"), max_rpcs=2)
+    running, port, engine = create_search(cfg)
+    address = f"127.0.0.1:{port}"
+    release = threading.Event()
+
+    def never_finished():
+        release.wait(30)
+        yield from ()
+
+    channel = grpc.insecure_channel(address)
+    half_sent = channel.stream_unary("/landmark.v1.Search/Search")
+    try:
+        held = [half_sent.future(never_finished(), timeout=30) for _ in range(2)]
+        time.sleep(0.5)
+        with SearchClient(address, timeout=5, connection=Connection(retries=0)) as client:
+            start = time.monotonic()
+            with pytest.raises(LandmarkError) as err:
+                client.search(features(), top_k=1)
+            assert err.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert client.health() == "SERVING"
+            assert time.monotonic() - start < 1.0
+            for call in held:
+                call.cancel()
+            time.sleep(0.5)
+            for _ in range(3):  # both places are free again
+                assert client.search(features(), top_k=1).best is None
+    finally:
+        release.set()
+        channel.close()
+        running.stop(0)
+        engine.close()
