@@ -14,7 +14,7 @@ class ExtractorConfig(ServingConfig):
     port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT")
     metrics_port: int = setting(9151, "LANDMARK_EXTRACTOR_METRICS_PORT")
     max_rpcs: int = setting(16, "LANDMARK_EXTRACTOR_MAX_RPCS")
-    # aliked: learned features, the better answers (docs/quality.md); sift: 7x cheaper on a CPU.
+    # aliked: learned features, the better answers (docs/quality.md); sift: ~4x cheaper on a CPU.
     backend: str = setting("aliked", "LANDMARK_BACKEND")
     # Requests extracting at once; the others (up to max_rpcs) wait their turn.
     max_concurrent: int = setting(2, "LANDMARK_EXTRACTOR_CONCURRENCY")

@@ -51,7 +51,7 @@ def test_index_twice_adds_nothing_twice(services, gallery):
     second = run("index", str(gallery), env=services)
     assert "2 images found, 2 already indexed, 0 added" in second.stdout
     info = json.loads(run("info", env=services).stdout)
-    assert info["images"] == 2 and info["backend"] == "sift"
+    assert info["images"] == 2 and info["backend"] == "aliked"  # the default backend
     removed = run("remove", "coffee/coffee.png", "ghost.png", env=services).stdout
     assert "removed 1; not in the index: 1" in removed
     assert json.loads(run("info", env=services).stdout)["images"] == 1
