@@ -43,7 +43,7 @@ from .segment import (
     bytes_needed,
     load_segment,
 )
-from .wal import WalWriter, fsync_dir, iter_records
+from .wal import LogScan, WalWriter, fsync_dir, scan
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class IndexStore:
         self._ids_cache: dict[str, set[str]] = {}
         self.disk_full = False
         self._remove_unlisted(manifest)
-        self._replay()
-        self._writer = WalWriter(self.wals[-1]) if self.wals else self._start_wal()
+        last = self._replay()
+        self._writer = WalWriter(self.wals[-1], last) if self.wals else self._start_wal()
         self.view = self._make_view()
         self._stop = threading.Event()
         self._thread = None
@@ -239,17 +239,25 @@ class IndexStore:
 
     # -- the log ----------------------------------------------------------------------
 
-    def _replay(self) -> None:
-        for payload in iter_records(self.wals):
-            kind, body = payload[:1], payload[1:]
-            if kind == b"A":
-                entry = search_pb2.ImageEntry.FromString(body)
-                f = features_from_proto(entry.features)
-                self._apply_add(entry.image_id, entry.label, dict(entry.metadata), f)
-            elif kind == b"R":
-                self._apply_remove(json.loads(body))
-            else:
-                raise IndexCorrupt(f"unknown WAL record type {kind!r}")
+    def _replay(self) -> LogScan | None:
+        """Apply every logged change; returns the last log's scan (the writer reuses it)."""
+        found = None
+        for path in self.wals:
+            found = scan(path)
+            for payload in found.records:
+                self._apply_record(payload)
+        return found
+
+    def _apply_record(self, payload: bytes) -> None:
+        kind, body = payload[:1], payload[1:]
+        if kind == b"A":
+            entry = search_pb2.ImageEntry.FromString(body)
+            f = features_from_proto(entry.features)
+            self._apply_add(entry.image_id, entry.label, dict(entry.metadata), f)
+        elif kind == b"R":
+            self._apply_remove(json.loads(body))
+        else:
+            raise IndexCorrupt(f"unknown WAL record type {kind!r}")
 
     @staticmethod
     def add_record(image_id: str, label: str, metadata: dict[str, str], f: Features) -> bytes:

@@ -19,7 +19,6 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,18 +94,13 @@ def scan(path: Path) -> LogScan:
     return out
 
 
-def read_records(path: Path) -> tuple[list[bytes], int]:
-    """All intact records of ``path`` and the offset where the last one ends."""
-    found = scan(path)
-    return found.records, found.end
-
-
 class WalWriter:
     """Appends records durably (write + fsync) to one log file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, found: LogScan | None = None) -> None:
+        """Open ``path`` for appending; ``found`` is its scan when the caller already has one."""
         self.path = path
-        found = scan(path)
+        found = scan(path) if found is None else found
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         self.broken = False
         try:
@@ -154,11 +148,6 @@ class WalWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-
-def iter_records(paths: list[Path]) -> Iterator[bytes]:
-    for path in paths:
-        yield from scan(path).records
 
 
 def fsync_dir(path: Path) -> None:
