@@ -61,7 +61,7 @@ def extract_real(cache: Path, backend: str) -> dict:
 
 
 def load_real(cache: Path):
-    from landmark_client.wire import Features
+    from landmark.wire import Features
 
     z = np.load(cache)
     backend = str(z["backend"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from landmark_client.wire import Features
+from landmark.wire import Features
 
 
 class DescriptorModel:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landmark_client.wire import Features
+from landmark.wire import Features
 
 from .backends import Backend
 from .decode import decode_image

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, features_pb2
-from landmark_client.wire import features_to_proto
+from landmark.wire import features_to_proto
 from serving import runtime
 from serving.interceptor import gone_code
 from serving.metrics import Metrics

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from landmark_client.settings import check_positive, setting
 from serving.config import ServingConfig
+from serving.settings import check_positive, setting
 
 from .engine import RequestLimits
 from .ranking import SearchParams

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from landmark.connection import Connection
 from landmark.v1 import search_pb2, search_pb2_grpc
-from landmark_client.connection import Connection
-from landmark_client.settings import check_positive, setting
 from serving import runtime
 from serving.config import ServingConfig
 from serving.metrics import Metrics
+from serving.settings import check_positive, setting
 
 from .engine import RequestLimits, check_search_args
 from .errors import InvalidRequest

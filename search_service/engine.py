@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_client.wire import Features
+from landmark.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from landmark_client.wire import Features
+from landmark.wire import Features
 
 from .errors import Cancelled
 from .matching import Hits, shortlist, vote

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 from landmark.v1 import search_pb2, search_pb2_grpc
-from landmark_client.wire import matrix_to_proto
+from landmark.wire import matrix_to_proto
 from serving import runtime
 from serving.interceptor import gone_code
 from serving.metrics import Metrics

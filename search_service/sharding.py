@@ -8,7 +8,7 @@ import socket
 import numpy as np
 
 from landmark.v1 import search_pb2
-from landmark_client.wire import matrix_from_proto, matrix_to_proto
+from landmark.wire import matrix_from_proto, matrix_to_proto
 
 from .matching import Hits
 from .segment import ImageMeta

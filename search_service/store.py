@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark.v1 import search_pb2
-from landmark_client.wire import Features, features_from_proto, features_to_proto
+from landmark.wire import Features, features_from_proto, features_to_proto
 
 from .errors import DiskFull, IndexCorrupt, IndexLocked, StorageFailure
 from .segment import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from landmark.v1 import features_pb2
-from landmark_client.wire import Features, features_from_proto
+from landmark.wire import Features, features_from_proto
 
 from .errors import InvalidRequest
 

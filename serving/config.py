@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from landmark_client.settings import setting
+from serving.settings import setting
 
 LOG_FORMATS = ("text", "json")
 

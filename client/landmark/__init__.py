@@ -1,0 +1,5 @@
+"""The contract both sides share: the generated ``landmark.v1`` stubs, the codec for their
+arrays (``landmark.wire``) and how a client reaches a service (``landmark.connection``).
+
+The SDK (``landmark_client``) and the servers import this package; neither imports the other.
+"""

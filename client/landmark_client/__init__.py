@@ -8,8 +8,10 @@
 Every failure is a LandmarkError carrying the gRPC status code.
 """
 
+from landmark.connection import Connection
+from landmark.wire import Features
+
 from .client import ExtractorClient, LandmarkClient, SearchClient
-from .connection import Connection
 from .errors import LandmarkError
 from .types import (
     AddResult,
@@ -23,7 +25,6 @@ from .types import (
     SearchResult,
     Timing,
 )
-from .wire import Features
 
 __all__ = [
     "AddResult",

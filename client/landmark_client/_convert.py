@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from landmark.v1 import extractor_pb2, search_pb2
+from landmark.wire import features_from_proto, features_to_proto, matrix_from_proto
 
 from .errors import LandmarkError
 from .images import ImageInput, to_image_bytes
@@ -18,7 +19,6 @@ from .types import (
     SearchResult,
     Timing,
 )
-from .wire import features_from_proto, features_to_proto, matrix_from_proto
 
 ON_CONFLICT = {"error": 0, "skip": 1, "replace": 2}
 # Keep AddImages requests well below the servers' message limit.

@@ -16,11 +16,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
+from landmark.connection import Connection
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+from landmark.wire import Features
 
 from . import _convert as conv
 from .client import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
-from .connection import Connection
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -33,7 +34,6 @@ from .types import (
     Recognition,
     SearchResult,
 )
-from .wire import Features
 
 
 class _AsyncClient(_ClientCore):

@@ -42,7 +42,7 @@ def _flags(args: argparse.Namespace, config_class: type) -> dict:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from landmark_client.settings import load
+    from serving.settings import load
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

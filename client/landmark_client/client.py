@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from landmark.connection import Connection, Rotation, replicas
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+from landmark.wire import Features
 
 from . import _convert as conv
-from .connection import Connection, Rotation, replicas
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -27,7 +28,6 @@ from .types import (
     Recognition,
     SearchResult,
 )
-from .wire import Features
 
 DEFAULT_EXTRACTOR = "127.0.0.1:50051"
 DEFAULT_SEARCH = "127.0.0.1:50052"

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from landmark.wire import Features
+
 from .errors import LandmarkError
-from .wire import Features
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
             assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
         # a write answers the whole index's info: the written shard's own answer plus
         # the other shards' GetIndexInfo
-        from landmark_client.wire import features_to_proto
+        from landmark.wire import features_to_proto
 
         write = (("authorization", f"Bearer {WRITE_TOKEN}"),)
         added = stub.AddImages(

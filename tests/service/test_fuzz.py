@@ -18,8 +18,8 @@ from PIL import Image
 
 from extractor_service.decode import ImageError, decode_image
 from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc
+from landmark.wire import features_to_proto
 from landmark_client import ImageToAdd, SearchClient
-from landmark_client.wire import features_to_proto
 from search_service.config import SearchConfig
 from search_service.server import create_server
 from tests.service.test_security import features

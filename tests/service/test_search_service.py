@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc
+from landmark.wire import features_to_proto, matrix_to_proto
 from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
-from landmark_client.wire import features_to_proto, matrix_to_proto
 from search_service.config import SearchConfig
 from search_service.server import create_server
 from tests.conftest import sample_photo

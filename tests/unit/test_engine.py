@@ -4,7 +4,7 @@ from PIL import Image
 
 from extractor_service.backends.sift import SiftBackend
 from extractor_service.extractor import FeatureExtractor, Limits
-from landmark_client.wire import Features
+from landmark.wire import Features
 from search_service.engine import OnConflict, SearchEngine
 from search_service.errors import AlreadyExists, FeatureMismatch, InvalidRequest
 from tests.conftest import sample_photo

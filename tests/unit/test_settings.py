@@ -1,8 +1,8 @@
 import pytest
 
 from extractor_service.config import ExtractorConfig
-from landmark_client.settings import load
 from search_service.config import SearchConfig
+from serving.settings import load
 
 
 def test_flag_beats_environment_beats_default():

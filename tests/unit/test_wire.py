@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from landmark.v1 import features_pb2
-from landmark_client.wire import Features, features_from_proto, features_to_proto, matrix_to_proto
+from landmark.wire import Features, features_from_proto, features_to_proto, matrix_to_proto
 
 
 def _features(n=5, d=128) -> Features:

@@ -1,4 +1,5 @@
-"""How the SDK reaches a service: channels, TLS, bearer token, replicas and retries.
+"""How a client (the SDK, or the coordinator calling its shards) reaches a service: channels,
+TLS, bearer token, replicas and retries.
 
 An address is one ``host:port`` (a DNS name that resolves to several replicas is spread
 over with gRPC's round_robin policy) or a comma-separated list of replicas, which the SDK
