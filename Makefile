@@ -1,5 +1,6 @@
 # Landmark recognition: two gRPC services (extractor, search) and a Python SDK.
 # `make demo` runs the main job; `make test` runs the tests. Both install what they need.
+# `make help` lists every target.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,20 +10,24 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: install export-tools export-aliked protos protos-check demo test test-fast load-test lint serve-extractor serve-search bench quality-ceiling clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench quality-ceiling clean
 
-install: $(STAMP)
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt
+install: $(STAMP) ## create .venv with the services, the SDK and the development tools
+
+$(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
-	$(PIP) install --quiet -r requirements-dev.txt -e "./client[cli]" -e ".[search,delf,aliked]"
+	$(PIP) install --quiet -c constraints-dev.txt -r requirements-dev.txt \
+		-e "./client[cli]" -e ".[search,delf,aliked]"
 	touch $(STAMP)
 
 # PyTorch (CPU build), kornia and the ONNX exporter: for `make export-aliked` and the
 # ALIKED parity test only; the services never import them.
 EXPORT_STAMP := $(VENV)/.export-tools
-export-tools: $(EXPORT_STAMP)
+export-tools: $(EXPORT_STAMP) ## install PyTorch (CPU), kornia and the ONNX exporter
 $(EXPORT_STAMP): $(STAMP) requirements-export.txt
 	$(PIP) install --quiet -r requirements-export.txt
 	touch $(EXPORT_STAMP)
@@ -30,16 +35,16 @@ $(EXPORT_STAMP): $(STAMP) requirements-export.txt
 # Rebuild extractor_service/models/aliked (ONNX graphs, head weights, SHA256SUMS) from the
 # official weights; WEIGHTS= names their folder (default ../shared/models/aliked).
 WEIGHTS ?=
-export-aliked: $(EXPORT_STAMP)
+export-aliked: $(EXPORT_STAMP) ## rebuild the shipped ALIKED model files from the official weights
 	$(PY) -m extractor_service.models.export_aliked $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
 # Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) from protos/.
-protos: $(STAMP)
+protos: $(STAMP) ## regenerate the stubs in client/landmark/v1 from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
 		--grpc_python_out=client $(PROTOS)
 
 # Fail when the checked-in stubs differ from what protos/ generates.
-protos-check: $(STAMP)
+protos-check: $(STAMP) ## fail when the checked-in stubs differ from protos/
 	@tmp=$$(mktemp -d) && \
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp \
 		--grpc_python_out=$$tmp $(PROTOS) && \
@@ -47,37 +52,52 @@ protos-check: $(STAMP)
 		cmp -s $$tmp/$$f client/$$f || { echo "stale generated stub: client/$$f (run 'make protos')"; exit 1; }; \
 	done && echo "generated stubs are up to date"
 
-demo: $(STAMP)
+demo: $(STAMP) ## start the services, index a gallery, query it, draw a match (GALLERY=dir)
 	$(VENV)/bin/landmark demo $(if $(GALLERY),--gallery $(GALLERY),)
 
-test: $(STAMP) $(EXPORT_STAMP) protos-check
+# The picture in the README, drawn by the demo.
+demo-picture: $(STAMP) ## redraw docs/demo-match.png with `make demo`
+	$(VENV)/bin/landmark demo --out out/demo
+	cp out/demo/demo-match.png docs/demo-match.png
+
+test: $(STAMP) $(EXPORT_STAMP) protos-check ## every test (about 12 minutes on 2 cores)
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) ## the tests without the slow and load ones
 	$(PY) -m pytest -q -m "not slow and not load"
 
 # The full load test: 16 clients for 60 s (`make test` runs it for 30 s).
-load-test: $(STAMP)
+load-test: $(STAMP) ## 16 clients for 60 s
 	LANDMARK_LOAD_SECONDS=60 $(PY) -m pytest -q -s -m load
 
-lint: $(STAMP)
+readme-settings: $(STAMP) ## regenerate the README's settings table from the settings classes
+	$(PY) -m tests.settings_table
+
+lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-serve-extractor: $(STAMP)
-	$(VENV)/bin/landmark serve extractor
+typecheck: $(STAMP) ## mypy over the SDK, the contract helpers and serving/ ([tool.mypy])
+	$(VENV)/bin/mypy
 
-serve-search: $(STAMP)
-	$(VENV)/bin/landmark serve search
+serve-extractor: $(STAMP) ## run the extractor on 127.0.0.1:50051
+	$(VENV)/bin/landmark-extractor
 
-clean:
+serve-search: $(STAMP) ## run the search service on 127.0.0.1:50052 (index in ./landmark-index)
+	$(VENV)/bin/landmark-search
+
+SHARDS ?=
+serve-coordinator: $(STAMP) ## run a coordinator on 127.0.0.1:50053 (SHARDS=host:port,...)
+	$(VENV)/bin/landmark-coordinator --shards $(SHARDS)
+
+clean: ## remove .venv and build leftovers
 	rm -rf $(VENV) .pytest_cache build *.egg-info client/*.egg-info
 
 # The benchmark suite: writes bench/results/bench.json and bench/results/REPORT.md.
-bench: $(STAMP)
+bench: $(STAMP) ## the benchmark suite (bench/results)
 	$(PY) -m bench.run
 
 # The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
 BACKEND ?= sift
-quality-ceiling: $(STAMP)
+quality-ceiling: $(STAMP) ## the exhaustive all-pairs check of docs/quality.md
 	$(PY) -m bench.ceiling --backend $(BACKEND)

@@ -4,32 +4,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.config import ServingConfig
+from serving.config import HOST_HELP, MAX_RPCS_HELP, METRICS_PORT_HELP, PORT_HELP, ServingConfig
 from serving.settings import check_positive, setting
+
+from .backends import NAMES, AlikedSettings, DelfSettings
 
 
 @dataclass(frozen=True)
 class ExtractorConfig(ServingConfig):
-    host: str = setting("", "LANDMARK_EXTRACTOR_HOST")
-    port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT")
-    metrics_port: int = setting(9151, "LANDMARK_EXTRACTOR_METRICS_PORT")
-    max_rpcs: int = setting(16, "LANDMARK_EXTRACTOR_MAX_RPCS")
+    host: str = setting("", "LANDMARK_EXTRACTOR_HOST", HOST_HELP)
+    port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT", PORT_HELP)
+    metrics_port: int = setting(9151, "LANDMARK_EXTRACTOR_METRICS_PORT", METRICS_PORT_HELP)
+    max_rpcs: int = setting(16, "LANDMARK_EXTRACTOR_MAX_RPCS", MAX_RPCS_HELP)
     # aliked: learned features, the better answers (docs/quality.md); sift: ~4x cheaper on a CPU.
-    backend: str = setting("aliked", "LANDMARK_BACKEND")
-    # Requests extracting at once; the others (up to max_rpcs) wait their turn.
-    max_concurrent: int = setting(2, "LANDMARK_EXTRACTOR_CONCURRENCY")
-    max_features: int = setting(1000, "LANDMARK_MAX_FEATURES")
-    max_features_limit: int = setting(10000, "LANDMARK_MAX_FEATURES_LIMIT")
-    max_image_size: int = setting(1024, "LANDMARK_MAX_IMAGE_SIZE")
-    max_pixels: int = setting(40_000_000, "LANDMARK_MAX_PIXELS")
-    max_image_bytes: int = setting(32 << 20, "LANDMARK_MAX_IMAGE_BYTES")
-    # delf backend: a TF-Hub handle (URL) or a local folder holding the downloaded module.
-    delf_model: str = setting("", "LANDMARK_DELF_MODEL")
-    delf_score_threshold: float = setting(100.0, "LANDMARK_DELF_THRESHOLD")
-    delf_scales: tuple[float, ...] = setting((), "LANDMARK_DELF_SCALES")
-    # aliked backend: the model variant (t16, n16, n32) and the detection score a keypoint needs.
-    aliked_variant: str = setting("n16", "LANDMARK_ALIKED_VARIANT")
-    aliked_threshold: float = setting(0.2, "LANDMARK_ALIKED_THRESHOLD")
+    backend: str = setting("aliked", "LANDMARK_BACKEND", f"feature backend: {', '.join(NAMES)}")
+    max_concurrent: int = setting(
+        2,
+        "LANDMARK_EXTRACTOR_CONCURRENCY",
+        "extractions running at once; other calls (up to max-rpcs) wait their turn",
+    )
+    max_features: int = setting(1000, "LANDMARK_MAX_FEATURES", "keypoints per image by default")
+    max_features_limit: int = setting(
+        10000, "LANDMARK_MAX_FEATURES_LIMIT", "most keypoints a request may ask for"
+    )
+    max_image_size: int = setting(
+        1024, "LANDMARK_MAX_IMAGE_SIZE", "longer side in pixels photos are resized to by default"
+    )
+    max_pixels: int = setting(40_000_000, "LANDMARK_MAX_PIXELS", "largest decoded image, in pixels")
+    max_image_bytes: int = setting(32 << 20, "LANDMARK_MAX_IMAGE_BYTES", "largest upload in bytes")
+    delf_model: str = setting(
+        "", "LANDMARK_DELF_MODEL", "delf: TF-Hub handle or local folder holding the module"
+    )
+    delf_score_threshold: float = setting(
+        DelfSettings.score_threshold,
+        "LANDMARK_DELF_THRESHOLD",
+        "delf: attention score a keypoint needs",
+    )
+    delf_scales: tuple[float, ...] = setting(
+        (), "LANDMARK_DELF_SCALES", "delf: image scales, comma-separated (empty = the module's)"
+    )
+    aliked_variant: str = setting(
+        AlikedSettings.variant, "LANDMARK_ALIKED_VARIANT", "aliked: model variant t16, n16 or n32"
+    )
+    aliked_threshold: float = setting(
+        AlikedSettings.threshold,
+        "LANDMARK_ALIKED_THRESHOLD",
+        "aliked: detection score a keypoint needs",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,3 +69,13 @@ class ExtractorConfig(ServingConfig):
                 f"max_features ({self.max_features}) is above max_features_limit "
                 f"({self.max_features_limit})"
             )
+
+    def aliked_settings(self) -> AlikedSettings:
+        return AlikedSettings(variant=self.aliked_variant, threshold=self.aliked_threshold)
+
+    def delf_settings(self) -> DelfSettings:
+        return DelfSettings(
+            self.delf_model,
+            self.delf_score_threshold,
+            tuple(self.delf_scales) or DelfSettings.image_scales,
+        )

@@ -171,14 +171,7 @@ def create_server(
     running server (``.stop(grace)``), its port and the servicer.
     """
     factory = backend_factory or (
-        lambda: create_backend(
-            config.backend,
-            config.delf_model,
-            config.delf_score_threshold,
-            config.delf_scales,
-            config.aliked_variant,
-            config.aliked_threshold,
-        )
+        lambda: create_backend(config.backend, config.aliked_settings(), config.delf_settings())
     )
     metrics = Metrics()
     servicer = ExtractorServicer(config, metrics)

@@ -1,70 +1,120 @@
-"""Search service settings: CLI flag > environment variable > default."""
+"""Search service and coordinator settings: CLI flag > environment variable > default.
+
+Each default is declared once, on the core's own settings (SearchParams, StoreSettings,
+RequestLimits); the fields here name them, add an environment variable and a help text,
+and the command-line flags are derived from these fields (serving.launch).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from serving.config import ServingConfig
+from serving.config import HOST_HELP, MAX_RPCS_HELP, METRICS_PORT_HELP, PORT_HELP, ServingConfig
 from serving.settings import check_positive, setting
 
-from .engine import RequestLimits
-from .ranking import SearchParams
+from .limits import RequestLimits
+from .ranking import MIN_INLIERS, SearchParams
 from .store import StoreSettings
+
+_SEARCH = SearchParams()
+_STORE = StoreSettings()
+_LIMITS = RequestLimits()
+_BY_KIND = ", ".join(f"{kind} {n}" for kind, n in MIN_INLIERS.items())
 
 
 @dataclass(frozen=True)
-class SearchConfig(ServingConfig):
-    host: str = setting("", "LANDMARK_SEARCH_HOST")
-    port: int = setting(50052, "LANDMARK_SEARCH_PORT")
-    metrics_port: int = setting(9152, "LANDMARK_SEARCH_METRICS_PORT")
-    max_rpcs: int = setting(32, "LANDMARK_SEARCH_MAX_RPCS")
-    index_dir: str = setting("landmark-index", "LANDMARK_INDEX_DIR")
-    # This process's shard number (0-based) when it is one shard of several; -1 = not sharded.
-    shard_index: int = setting(-1, "LANDMARK_SHARD_INDEX")
-    threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
-    n_trees: int = setting(16, "LANDMARK_ANNOY_TREES")
-    search_k: int = setting(0, "LANDMARK_ANNOY_SEARCH_K")
-    neighbours: int = setting(5, "LANDMARK_NEIGHBOURS")
-    shortlist: int = setting(20, "LANDMARK_SHORTLIST")
-    min_inliers: int = setting(0, "LANDMARK_MIN_INLIERS")  # 0 = by feature kind
-    ratio: float = setting(0.85, "LANDMARK_RATIO")
-    # the growing buffer is sealed into an Annoy segment at this size or age
-    seal_descriptors: int = setting(20_000, "LANDMARK_SEAL_DESCRIPTORS")
-    seal_seconds: float = setting(2.0, "LANDMARK_SEAL_SECONDS")
-    # segments are merged into one when there are more than this
-    max_segments: int = setting(8, "LANDMARK_MAX_SEGMENTS")
-    # ... and when no write came for this long (0 = never compact when idle)
-    idle_merge_seconds: float = setting(5.0, "LANDMARK_IDLE_MERGE_SECONDS")
-    # request limits
-    max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
-    max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
-    max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
-    max_add_features: int = setting(1_000_000, "LANDMARK_MAX_ADD_FEATURES")
+class RankingConfig(ServingConfig):
+    """What a search service and a coordinator share: how searches are ranked and bounded."""
+
+    threads: int = setting(2, "LANDMARK_SEARCH_THREADS", "threads matching and verifying a search")
+    neighbours: int = setting(
+        _SEARCH.k, "LANDMARK_NEIGHBOURS", "nearest database descriptors per query descriptor"
+    )
+    shortlist: int = setting(
+        _SEARCH.shortlist, "LANDMARK_SHORTLIST", "best-voted images verified per search"
+    )
+    min_inliers: int = setting(
+        _SEARCH.min_inliers,
+        "LANDMARK_MIN_INLIERS",
+        f"inliers a match needs (0 = by feature kind: {_BY_KIND})",
+    )
+    ratio: float = setting(
+        _SEARCH.ratio, "LANDMARK_RATIO", "Lowe's ratio test of exact matching (0-1]"
+    )
+    max_top_k: int = setting(
+        _LIMITS.max_top_k, "LANDMARK_MAX_TOP_K", "largest top_k and shortlist a search may ask"
+    )
+    max_query_features: int = setting(
+        _LIMITS.max_query_features, "LANDMARK_MAX_QUERY_FEATURES", "most features in one search"
+    )
+    max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB", "largest request in MiB")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(
-            self,
-            "max_rpcs",
-            "max_top_k",
-            "max_query_features",
-            "max_add_features",
-            "threads",
-            "n_trees",
-            "neighbours",
-            "shortlist",
-            "max_message_mb",
-            "seal_descriptors",
-            "max_segments",
+            self, "max_rpcs", "threads", "neighbours", "shortlist", "max_top_k", "max_message_mb"
         )
+        check_positive(self, "max_query_features")
         if self.min_inliers < 0:
             raise ValueError(f"min_inliers must not be negative, got {self.min_inliers}")
+        if not 0 < self.ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+
+    def search_params(self) -> SearchParams:
+        return SearchParams(
+            k=self.neighbours,
+            shortlist=self.shortlist,
+            min_inliers=self.min_inliers,
+            ratio=self.ratio,
+        )
+
+
+@dataclass(frozen=True)
+class SearchConfig(RankingConfig):
+    host: str = setting("", "LANDMARK_SEARCH_HOST", HOST_HELP)
+    port: int = setting(50052, "LANDMARK_SEARCH_PORT", PORT_HELP)
+    metrics_port: int = setting(9152, "LANDMARK_SEARCH_METRICS_PORT", METRICS_PORT_HELP)
+    max_rpcs: int = setting(32, "LANDMARK_SEARCH_MAX_RPCS", MAX_RPCS_HELP)
+    index_dir: str = setting("landmark-index", "LANDMARK_INDEX_DIR", "the index folder")
+    shard_index: int = setting(
+        -1, "LANDMARK_SHARD_INDEX", "this shard's number (0-based) when sharded; -1 = not"
+    )
+    n_trees: int = setting(_STORE.n_trees, "LANDMARK_ANNOY_TREES", "Annoy trees per segment")
+    search_k: int = setting(
+        _SEARCH.search_k,
+        "LANDMARK_ANNOY_SEARCH_K",
+        "Annoy nodes inspected per lookup (0 = neighbours x trees x 3)",
+    )
+    seal_descriptors: int = setting(
+        _STORE.seal_descriptors,
+        "LANDMARK_SEAL_DESCRIPTORS",
+        "the growing buffer is sealed into an Annoy segment at this many descriptors",
+    )
+    seal_seconds: float = setting(
+        _STORE.seal_seconds, "LANDMARK_SEAL_SECONDS", "... or when its oldest image is this old"
+    )
+    max_segments: int = setting(
+        _STORE.max_segments, "LANDMARK_MAX_SEGMENTS", "segments are merged beyond this many"
+    )
+    idle_merge_seconds: float = setting(
+        _STORE.idle_merge_seconds,
+        "LANDMARK_IDLE_MERGE_SECONDS",
+        "compact after this long without writes (0 = never when idle)",
+    )
+    max_add_features: int = setting(
+        _LIMITS.max_add_features, "LANDMARK_MAX_ADD_FEATURES", "most descriptors in one add"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "max_add_features", "n_trees", "seal_descriptors", "max_segments")
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:
             raise ValueError("search_k must not be negative (0 = automatic)")
-        if not 0 < self.ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+
+    def search_params(self) -> SearchParams:
+        return replace(super().search_params(), search_k=self.search_k)
 
     def store_settings(self) -> StoreSettings:
         return StoreSettings(
@@ -73,15 +123,6 @@ class SearchConfig(ServingConfig):
             seal_seconds=self.seal_seconds,
             max_segments=self.max_segments,
             idle_merge_seconds=self.idle_merge_seconds,
-        )
-
-    def search_params(self) -> SearchParams:
-        return SearchParams(
-            k=self.neighbours,
-            search_k=self.search_k,
-            shortlist=self.shortlist,
-            min_inliers=self.min_inliers,
-            ratio=self.ratio,
         )
 
     def request_limits(self) -> RequestLimits:

@@ -1,8 +1,8 @@
 """The pure core of the search service: add, remove, search and describe one index.
 
-Searches read an immutable Snapshot; a change builds a new generation on disk, commits
-it atomically and swaps the snapshot reference, so searches never wait for writers and
-never see a half-applied change. Writers are serialised by one lock.
+Searches read the store's current View (immutable, swapped whole by every change), so they
+never wait for writers and never see a half-applied change. Writes go through the store's
+write-ahead log and are serialised by one lock (docs/index-design.md).
 """
 
 from __future__ import annotations
@@ -22,23 +22,25 @@ import numpy as np
 from landmark.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
+from .limits import RequestLimits, check_id, check_query_size, check_search_args
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
-from .ranking import VERIFY_FAILURES, Matcher, Putative, SearchParams, SearchResult, Timing, rank
+from .ranking import (
+    VERIFY_FAILURES,
+    Comparison,
+    Matcher,
+    Putative,
+    SearchParams,
+    SearchResult,
+    Timing,
+    compare,
+    rank,
+)
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings, View
 
-__all__ = ["OnConflict", "RequestLimits", "SearchEngine", "check_search_args"]
+__all__ = ["OnConflict", "RequestLimits", "SearchEngine"]
 
 log = logging.getLogger(__name__)
-
-MAX_ID_LENGTH = 1024
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    max_top_k: int = 1000  # also bounds the shortlist (verification work per query)
-    max_query_features: int = 10_000
-    max_add_features: int = 1_000_000  # descriptors in one add request
 
 
 class OnConflict(Enum):
@@ -101,7 +103,7 @@ class SearchEngine:
             return AddResult(0, 0, 0)
         ids = [e[0] for e in entries]
         for image_id in ids:
-            _check_id(image_id)
+            check_id(image_id)
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise InvalidRequest(f"image ids repeat within the request: {dup}")
@@ -222,6 +224,12 @@ class SearchEngine:
         puts = self._matcher(view, features, alive or (lambda: True))(present)
         return [(view.images[p.image], p.query, p.locations) for p in puts]
 
+    def compare(self, query: Features, reference: Features, min_inliers: int = 0) -> Comparison:
+        """Match two feature sets with each other and verify, as a search would."""
+        check_query_size(self.limits, len(query))
+        check_query_size(self.limits, len(reference))
+        return compare(query, reference, self.params, min_inliers)
+
     def _hits(
         self,
         features: Features,
@@ -296,26 +304,6 @@ class SearchEngine:
         return [view.images[view.by_id[i]] for i in ids[lo : lo + limit]]
 
 
-def check_search_args(
-    lim: RequestLimits, n_features: int, top_k: int, shortlist_size: int, min_inliers: int
-) -> None:
-    if not 1 <= top_k <= lim.max_top_k:
-        raise InvalidRequest(f"top_k must be between 1 and {lim.max_top_k}, got {top_k}")
-    if shortlist_size < 0 or min_inliers < 0:
-        raise InvalidRequest("shortlist and min_inliers must not be negative (0 = default)")
-    if shortlist_size > lim.max_top_k:
-        raise InvalidRequest(f"shortlist must be at most {lim.max_top_k}, got {shortlist_size}")
-    check_query_size(lim, n_features)
-
-
-def check_query_size(lim: RequestLimits, n_features: int) -> None:
-    if n_features > lim.max_query_features:
-        raise InvalidRequest(
-            f"the query has {n_features} features, above this service's limit of "
-            f"{lim.max_query_features}: extract fewer (max_features)"
-        )
-
-
 def _check_kind(view: View, features: Features) -> None:
     if (features.backend, features.dimension) != (view.backend, view.dimension):
         raise FeatureMismatch(
@@ -323,11 +311,6 @@ def _check_kind(view: View, features: Features) -> None:
             f"holds {view.backend} features ({view.dimension}-D); extract with the "
             f"{view.backend} backend"
         )
-
-
-def _check_id(image_id: str) -> None:
-    if not image_id or len(image_id) > MAX_ID_LENGTH:
-        raise InvalidRequest(f"image_id must be 1-{MAX_ID_LENGTH} characters, got {image_id!r:.60}")
 
 
 def _ms(start: float) -> float:

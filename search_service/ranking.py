@@ -17,8 +17,8 @@ import numpy as np
 
 from landmark.wire import Features
 
-from .errors import Cancelled
-from .matching import Hits, shortlist, vote
+from .errors import Cancelled, InvalidRequest
+from .matching import Hits, mutual_matches, shortlist, vote
 from .segment import ImageMeta
 from .verify import Verification, VerifyParams, verify
 
@@ -77,8 +77,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Timing:
-    ann_ms: float = 0.0
-    aggregate_ms: float = 0.0
+    neighbours_ms: float = 0.0  # nearest database descriptors (a coordinator: the shards)
+    matching_ms: float = 0.0  # votes, shortlist and exact mutual matching
     verify_ms: float = 0.0
     total_ms: float = 0.0
 
@@ -143,7 +143,7 @@ def rank(
 
     ``hits.image`` indexes ``images``; ``match`` matches the query
     exactly with shortlisted images. Returns the candidates best first, how many images
-    were verified, and the aggregation and verification times in ms."""
+    were verified, and the matching and verification times in ms."""
     t0 = time.perf_counter()
     votes = vote(hits, len(images))
     chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
@@ -189,3 +189,45 @@ def rank(
     found.sort(key=lambda c: order_key(c, min_inliers))
     t2 = time.perf_counter()
     return found, len(putatives), (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two feature sets matched with each other and verified: what a search would score."""
+
+    inliers: int
+    putative: int
+    min_inliers: int
+    query_locations: np.ndarray  # [M, 2] inlier (x, y) in the query
+    reference_locations: np.ndarray  # [M, 2] the same inliers in the reference
+    transform: np.ndarray | None
+
+    @property
+    def match(self) -> bool:
+        return self.inliers >= self.min_inliers
+
+
+def compare(
+    query: Features, reference: Features, params: SearchParams, min_inliers: int = 0
+) -> Comparison:
+    """Exact mutual matching and verification of ``query`` against ``reference``, with the
+    parameters and threshold a search uses for the feature kind."""
+    if (query.backend, query.dimension) != (reference.backend, reference.dimension):
+        raise InvalidRequest(
+            f"the query's features are {query.backend} ({query.dimension}-D) and the "
+            f"reference's {reference.backend} ({reference.dimension}-D): extract both photos "
+            "with the same extractor"
+        )
+    q, r = mutual_matches(
+        query.descriptors, reference.descriptors, params.ratio, params.max_distance
+    )
+    src, dst = query.locations[q], reference.locations[r]
+    result = verify(src, dst, reference.image_size, params.verify)
+    return Comparison(
+        inliers=result.inliers,
+        putative=int(q.size),
+        min_inliers=params.min_inliers_for(query.backend, min_inliers),
+        query_locations=src[result.mask],
+        reference_locations=dst[result.mask],
+        transform=result.transform,
+    )

@@ -7,54 +7,36 @@ from pathlib import Path
 
 import grpc
 
-from landmark.v1 import search_pb2, search_pb2_grpc
-from landmark.wire import matrix_to_proto
+from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 from serving import runtime
-from serving.interceptor import gone_code
 from serving.metrics import Metrics
 from serving.security import READ, WRITE
 
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
-from .errors import (
-    AlreadyExists,
-    Cancelled,
-    DiskFull,
-    FeatureMismatch,
-    InvalidRequest,
-    StorageFailure,
-)
-from .ranking import SearchResult
-from .segment import Stopped
+from .errors import Cancelled, InvalidRequest
+from .messages import compare_request, compare_response, search_response
 from .sharding import match_to_proto, neighbours_to_proto
+from .status import abort
 from .validation import request_features
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["Search"].full_name
+SHARD_SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
 ROLES = {
     f"/{SERVICE_NAME}/{method}": role
     for method, role in [
         ("Search", READ),
+        ("Compare", READ),
         ("GetIndexInfo", READ),
         ("ListImages", READ),
-        ("Neighbours", READ),
-        ("Match", READ),
         ("AddImages", WRITE),
         ("RemoveImages", WRITE),
     ]
 }
+SHARD_ROLES = {f"/{SHARD_SERVICE_NAME}/{m}": READ for m in ("Neighbours", "Match")}
 MAX_PAGE = 10000
-
-_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (Cancelled, grpc.StatusCode.CANCELLED),
-    (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (StorageFailure, grpc.StatusCode.UNAVAILABLE),
-    (Stopped, grpc.StatusCode.UNAVAILABLE),
-]
 
 
 def on_conflict(value: int) -> OnConflict:
@@ -63,40 +45,6 @@ def on_conflict(value: int) -> OnConflict:
     except ValueError:
         names = ", ".join(f"{c.name} ({c.value})" for c in OnConflict)
         raise InvalidRequest(f"on_conflict {value} is not one of {names}") from None
-
-
-def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            context.abort(gone_code(context) if kind is Cancelled else code, str(exc))
-    log.exception("unexpected error", exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
-
-
-def search_response(result: SearchResult) -> search_pb2.SearchResponse:
-    response = search_pb2.SearchResponse(
-        timing=search_pb2.Timing(**result.timing.__dict__), min_inliers=result.min_inliers
-    )
-    for c in result.candidates:
-        msg = response.candidates.add(
-            image_id=c.image.image_id,
-            label=c.image.label,
-            inliers=c.inliers,
-            votes=c.votes,
-            putative_matches=c.putative,
-            accepted=c.inliers >= result.min_inliers,
-            metadata=c.image.metadata,
-        )
-        if c.transform is not None:
-            msg.transform.CopyFrom(matrix_to_proto(c.transform))
-        if c.query_locations is not None:
-            msg.query_locations.CopyFrom(matrix_to_proto(c.query_locations))
-            msg.database_locations.CopyFrom(matrix_to_proto(c.database_locations))
-    if result.best is not None:
-        response.match = True
-        response.best_label = result.best.image.label
-        response.best_image_id = result.best.image.image_id
-    return response
 
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
@@ -133,7 +81,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 index=self._info(),
             )
         except Exception as exc:
-            _abort(context, exc)
+            abort(context, exc)
 
     def RemoveImages(self, request, context):  # noqa: N802
         try:
@@ -142,7 +90,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 removed=removed, not_found=missing, index=self._info()
             )
         except Exception as exc:
-            _abort(context, exc)
+            abort(context, exc)
 
     def Search(self, request, context):  # noqa: N802
         try:
@@ -161,31 +109,17 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 alive=context.is_active,
             )
         except Exception as exc:
-            _abort(context, exc)
+            abort(context, exc)
         self._verified.observe(result.verified)
         return search_response(result)
 
-    def Neighbours(self, request, context):  # noqa: N802
+    def Compare(self, request, context):  # noqa: N802
         try:
-            if not request.HasField("features"):
-                raise InvalidRequest("features are missing: extract them first")
-            features = request_features(request.features)
-            images, hits = self.engine.neighbours(
-                features, request.k, list(request.exclude_image_ids), alive=context.is_active
-            )
-            return neighbours_to_proto(images, hits)
+            query, reference = compare_request(request)
+            result = self.engine.compare(query, reference, request.min_inliers)
         except Exception as exc:
-            _abort(context, exc)
-
-    def Match(self, request, context):  # noqa: N802
-        try:
-            if not request.HasField("features"):
-                raise InvalidRequest("features are missing: extract them first")
-            features = request_features(request.features)
-            matched = self.engine.match(features, list(request.image_ids), alive=context.is_active)
-            return match_to_proto(matched)
-        except Exception as exc:
-            _abort(context, exc)
+            abort(context, exc)
+        return compare_response(result)
 
     def GetIndexInfo(self, request, context):  # noqa: N802
         return self._info()
@@ -206,6 +140,35 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 image_id=m.image_id, label=m.label, metadata=m.metadata, num_features=m.count
             )
         return response
+
+
+class ShardServicer(shard_pb2_grpc.ShardServicer):
+    """The two halves of a search a coordinator asks of each shard (landmark.v1.Shard)."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+
+    def Neighbours(self, request, context):  # noqa: N802
+        try:
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = request_features(request.features)
+            images, hits = self.engine.neighbours(
+                features, request.k, list(request.exclude_image_ids), alive=context.is_active
+            )
+            return neighbours_to_proto(images, hits)
+        except Exception as exc:
+            abort(context, exc)
+
+    def Match(self, request, context):  # noqa: N802
+        try:
+            if not request.HasField("features"):
+                raise InvalidRequest("features are missing: extract them first")
+            features = request_features(request.features)
+            matched = self.engine.match(features, list(request.image_ids), alive=context.is_active)
+            return match_to_proto(matched)
+        except Exception as exc:
+            abort(context, exc)
 
 
 INDEX_GAUGES = {
@@ -235,17 +198,22 @@ def create_server(
     metrics = Metrics()
     metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
     servicer = SearchServicer(engine, metrics, config.shard_index)
-    running = serve_search(config, servicer, metrics, "search")
+    shard = ShardServicer(engine)
+    services = {
+        SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s),
+        SHARD_SERVICE_NAME: lambda s: shard_pb2_grpc.add_ShardServicer_to_server(shard, s),
+    }
+    running = serve_search(config, services, {**ROLES, **SHARD_ROLES}, metrics, "search")
     return running, running.port, engine
 
 
-def serve_search(config, servicer, metrics: Metrics, thread_prefix: str) -> runtime.Running:
-    """Serve ``servicer`` as landmark.v1.Search (one index or a coordinator), SERVING at once:
-    whatever it needs is loaded before it is handed over."""
+def serve_search(config, services: dict, roles: dict, metrics: Metrics, thread_prefix: str):
+    """Serve ``services`` (the search service's, or a coordinator's), SERVING at once:
+    whatever they need is loaded before they are handed over."""
     running = runtime.start(
         config,
-        {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)},
-        ROLES,
+        services,
+        roles,
         metrics,
         max_receive_bytes=config.max_message_mb << 20,
         thread_prefix=thread_prefix,

@@ -7,7 +7,7 @@ import socket
 
 import numpy as np
 
-from landmark.v1 import search_pb2
+from landmark.v1 import shard_pb2
 from landmark.wire import matrix_from_proto, matrix_to_proto
 
 from .matching import Hits
@@ -36,9 +36,9 @@ def resolve(name_and_port: str) -> list[str]:
     return sorted(set(out))
 
 
-def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> search_pb2.NeighboursResponse:
+def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> shard_pb2.NeighboursResponse:
     ids = np.stack([hits.query, hits.image, hits.row], axis=1).astype("<i8")
-    msg = search_pb2.NeighboursResponse(
+    msg = shard_pb2.NeighboursResponse(
         hit_ids=ids.tobytes(), hit_distances=np.asarray(hits.dist, "<f4").tobytes()
     )
     for m in images:
@@ -53,7 +53,7 @@ def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> search_pb2.Neigh
     return msg
 
 
-def neighbours_from_proto(msg: search_pb2.NeighboursResponse) -> tuple[list[ImageMeta], Hits]:
+def neighbours_from_proto(msg: shard_pb2.NeighboursResponse) -> tuple[list[ImageMeta], Hits]:
     if len(msg.hit_ids) % 24 or len(msg.hit_distances) % 4:
         raise ValueError("a shard answered hit_ids or hit_distances of a broken length")
     ids = np.frombuffer(msg.hit_ids, "<i8").reshape(-1, 3)
@@ -79,8 +79,8 @@ def neighbours_from_proto(msg: search_pb2.NeighboursResponse) -> tuple[list[Imag
 
 def match_to_proto(
     matched: list[tuple[ImageMeta, np.ndarray, np.ndarray]],
-) -> search_pb2.MatchResponse:
-    msg = search_pb2.MatchResponse()
+) -> shard_pb2.MatchResponse:
+    msg = shard_pb2.MatchResponse()
     for meta, query, locations in matched:
         msg.images.add(
             image_id=meta.image_id,
@@ -91,7 +91,7 @@ def match_to_proto(
 
 
 def match_from_proto(
-    msg: search_pb2.MatchResponse, n_queries: int
+    msg: shard_pb2.MatchResponse, n_queries: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """image id → (query indices, database locations), checked against a query of
     ``n_queries`` descriptors."""

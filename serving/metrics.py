@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -36,7 +37,7 @@ class Metrics:
             ["method"],
             registry=self.registry,
         )
-        self._http = None
+        self._http: Any = None
 
     def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
         return Histogram(name, doc, buckets=buckets, registry=self.registry)

@@ -1,4 +1,4 @@
-"""Settings resolution shared by the services and the CLI: flag > environment > default.
+"""Settings resolution of the services: flag > environment > default.
 
 A settings class is a frozen dataclass whose fields name their environment variable in
 ``metadata={"env": "LANDMARK_..."}``. Unknown keys are rejected, values are parsed to the
@@ -18,7 +18,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(raw: str, kind: Any, source: str) -> Any:
+def parse(raw: str, kind: Any, source: str) -> Any:
+    """``raw`` (from a flag or an environment variable called ``source``) as a ``kind``."""
     try:
         if kind is bool:
             low = raw.strip().lower()
@@ -40,9 +41,11 @@ def _parse(raw: str, kind: Any, source: str) -> Any:
         ) from None
 
 
-def setting(default: Any, env: str) -> Any:
-    """A settings field: ``default``, unless environment variable ``env`` (or a flag) says."""
-    return dataclasses.field(default=default, metadata={"env": env})
+def setting(default: Any, env: str, help: str = "", flag: bool = True) -> Any:  # noqa: A002
+    """A settings field: ``default``, unless environment variable ``env`` (or its command-line
+    flag, ``--field-name``) says. ``help`` is the flag's help text; ``flag=False`` keeps a
+    setting to the environment (secrets stay out of ``ps``)."""
+    return dataclasses.field(default=default, metadata={"env": env, "help": help, "flag": flag})
 
 
 def check_positive(obj: Any, *names: str) -> None:
@@ -74,5 +77,5 @@ def load(
             continue
         var = f.metadata.get("env")
         if var and var in env:
-            values[f.name] = _parse(env[var], hints[f.name], var)
+            values[f.name] = parse(env[var], hints[f.name], var)
     return cls(**values)

@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,11 @@ class Connection:
     backoff: float = 0.05  # first retry delay in seconds; doubles each time
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Connection:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Connection:
         """LANDMARK_TOKEN, LANDMARK_TLS (1/0), LANDMARK_TLS_CA, LANDMARK_TLS_CLIENT_CERT,
         LANDMARK_TLS_CLIENT_KEY (file paths) and LANDMARK_TLS_SERVER_NAME."""
-        env = os.environ if env is None else env
+        if env is None:
+            env = os.environ
         ca = _read(env.get("LANDMARK_TLS_CA"))
         cert = _read(env.get("LANDMARK_TLS_CLIENT_CERT"))
         tls = env.get("LANDMARK_TLS", "").lower() in ("1", "true", "yes", "on")

@@ -15,6 +15,7 @@ from .client import ExtractorClient, LandmarkClient, SearchClient
 from .errors import LandmarkError
 from .types import (
     AddResult,
+    Comparison,
     ExtractItem,
     ExtractorInfo,
     ImageRecord,
@@ -28,6 +29,7 @@ from .types import (
 
 __all__ = [
     "AddResult",
+    "Comparison",
     "Connection",
     "ExtractItem",
     "ExtractorClient",

@@ -10,6 +10,7 @@ from landmark.wire import features_from_proto, features_to_proto, matrix_from_pr
 from .errors import LandmarkError
 from .images import ImageInput, to_image_bytes
 from .types import (
+    Comparison,
     ExtractItem,
     ExtractorInfo,
     ImageRecord,
@@ -20,7 +21,11 @@ from .types import (
     Timing,
 )
 
-ON_CONFLICT = {"error": 0, "skip": 1, "replace": 2}
+ON_CONFLICT = {
+    "error": search_pb2.ON_CONFLICT_UNSPECIFIED,
+    "skip": search_pb2.ON_CONFLICT_SKIP,
+    "replace": search_pb2.ON_CONFLICT_REPLACE,
+}
 # Keep AddImages requests well below the servers' message limit.
 ADD_BATCH_BYTES = 32 << 20
 
@@ -149,9 +154,31 @@ def search_result(msg: search_pb2.SearchResponse) -> SearchResult:
     return SearchResult(
         candidates,
         msg.min_inliers,
-        Timing(t.ann_ms, t.aggregate_ms, t.verify_ms, t.total_ms),
+        Timing(t.neighbours_ms, t.matching_ms, t.verify_ms, t.total_ms),
         partial=msg.partial,
         missing_shards=list(msg.missing_shards),
+    )
+
+
+def compare_request(query, reference, min_inliers: int) -> search_pb2.CompareRequest:
+    return search_pb2.CompareRequest(
+        query=features_to_proto(query),
+        reference=features_to_proto(reference),
+        min_inliers=min_inliers,
+    )
+
+
+def comparison(msg: search_pb2.CompareResponse) -> Comparison:
+    return Comparison(
+        inliers=msg.inliers,
+        putative_matches=msg.putative_matches,
+        match=msg.match,
+        min_inliers=msg.min_inliers,
+        query_locations=matrix_from_proto(msg.query_locations, "query_locations", 2, 2),
+        reference_locations=matrix_from_proto(msg.reference_locations, "reference_locations", 2, 2),
+        transform=matrix_from_proto(msg.transform, "transform", 2, 3)
+        if msg.transform.shape
+        else None,
     )
 
 

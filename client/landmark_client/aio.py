@@ -21,11 +21,12 @@ from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb
 from landmark.wire import Features
 
 from . import _convert as conv
-from .client import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
+from ._core import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
     AddResult,
+    Comparison,
     ExtractItem,
     ExtractorInfo,
     ImageRecord,
@@ -115,7 +116,7 @@ class ExtractorClient(_AsyncClient):
             async for response in call:
                 yield conv.extract_item(response)
         except grpc.RpcError as err:
-            raise LandmarkError.from_rpc(err, f"{self._service} at {self.address}") from None
+            raise LandmarkError.from_rpc(err, self._service, self.address) from None
 
     async def info(self, *, timeout: float | None = None) -> ExtractorInfo:
         request = extractor_pb2.GetExtractorInfoRequest()
@@ -172,6 +173,17 @@ class SearchClient(_AsyncClient):
             allow_partial,
         )
         return conv.search_result(await self._call("Search", request, timeout))
+
+    async def compare(
+        self,
+        query: Features,
+        reference: Features,
+        *,
+        min_inliers: int = 0,
+        timeout: float | None = None,
+    ) -> Comparison:
+        request = conv.compare_request(query, reference, min_inliers)
+        return conv.comparison(await self._call("Compare", request, timeout))
 
     async def index_info(self, *, timeout: float | None = None) -> IndexInfo:
         request = search_pb2.GetIndexInfoRequest()
@@ -231,6 +243,15 @@ class LandmarkClient:
             timeout=remaining,
         )
         return Recognition(features, result)
+
+    async def compare(
+        self, image: ImageInput, reference: ImageInput, *, timeout: float | None = None
+    ) -> Comparison:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        left = lambda: max(0.001, deadline - time.monotonic())  # noqa: E731
+        query = await self.extractor.extract(image, timeout=left())
+        ref = await self.extractor.extract(reference, timeout=left())
+        return await self.search.compare(query, ref, timeout=left())
 
     async def close(self) -> None:
         await asyncio.gather(self.extractor.close(), self.search.close())

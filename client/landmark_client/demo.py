@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from . import gallery as gallery_mod
 from .client import LandmarkClient
 from .drawing import draw_matches
+from .evaluation import evaluate
+from .gallery import DISTRACTOR_LABEL
+from .indexing import index_gallery
 from .local import local_services
 
 # Photos that ship inside scikit-image's wheel (skimage/data), with a label each.
@@ -51,7 +56,7 @@ def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> list[float]:
     return list(np.linalg.solve(np.array(rows, float), src.reshape(-1).astype(float)))
 
 
-def synthetic_views(path: Path, seed: int) -> list[tuple[str, object]]:
+def synthetic_views(path: Path, seed: int) -> list[tuple[str, Any]]:
     """Two generated views of a photo: (description, PIL image)."""
     from PIL import Image, ImageEnhance
 
@@ -66,9 +71,9 @@ def synthetic_views(path: Path, seed: int) -> list[tuple[str, object]]:
     ).clip(0, 1)
     warped = img.transform(
         (w, h),
-        Image.PERSPECTIVE,
+        Image.Transform.PERSPECTIVE,
         _perspective_coeffs(src, dst),
-        Image.BICUBIC,
+        Image.Resampling.BICUBIC,
         fillcolor=(128, 128, 128),
     )
     warped = ImageEnhance.Contrast(ImageEnhance.Brightness(warped).enhance(0.7)).enhance(0.8)
@@ -76,9 +81,12 @@ def synthetic_views(path: Path, seed: int) -> list[tuple[str, object]]:
     cw, ch = int(w * 0.75), int(h * 0.75)
     x0, y0 = int(rng.integers(0, w - cw)), int(rng.integers(0, h - ch))
     view = img.crop((x0, y0, x0 + cw, y0 + ch)).rotate(
-        float(rng.uniform(15, 25)), resample=Image.BICUBIC, expand=True, fillcolor=(0, 0, 0)
+        float(rng.uniform(15, 25)),
+        resample=Image.Resampling.BICUBIC,
+        expand=True,
+        fillcolor=(0, 0, 0),
     )
-    view = view.resize((int(view.width * 0.6), int(view.height * 0.6)), Image.LANCZOS)
+    view = view.resize((int(view.width * 0.6), int(view.height * 0.6)), Image.Resampling.LANCZOS)
     view = ImageEnhance.Brightness(view).enhance(1.3)
     return [("perspective + darker", warped), ("crop + rotate + 60% scale + brighter", view)]
 
@@ -104,18 +112,15 @@ def _build_sample_gallery(out: Path) -> tuple[Path, list[tuple[Path, str, str]]]
 
 
 def run_demo(gallery: str | None, out: Path) -> int:
-    from .cli import index_gallery
-    from .evaluation import evaluate
-
     out.mkdir(parents=True, exist_ok=True)
     with local_services() as (extractor, search):
         print(f"services up: extractor {extractor}, search {search} (loopback)")
         with LandmarkClient(extractor, search, timeout=120) as client:
             if gallery:
-                return _user_gallery(Path(gallery), client, out, evaluate)
+                return _user_gallery(Path(gallery), client, out)
             folder, cases = _build_sample_gallery(out)
             report = index_gallery(folder, client)
-            print(f"indexed {report['added']} photos from scikit-image's sample data ({folder})")
+            print(f"indexed {report.added} photos from scikit-image's sample data ({folder})")
             print(
                 "querying with SYNTHETIC views of them (generated warps, crops, rotations, "
                 "scale and lighting changes; not new photographs):\n"
@@ -148,7 +153,7 @@ def run_demo(gallery: str | None, out: Path) -> int:
     return 0 if correct == len(cases) else 1
 
 
-def _user_gallery(folder: Path, client: LandmarkClient, out: Path, evaluate) -> int:  # noqa: ANN001
+def _user_gallery(folder: Path, client: LandmarkClient, out: Path) -> int:
     print(f"leave-one-out over your gallery {folder}: each photo queried against the others")
     report = evaluate(folder, client)
     for row in report["misses"]:
@@ -157,4 +162,25 @@ def _user_gallery(folder: Path, client: LandmarkClient, out: Path, evaluate) -> 
         f"top-1 {report['top1']:.3f} over {report['queries']} queries, mAP {report['map']:.3f}"
         f", no match {report['no_match']}"
     )
+    picture = _draw_first_match(folder, client, out / "demo-match.png")
+    print(f"match picture: {picture}" if picture else "no photo matched another: no picture")
     return 0
+
+
+def _draw_first_match(folder: Path, client: LandmarkClient, out: Path) -> Path | None:
+    """The verified matches of the first photo that finds another of its landmark."""
+    for photo in gallery_mod.scan(folder):
+        if photo.label == DISTRACTOR_LABEL:
+            continue
+        rec = client.recognize(photo.path, include_matches=True, exclude=[photo.image_id])
+        best = rec.best
+        if best is not None and best.label == photo.label:
+            return draw_matches(
+                photo.path,
+                folder / best.image_id,
+                best.query_locations,
+                best.database_locations,
+                out,
+                f"{photo.image_id} -> {best.image_id}: {best.inliers} verified inliers",
+            )
+    return None

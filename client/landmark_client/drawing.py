@@ -10,8 +10,8 @@ import numpy as np
 def draw_matches(
     image1: str | Path | bytes,
     image2: str | Path | bytes,
-    points1: np.ndarray,
-    points2: np.ndarray,
+    points1: np.ndarray | None,
+    points2: np.ndarray | None,
     out: str | Path,
     title: str = "",
     height: int = 600,
@@ -29,9 +29,10 @@ def draw_matches(
 
     left, right = load(image1), load(image2)
     s1, s2 = height / left.height, height / right.height
-    left = left.resize((max(1, round(left.width * s1)), height), Image.LANCZOS)
-    right = right.resize((max(1, round(right.width * s2)), height), Image.LANCZOS)
-    points1, points2 = np.asarray(points1).reshape(-1, 2), np.asarray(points2).reshape(-1, 2)
+    left = left.resize((max(1, round(left.width * s1)), height), Image.Resampling.LANCZOS)
+    right = right.resize((max(1, round(right.width * s2)), height), Image.Resampling.LANCZOS)
+    points1 = np.zeros((0, 2)) if points1 is None else np.asarray(points1).reshape(-1, 2)
+    points2 = np.zeros((0, 2)) if points2 is None else np.asarray(points2).reshape(-1, 2)
     rng = np.random.default_rng(0)
     if len(points1) > max_lines:
         pick = np.sort(rng.choice(len(points1), max_lines, replace=False))

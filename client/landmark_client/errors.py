@@ -18,9 +18,18 @@ class LandmarkError(Exception):
         self.details = details
 
     @classmethod
-    def from_rpc(cls, error: grpc.RpcError, service: str = "") -> LandmarkError:
+    def from_rpc(cls, error: grpc.RpcError, service: str = "", address: str = "") -> LandmarkError:
+        """The error of a failed call to ``service`` (e.g. "search service") at ``address``,
+        its message saying what to check where the status alone would not."""
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details = (error.details() if hasattr(error, "details") else None) or str(error)
+        if code is grpc.StatusCode.UNIMPLEMENTED and service:
+            return cls(
+                code,
+                f"the server at {address} is not the {service} ({details}): check the address "
+                "(the extractor and the search service listen on different ports)",
+            )
+        service = f"{service} at {address}" if service and address else service
         if code is grpc.StatusCode.UNAVAILABLE and service:
             details = f"{service} is unavailable ({details}); is it running at that address?"
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED and service:

@@ -18,11 +18,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import gallery as gallery_mod
 from .client import LandmarkClient
+from .gallery import DISTRACTOR_LABEL
 from .types import ImageToAdd
 
 
@@ -146,20 +148,18 @@ def pr_curve(positives: list[QueryOutcome], negatives: list[QueryOutcome]) -> li
 def evaluate(
     folder: str | Path,
     client: LandmarkClient,
-    distractor: str = "distractor",
+    distractor: str = DISTRACTOR_LABEL,
     groups: dict[str, str] | None = None,
-    progress: Callable[[int, str], object] | None = None,
+    progress: Callable[[int, str], ProgressBar] | None = None,
 ) -> dict:
     images = gallery_mod.scan(folder)
-    bar = progress or (lambda total, desc: NoProgress())
+    bar: Callable[[int, str], ProgressBar] = progress or (lambda total, desc: NoProgress())
     features = {}
     with bar(len(images), "extracting") as b:
         for item in client.extractor.extract_many(
             ((g.image_id, g.path) for g in images), timeout=max(60.0, 10.0 * len(images))
         ):
-            if item.error is not None:
-                raise item.error
-            features[item.request_id] = item.features
+            features[item.request_id] = item.result()
             b.update(1)
     client.search.add_images(
         [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images],
@@ -228,6 +228,14 @@ def evaluate(
     }
     report["pr_curve"] = pr_curve([o for o in loo if o.label != distractor], negatives)
     return report
+
+
+class ProgressBar(Protocol):
+    """What evaluation needs of a progress bar (tqdm's, or NoProgress)."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
+    def update(self, n: int = 1) -> Any: ...
 
 
 class NoProgress:

@@ -15,6 +15,9 @@ class GalleryImage:
     path: Path
 
 
+DISTRACTOR_LABEL = "distractor"  # photos of none of the landmarks: queries, never answers
+
+
 def scan(folder: str | Path) -> list[GalleryImage]:
     """The images of a labeled folder, sorted by id. ValueError when there are none."""
     root = Path(folder)

@@ -21,6 +21,13 @@ def to_image_bytes(image: ImageInput) -> bytes:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
     if isinstance(image, (str, os.PathLike)):
+        if os.path.isdir(image):
+            raise ValueError(
+                f"{os.fspath(image)} is a folder: give the path of one photo (a labeled folder "
+                "is indexed with `landmark index`)"
+            )
+        if not os.path.exists(image):
+            raise FileNotFoundError(f"no such photo: {os.fspath(image)}")
         with open(image, "rb") as fh:
             return fh.read()
     if isinstance(image, np.ndarray):

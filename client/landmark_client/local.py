@@ -1,8 +1,14 @@
-"""Start both services as child processes on free loopback ports (for eval, match, demo)."""
+"""Start both services as child processes on free loopback ports (for eval, match, demo).
+
+The services are separate programs (``python -m extractor_service``, ``python -m
+search_service``, ``python -m search_service.coordinator``) from the root project; this
+module starts them as processes and never imports them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -14,17 +20,31 @@ from pathlib import Path
 
 from .client import ExtractorClient, SearchClient
 
-READY_PREFIX = "LISTENING "
+READY_PREFIX = "LISTENING "  # what a service prints on stdout once it listens
+MODULES = {
+    "extractor": "extractor_service",
+    "search": "search_service",
+    "coordinator": "search_service.coordinator",
+}
 
 
 def spawn_service(
-    args: list[str], log_path: Path, env: dict[str, str]
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """Run ``landmark <args>`` (a serve command) as a child process logging to
-    ``log_path``; return it and the address it printed once listening."""
+    """Run the service ``args[0]`` (extractor, search or coordinator) with the flags
+    ``args[1:]`` as a child process logging to ``log_path``; return it and the address it
+    printed once listening."""
+    service, flags = args[0], args[1:]
+    module = MODULES[service]
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        raise RuntimeError(
+            f"the {service} service is not installed in this Python ({sys.executable}): "
+            "install the project (`make install`), or give the addresses of running services "
+            "(--extractor / --search)"
+        )
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "landmark_client.cli", *args],
+        [sys.executable, "-m", module, *flags],
         stdout=subprocess.PIPE,
         stderr=log,
         env=env,
@@ -46,7 +66,7 @@ def spawn_service(
     if not found:
         proc.kill()
         raise RuntimeError(
-            f"`landmark {' '.join(args)}` did not start:\n"
+            f"`python -m {module} {' '.join(flags)}` did not start:\n"
             + log_path.read_text(errors="replace")[-3000:]
         )
     return proc, found[0]
@@ -69,7 +89,6 @@ def local_services(
         try:
             p1, extractor = spawn_service(
                 [
-                    "serve",
                     "extractor",
                     "--port",
                     "0",
@@ -84,7 +103,6 @@ def local_services(
             procs.append(p1)
             p2, search = spawn_service(
                 [
-                    "serve",
                     "search",
                     "--port",
                     "0",

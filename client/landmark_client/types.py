@@ -17,6 +17,9 @@ class Match:
 
     image_id: str
     label: str
+    # Verified correspondences, counted at distinct locations: two keypoints at the same
+    # pixel (SIFT finds some twice, at two orientations) count once, so inliers can be a
+    # little below len(query_locations).
     inliers: int
     votes: int
     putative_matches: int
@@ -31,10 +34,27 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """Two photos matched with each other and verified, as a search verifies a candidate."""
+
+    inliers: int  # counted at distinct locations, as Match.inliers
+    putative_matches: int
+    match: bool  # inliers >= min_inliers
+    min_inliers: int  # the service's threshold for the feature kind (or the one asked for)
+    # [M, 2] inlier (x, y) in the query photo and in the reference photo.
+    query_locations: np.ndarray
+    reference_locations: np.ndarray
+    # [2, 3] affine transform from query to reference pixels (when verified).
+    transform: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Timing:
-    ann_ms: float
-    aggregate_ms: float
-    verify_ms: float
+    """Where a search's time went, in milliseconds, measured inside the service."""
+
+    neighbours_ms: float  # nearest database descriptors (through a coordinator: the shards)
+    matching_ms: float  # votes, shortlist and exact mutual matching
+    verify_ms: float  # geometric verification of the shortlist
     total_ms: float
 
 
@@ -94,6 +114,12 @@ class ExtractItem:
     request_id: str
     features: Features | None
     error: LandmarkError | None
+
+    def result(self) -> Features:
+        """The features, or raise the error of this image."""
+        if self.features is None:
+            raise self.error or LandmarkError.from_code_number(2, "no features")
+        return self.features
 
 
 @dataclass(frozen=True)

@@ -1,37 +1,33 @@
-"""Feature backends, by name. Heavy ones (TensorFlow, ONNX Runtime) are imported only when
-asked for."""
+"""Feature backends, by name. Heavy libraries (TensorFlow, ONNX Runtime) are imported only
+when a backend that needs them is built."""
 
 from __future__ import annotations
 
+from .aliked import AlikedSettings
 from .base import Backend, RawFeatures
+from .delf import DelfSettings
 
 NAMES = ("sift", "aliked", "delf")
 
 
 def create_backend(
-    name: str,
-    delf_model: str = "",
-    delf_score_threshold: float = 100.0,
-    delf_scales: tuple[float, ...] = (),
-    aliked_variant: str = "n16",
-    aliked_threshold: float = 0.2,
+    name: str, aliked: AlikedSettings | None = None, delf: DelfSettings | None = None
 ) -> Backend:
-    """Build the backend called ``name``; ValueError for an unknown name."""
+    """Build the backend called ``name`` (with its settings; the defaults are the settings
+    classes'); ValueError for an unknown name."""
     if name == "sift":
         from .sift import SiftBackend
 
         return SiftBackend()
     if name == "aliked":
-        from .aliked import AlikedBackend, AlikedSettings  # imports ONNX Runtime
+        from .aliked import AlikedBackend  # imports ONNX Runtime
 
-        return AlikedBackend(AlikedSettings(variant=aliked_variant, threshold=aliked_threshold))
+        return AlikedBackend(aliked or AlikedSettings())
     if name == "delf":
-        from .delf import DEFAULT_SCALES, DelfBackend, DelfSettings  # imports TensorFlow
+        from .delf import DelfBackend  # imports TensorFlow
 
-        return DelfBackend(
-            DelfSettings(delf_model, delf_score_threshold, tuple(delf_scales) or DEFAULT_SCALES)
-        )
+        return DelfBackend(delf or DelfSettings(""))
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(NAMES)}")
 
 
-__all__ = ["Backend", "RawFeatures", "NAMES", "create_backend"]
+__all__ = ["AlikedSettings", "Backend", "DelfSettings", "NAMES", "RawFeatures", "create_backend"]

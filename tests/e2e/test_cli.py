@@ -102,7 +102,7 @@ def test_bad_input_gives_a_message_not_a_traceback(services, tmp_path):
 def test_serve_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_path):
     env = {**os.environ, "LANDMARK_SEARCH_PORT": "0", "LANDMARK_INDEX_DIR": str(tmp_path / "i")}
     proc = subprocess.Popen(
-        [*LANDMARK, "serve", "search"],
+        [sys.executable, "-m", "search_service"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

@@ -35,9 +35,7 @@ def start(index_dir, log=None, **settings: str) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "landmark_client.cli",
-            "serve",
-            "search",
+            "search_service",
             "--port",
             "0",
             "--metrics-port",
@@ -134,9 +132,7 @@ def test_a_corrupt_manifest_stops_the_service_with_a_message(tmp_path, junk):
         [
             sys.executable,
             "-m",
-            "landmark_client.cli",
-            "serve",
-            "search",
+            "search_service",
             "--port",
             "0",
             "--metrics-port",

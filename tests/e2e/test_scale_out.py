@@ -34,7 +34,7 @@ class Topology:
 
     def start(self, name: str, *args: str) -> str:
         proc, address = spawn_service(
-            ["serve", *args, "--port", "0", "--metrics-port", "-1"],
+            [*args, "--port", "0", "--metrics-port", "-1"],
             self.folder / f"{name}.log",
             self.env,
         )

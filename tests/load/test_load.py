@@ -41,14 +41,13 @@ def test_sixteen_clients_mixing_extract_search_and_add(tmp_path, capsys):
     procs = []
     try:
         ex_proc, ex_addr = spawn_service(
-            ["serve", "extractor", "--port", "0", "--metrics-port", "-1"],
+            ["extractor", "--port", "0", "--metrics-port", "-1"],
             tmp_path / "extractor.log",
             env,
         )
         procs.append(ex_proc)
         se_proc, se_addr = spawn_service(
             [
-                "serve",
                 "search",
                 "--port",
                 "0",

@@ -55,9 +55,7 @@ def test_serve_with_a_damaged_model_exits_with_what_to_do(tmp_path):
         [
             sys.executable,
             "-m",
-            "landmark_client.cli",
-            "serve",
-            "extractor",
+            "extractor_service",
             "--port",
             "0",
             "--backend",

@@ -75,19 +75,31 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
                 im.image_id for im in images
             )
             assert client.search(features(4), top_k=1).best.image_id == "img-4"
-        # the halves of a search are asked of shards, not of the coordinator
-        from landmark.v1 import search_pb2, search_pb2_grpc
+        # the halves of a search (landmark.v1.Shard) are asked of shards; a coordinator
+        # does not offer that service at all
+        from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 
-        stub = search_pb2_grpc.SearchStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = search_pb2_grpc.SearchStub(channel)
+        shard = shard_pb2_grpc.ShardStub(channel)
         for method, request in [
-            ("Neighbours", search_pb2.NeighboursRequest()),
-            ("Match", search_pb2.MatchRequest()),
+            ("Neighbours", shard_pb2.NeighboursRequest()),
+            ("Match", shard_pb2.MatchRequest()),
         ]:
             with pytest.raises(grpc.RpcError) as err:
-                getattr(stub, method)(
+                getattr(shard, method)(
                     request, timeout=10, metadata=(("authorization", f"Bearer {READ_TOKEN}"),)
                 )
             assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
+        # Compare is answered by the coordinator itself (no shard holds anything it needs)
+        from landmark.wire import features_to_proto as to_proto
+
+        compared = stub.Compare(
+            search_pb2.CompareRequest(query=to_proto(features(4)), reference=to_proto(features(4))),
+            timeout=10,
+            metadata=(("authorization", f"Bearer {READ_TOKEN}"),),
+        )
+        assert compared.match and compared.inliers >= compared.min_inliers
         # a write answers the whole index's info: the written shard's own answer plus
         # the other shards' GetIndexInfo
         from landmark.wire import features_to_proto

@@ -128,9 +128,7 @@ def test_serve_without_a_model_exits_with_a_message_not_a_traceback():
         [
             sys.executable,
             "-m",
-            "landmark_client.cli",
-            "serve",
-            "extractor",
+            "extractor_service",
             "--port",
             "0",
             "--backend",

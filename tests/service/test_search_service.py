@@ -4,7 +4,7 @@ import grpc
 import numpy as np
 import pytest
 
-from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc
+from landmark.v1 import features_pb2, search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 from landmark.wire import features_to_proto, matrix_to_proto
 from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
 from search_service.config import SearchConfig
@@ -189,10 +189,10 @@ def test_unreachable_service_raises_landmark_error():
 
 def test_match_answers_exact_matches_for_the_named_images(search_server, filled, gallery_features):
     """The second half of a coordinated search, asked of one shard directly."""
-    stub = _raw(search_server)
+    stub = shard_pb2_grpc.ShardStub(grpc.insecure_channel(search_server))
     cat = gallery_features["cat"]
     answer = stub.Match(
-        search_pb2.MatchRequest(
+        shard_pb2.MatchRequest(
             features=features_to_proto(cat), image_ids=["cat.png", "coffee.png", "nowhere.png"]
         ),
         timeout=10,
@@ -207,11 +207,11 @@ def test_match_answers_exact_matches_for_the_named_images(search_server, filled,
     assert np.frombuffer(got["coffee.png"].query_indices, "<i4").size < same.size / 5
 
     inv = grpc.StatusCode.INVALID_ARGUMENT
-    _expect(inv, stub.Match, search_pb2.MatchRequest(image_ids=["cat.png"]), match="missing")
+    _expect(inv, stub.Match, shard_pb2.MatchRequest(image_ids=["cat.png"]), match="missing")
     _expect(
         inv,
         stub.Match,
-        search_pb2.MatchRequest(features=features_to_proto(cat), image_ids=["x"] * 5000),
+        shard_pb2.MatchRequest(features=features_to_proto(cat), image_ids=["x"] * 5000),
         match="at most",
     )
     assert filled.health() == "SERVING"

@@ -51,7 +51,7 @@ def test_compose_file_parses_and_names_its_shards():
     services = compose["services"]
     shards = [n for n in services if n.startswith("search-")]
     command = services["coordinator"]["command"]
-    assert command[0] == "coordinator"
+    assert command[0] == "landmark-coordinator"
     assert command[2] == ",".join(f"{n}:50052" for n in shards)
     for n, name in enumerate(shards):
-        assert services[name]["command"] == ["search", "--shard-index", str(n)]
+        assert services[name]["command"] == ["landmark-search", "--shard-index", str(n)]

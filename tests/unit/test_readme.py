@@ -1,35 +1,53 @@
-"""The README's tables of serve flags and environment variables match the code."""
+"""The README's settings table is the one the settings classes generate, the services'
+--help shows the same defaults, and every flag the README names exists."""
 
 import dataclasses
 import re
+import subprocess
+import sys
 
-from extractor_service.config import ExtractorConfig
-from landmark_client.cli import build_parser
-from search_service.config import SearchConfig
-from search_service.coordinator import CoordinatorConfig
+import pytest
+
+from tests import settings_table
 from tests.conftest import REPO
 
 
-def _serve_flags() -> set[str]:
-    parser = build_parser()
-    serve = parser._subparsers._group_actions[0].choices["serve"]  # noqa: SLF001
-    flags = set()
-    for sub in serve._subparsers._group_actions[0].choices.values():  # noqa: SLF001
-        flags |= {o for a in sub._actions for o in a.option_strings if o.startswith("--")}
-    return flags - {"--help"}
-
-
-def test_every_serve_flag_is_in_the_readme_and_back():
+def test_the_settings_table_is_generated_from_the_settings_classes():
     text = (REPO / "README.md").read_text()
-    documented = set(re.findall(r"`(--[a-z-]+)`", text))
-    flags = _serve_flags()
-    assert flags - documented == set(), "serve flags missing from the README"
-    table = text[text.index("| service | flag |") : text.index("## Operations")]
-    assert set(re.findall(r"`(--[a-z-]+)`", table)) - flags == set(), "README names no flag"
+    assert settings_table.current(text) == settings_table.table(), (
+        "the README's settings table is stale: run `make readme-settings`"
+    )
 
 
-def test_every_service_environment_variable_is_in_the_readme():
+@pytest.mark.parametrize(
+    "module, service",
+    [
+        ("extractor_service", "extractor"),
+        ("search_service", "search"),
+        ("search_service.coordinator", "coordinator"),
+    ],
+)
+def test_help_shows_each_default_declared_once(module, service):
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    out = " ".join(out.split())  # argparse wraps lines
+    for f in dataclasses.fields(settings_table.SERVICES[service]):
+        if not f.metadata.get("flag", True):
+            assert f"--{f.name.replace('_', '-')}" not in out  # secrets stay out of `ps`
+            continue
+        default = settings_table.describe(f.default)
+        assert f"(default: {default}; env {f.metadata['env']})" in out, f.name
+
+
+def test_every_flag_the_readme_names_exists():
+    flags = {
+        f"--{f.name.replace('_', '-')}"
+        for cls in settings_table.SERVICES.values()
+        for f in dataclasses.fields(cls)
+    }
+    cli = {"--extractor", "--search", "--timeout", "--top-k", "--json", "--out", "--gallery"}
+    cli |= {"--groups", "--pr-plot", "--distractor-label", "--backend", "--delf-model", "--help"}
     text = (REPO / "README.md").read_text()
-    for cls in (ExtractorConfig, SearchConfig, CoordinatorConfig):
-        for f in dataclasses.fields(cls):
-            assert f.metadata["env"] in text, f"{f.metadata['env']} ({cls.__name__}.{f.name})"
+    named = set(re.findall(r"`(--[a-z][a-z-]+)", text))
+    assert named - flags - cli == set()

@@ -47,20 +47,26 @@ def test_config_is_frozen():
         cfg.port = 1  # type: ignore[misc]
 
 
-def test_serve_flags_reach_the_config_and_beat_the_environment():
-    from landmark_client.cli import _flags, build_parser
+def test_flags_reach_the_config_and_beat_the_environment():
+    from serving.launch import build_parser
 
-    args = build_parser().parse_args(
-        ["serve", "search", "--port", "0", "--min-inliers", "7", "--index-dir", "/x"]
-    )
+    parser = build_parser(SearchConfig, "landmark-search", "")
+    args = parser.parse_args(["--port", "0", "--min-inliers", "7", "--index-dir", "/x"])
     cfg = load(
         SearchConfig,
-        _flags(args, SearchConfig),
+        vars(args),
         env={"LANDMARK_MIN_INLIERS": "20", "LANDMARK_SHORTLIST": "40"},
     )
     assert (cfg.port, cfg.min_inliers, cfg.index_dir, cfg.shortlist) == (0, 7, "/x", 40)
-    args = build_parser().parse_args(
-        ["serve", "extractor", "--backend", "delf", "--delf-model", "/m"]
-    )
-    cfg = load(ExtractorConfig, _flags(args, ExtractorConfig), env={})
-    assert (cfg.backend, cfg.delf_model, cfg.port) == ("delf", "/m", 50051)
+    parser = build_parser(ExtractorConfig, "landmark-extractor", "")
+    args = parser.parse_args(["--backend", "delf", "--delf-model", "/m", "--delf-scales", "1,2"])
+    cfg = load(ExtractorConfig, vars(args), env={})
+    assert (cfg.backend, cfg.delf_model, cfg.port, cfg.delf_scales) == ("delf", "/m", 50051, (1, 2))
+
+
+def test_a_bad_flag_value_names_the_flag():
+    from serving.launch import build_parser
+
+    parser = build_parser(SearchConfig, "landmark-search", "")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--port", "abc"])

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from landmark.v1 import features_pb2 as landmark_dot_v1_dot_features__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18landmark/v1/search.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\"\xc0\x01\n\nImageEntry\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.landmark.v1.ImageEntry.MetadataEntry\x12\'\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x15.landmark.v1.Features\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x10\x41\x64\x64ImagesRequest\x12\'\n\x06images\x18\x01 \x03(\x0b\x32\x17.landmark.v1.ImageEntry\x12,\n\x0bon_conflict\x18\x02 \x01(\x0e\x32\x17.landmark.v1.OnConflict\"l\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\x12\x10\n\x08replaced\x18\x03 \x01(\x05\x12%\n\x05index\x18\x04 \x01(\x0b\x32\x16.landmark.v1.IndexInfo\"(\n\x13RemoveImagesRequest\x12\x11\n\timage_ids\x18\x01 \x03(\t\"a\n\x14RemoveImagesResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\x12\x11\n\tnot_found\x18\x02 \x03(\t\x12%\n\x05index\x18\x03 \x01(\x0b\x32\x16.landmark.v1.IndexInfo\"\x9c\x01\n\rSearchOptions\x12\x11\n\tshortlist\x18\x01 \x01(\x05\x12\x13\n\x0bmin_inliers\x18\x02 \x01(\x05\x12\x19\n\x11\x65xclude_image_ids\x18\x03 \x03(\t\x12\x17\n\x0finclude_matches\x18\x04 \x01(\x08\x12\x18\n\x10include_rejected\x18\x05 \x01(\x08\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\"t\n\rSearchRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.landmark.v1.SearchOptions\"\xfd\x02\n\tCandidate\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07inliers\x18\x03 \x01(\x05\x12\r\n\x05votes\x18\x04 \x01(\x05\x12\x18\n\x10putative_matches\x18\x05 \x01(\x05\x12\x36\n\x08metadata\x18\x06 \x03(\x0b\x32$.landmark.v1.Candidate.MetadataEntry\x12\x33\n\x0fquery_locations\x18\x07 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12\x36\n\x12\x64\x61tabase_locations\x18\x08 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12-\n\ttransform\x18\t \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12\x10\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x06Timing\x12\x0e\n\x06\x61nn_ms\x18\x01 \x01(\x02\x12\x14\n\x0c\x61ggregate_ms\x18\x02 \x01(\x02\x12\x11\n\tverify_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"\xd9\x01\n\x0eSearchResponse\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.landmark.v1.Candidate\x12\r\n\x05match\x18\x02 \x01(\x08\x12\x12\n\nbest_label\x18\x03 \x01(\t\x12\x15\n\rbest_image_id\x18\x04 \x01(\t\x12#\n\x06timing\x18\x05 \x01(\x0b\x32\x13.landmark.v1.Timing\x12\x13\n\x0bmin_inliers\x18\x06 \x01(\x05\x12\x0f\n\x07partial\x18\x07 \x01(\x08\x12\x16\n\x0emissing_shards\x18\x08 \x03(\t\"b\n\x11NeighboursRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x19\n\x11\x65xclude_image_ids\x18\x03 \x03(\t\"\xd4\x01\n\x0eNeighbourImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12;\n\x08metadata\x18\x03 \x03(\x0b\x32).landmark.v1.NeighbourImage.MetadataEntry\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0cnum_features\x18\x06 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x12NeighboursResponse\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.landmark.v1.NeighbourImage\x12\x0f\n\x07hit_ids\x18\x02 \x01(\x0c\x12\x15\n\rhit_distances\x18\x04 \x01(\x0cJ\x04\x08\x03\x10\x04\"J\n\x0cMatchRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x11\n\timage_ids\x18\x02 \x03(\t\"f\n\x0cMatchedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x15\n\rquery_indices\x18\x02 \x01(\x0c\x12-\n\tlocations\x18\x03 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\":\n\rMatchResponse\x12)\n\x06images\x18\x01 \x03(\x0b\x32\x19.landmark.v1.MatchedImage\"\x15\n\x13GetIndexInfoRequest\"\x94\x02\n\tIndexInfo\x12\x0e\n\x06images\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scriptors\x18\x02 \x01(\x03\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x15\n\rbytes_on_disk\x18\x05 \x01(\x03\x12\x1c\n\x14\x62ytes_per_descriptor\x18\x06 \x01(\x02\x12\x0e\n\x06labels\x18\x07 \x01(\x05\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x12\x10\n\x08segments\x18\t \x01(\x05\x12\x1b\n\x13growing_descriptors\x18\n \x01(\x03\x12\x0e\n\x06shards\x18\x0b \x01(\x05\x12\x13\n\x0bshard_index\x18\x0c \x01(\x05\x12\x11\n\tdisk_full\x18\r \x01(\x08\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xaf\x01\n\x0bImageRecord\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x38\n\x08metadata\x18\x03 \x03(\x0b\x32&.landmark.v1.ImageRecord.MetadataEntry\x12\x14\n\x0cnum_features\x18\x04 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12ListImagesResponse\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.landmark.v1.ImageRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*X\n\nOnConflict\x12\x1b\n\x17ON_CONFLICT_UNSPECIFIED\x10\x00\x12\x14\n\x10ON_CONFLICT_SKIP\x10\x01\x12\x17\n\x13ON_CONFLICT_REPLACE\x10\x02\x32\x94\x04\n\x06Search\x12J\n\tAddImages\x12\x1d.landmark.v1.AddImagesRequest\x1a\x1e.landmark.v1.AddImagesResponse\x12S\n\x0cRemoveImages\x12 .landmark.v1.RemoveImagesRequest\x1a!.landmark.v1.RemoveImagesResponse\x12\x41\n\x06Search\x12\x1a.landmark.v1.SearchRequest\x1a\x1b.landmark.v1.SearchResponse\x12H\n\x0cGetIndexInfo\x12 .landmark.v1.GetIndexInfoRequest\x1a\x16.landmark.v1.IndexInfo\x12M\n\nListImages\x12\x1e.landmark.v1.ListImagesRequest\x1a\x1f.landmark.v1.ListImagesResponse\x12M\n\nNeighbours\x12\x1e.landmark.v1.NeighboursRequest\x1a\x1f.landmark.v1.NeighboursResponse\x12>\n\x05Match\x12\x19.landmark.v1.MatchRequest\x1a\x1a.landmark.v1.MatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18landmark/v1/search.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\"\xc0\x01\n\nImageEntry\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.landmark.v1.ImageEntry.MetadataEntry\x12\'\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x15.landmark.v1.Features\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x10\x41\x64\x64ImagesRequest\x12\'\n\x06images\x18\x01 \x03(\x0b\x32\x17.landmark.v1.ImageEntry\x12,\n\x0bon_conflict\x18\x02 \x01(\x0e\x32\x17.landmark.v1.OnConflict\"l\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\x12\x10\n\x08replaced\x18\x03 \x01(\x05\x12%\n\x05index\x18\x04 \x01(\x0b\x32\x16.landmark.v1.IndexInfo\"(\n\x13RemoveImagesRequest\x12\x11\n\timage_ids\x18\x01 \x03(\t\"a\n\x14RemoveImagesResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\x12\x11\n\tnot_found\x18\x02 \x03(\t\x12%\n\x05index\x18\x03 \x01(\x0b\x32\x16.landmark.v1.IndexInfo\"\x9c\x01\n\rSearchOptions\x12\x11\n\tshortlist\x18\x01 \x01(\x05\x12\x13\n\x0bmin_inliers\x18\x02 \x01(\x05\x12\x19\n\x11\x65xclude_image_ids\x18\x03 \x03(\t\x12\x17\n\x0finclude_matches\x18\x04 \x01(\x08\x12\x18\n\x10include_rejected\x18\x05 \x01(\x08\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\"t\n\rSearchRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.landmark.v1.SearchOptions\"\xfd\x02\n\tCandidate\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07inliers\x18\x03 \x01(\x05\x12\r\n\x05votes\x18\x04 \x01(\x05\x12\x18\n\x10putative_matches\x18\x05 \x01(\x05\x12\x36\n\x08metadata\x18\x06 \x03(\x0b\x32$.landmark.v1.Candidate.MetadataEntry\x12\x33\n\x0fquery_locations\x18\x07 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12\x36\n\x12\x64\x61tabase_locations\x18\x08 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12-\n\ttransform\x18\t \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12\x10\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n\x06Timing\x12\x15\n\rneighbours_ms\x18\x01 \x01(\x02\x12\x13\n\x0bmatching_ms\x18\x02 \x01(\x02\x12\x11\n\tverify_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"\xd9\x01\n\x0eSearchResponse\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.landmark.v1.Candidate\x12\r\n\x05match\x18\x02 \x01(\x08\x12\x12\n\nbest_label\x18\x03 \x01(\t\x12\x15\n\rbest_image_id\x18\x04 \x01(\t\x12#\n\x06timing\x18\x05 \x01(\x0b\x32\x13.landmark.v1.Timing\x12\x13\n\x0bmin_inliers\x18\x06 \x01(\x05\x12\x0f\n\x07partial\x18\x07 \x01(\x08\x12\x16\n\x0emissing_shards\x18\x08 \x03(\t\"u\n\x0e\x43ompareRequest\x12$\n\x05query\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12(\n\treference\x18\x02 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x13\n\x0bmin_inliers\x18\x03 \x01(\x05\"\xfd\x01\n\x0f\x43ompareResponse\x12\x0f\n\x07inliers\x18\x01 \x01(\x05\x12\x18\n\x10putative_matches\x18\x02 \x01(\x05\x12\r\n\x05match\x18\x03 \x01(\x08\x12\x13\n\x0bmin_inliers\x18\x04 \x01(\x05\x12\x33\n\x0fquery_locations\x18\x05 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12\x37\n\x13reference_locations\x18\x06 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\x12-\n\ttransform\x18\x07 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\"\x15\n\x13GetIndexInfoRequest\"\x94\x02\n\tIndexInfo\x12\x0e\n\x06images\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scriptors\x18\x02 \x01(\x03\x12\x11\n\tdimension\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x15\n\rbytes_on_disk\x18\x05 \x01(\x03\x12\x1c\n\x14\x62ytes_per_descriptor\x18\x06 \x01(\x02\x12\x0e\n\x06labels\x18\x07 \x01(\x05\x12\x12\n\ngeneration\x18\x08 \x01(\x03\x12\x10\n\x08segments\x18\t \x01(\x05\x12\x1b\n\x13growing_descriptors\x18\n \x01(\x03\x12\x0e\n\x06shards\x18\x0b \x01(\x05\x12\x13\n\x0bshard_index\x18\x0c \x01(\x05\x12\x11\n\tdisk_full\x18\r \x01(\x08\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xaf\x01\n\x0bImageRecord\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x38\n\x08metadata\x18\x03 \x03(\x0b\x32&.landmark.v1.ImageRecord.MetadataEntry\x12\x14\n\x0cnum_features\x18\x04 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12ListImagesResponse\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.landmark.v1.ImageRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*X\n\nOnConflict\x12\x1b\n\x17ON_CONFLICT_UNSPECIFIED\x10\x00\x12\x14\n\x10ON_CONFLICT_SKIP\x10\x01\x12\x17\n\x13ON_CONFLICT_REPLACE\x10\x02\x32\xcb\x03\n\x06Search\x12J\n\tAddImages\x12\x1d.landmark.v1.AddImagesRequest\x1a\x1e.landmark.v1.AddImagesResponse\x12S\n\x0cRemoveImages\x12 .landmark.v1.RemoveImagesRequest\x1a!.landmark.v1.RemoveImagesResponse\x12\x41\n\x06Search\x12\x1a.landmark.v1.SearchRequest\x1a\x1b.landmark.v1.SearchResponse\x12H\n\x0cGetIndexInfo\x12 .landmark.v1.GetIndexInfoRequest\x1a\x16.landmark.v1.IndexInfo\x12M\n\nListImages\x12\x1e.landmark.v1.ListImagesRequest\x1a\x1f.landmark.v1.ListImagesResponse\x12\x44\n\x07\x43ompare\x12\x1b.landmark.v1.CompareRequest\x1a\x1c.landmark.v1.CompareResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGEENTRY_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CANDIDATE_METADATAENTRY']._loaded_options = None
   _globals['_CANDIDATE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._loaded_options = None
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_IMAGERECORD_METADATAENTRY']._loaded_options = None
   _globals['_IMAGERECORD_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ONCONFLICT']._serialized_start=2885
-  _globals['_ONCONFLICT']._serialized_end=2973
+  _globals['_ONCONFLICT']._serialized_start=2598
+  _globals['_ONCONFLICT']._serialized_end=2686
   _globals['_IMAGEENTRY']._serialized_start=70
   _globals['_IMAGEENTRY']._serialized_end=262
   _globals['_IMAGEENTRY_METADATAENTRY']._serialized_start=215
@@ -63,35 +61,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANDIDATE_METADATAENTRY']._serialized_start=215
   _globals['_CANDIDATE_METADATAENTRY']._serialized_end=262
   _globals['_TIMING']._serialized_start=1283
-  _globals['_TIMING']._serialized_end=1366
-  _globals['_SEARCHRESPONSE']._serialized_start=1369
-  _globals['_SEARCHRESPONSE']._serialized_end=1586
-  _globals['_NEIGHBOURSREQUEST']._serialized_start=1588
-  _globals['_NEIGHBOURSREQUEST']._serialized_end=1686
-  _globals['_NEIGHBOURIMAGE']._serialized_start=1689
-  _globals['_NEIGHBOURIMAGE']._serialized_end=1901
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_start=215
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_end=262
-  _globals['_NEIGHBOURSRESPONSE']._serialized_start=1903
-  _globals['_NEIGHBOURSRESPONSE']._serialized_end=2014
-  _globals['_MATCHREQUEST']._serialized_start=2016
-  _globals['_MATCHREQUEST']._serialized_end=2090
-  _globals['_MATCHEDIMAGE']._serialized_start=2092
-  _globals['_MATCHEDIMAGE']._serialized_end=2194
-  _globals['_MATCHRESPONSE']._serialized_start=2196
-  _globals['_MATCHRESPONSE']._serialized_end=2254
-  _globals['_GETINDEXINFOREQUEST']._serialized_start=2256
-  _globals['_GETINDEXINFOREQUEST']._serialized_end=2277
-  _globals['_INDEXINFO']._serialized_start=2280
-  _globals['_INDEXINFO']._serialized_end=2556
-  _globals['_LISTIMAGESREQUEST']._serialized_start=2558
-  _globals['_LISTIMAGESREQUEST']._serialized_end=2616
-  _globals['_IMAGERECORD']._serialized_start=2619
-  _globals['_IMAGERECORD']._serialized_end=2794
+  _globals['_TIMING']._serialized_end=1372
+  _globals['_SEARCHRESPONSE']._serialized_start=1375
+  _globals['_SEARCHRESPONSE']._serialized_end=1592
+  _globals['_COMPAREREQUEST']._serialized_start=1594
+  _globals['_COMPAREREQUEST']._serialized_end=1711
+  _globals['_COMPARERESPONSE']._serialized_start=1714
+  _globals['_COMPARERESPONSE']._serialized_end=1967
+  _globals['_GETINDEXINFOREQUEST']._serialized_start=1969
+  _globals['_GETINDEXINFOREQUEST']._serialized_end=1990
+  _globals['_INDEXINFO']._serialized_start=1993
+  _globals['_INDEXINFO']._serialized_end=2269
+  _globals['_LISTIMAGESREQUEST']._serialized_start=2271
+  _globals['_LISTIMAGESREQUEST']._serialized_end=2329
+  _globals['_IMAGERECORD']._serialized_start=2332
+  _globals['_IMAGERECORD']._serialized_end=2507
   _globals['_IMAGERECORD_METADATAENTRY']._serialized_start=215
   _globals['_IMAGERECORD_METADATAENTRY']._serialized_end=262
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=2796
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=2883
-  _globals['_SEARCH']._serialized_start=2976
-  _globals['_SEARCH']._serialized_end=3508
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=2509
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=2596
+  _globals['_SEARCH']._serialized_start=2689
+  _globals['_SEARCH']._serialized_end=3148
 # @@protoc_insertion_point(module_scope)

@@ -130,16 +130,16 @@ class Candidate(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., inliers: _Optional[int] = ..., votes: _Optional[int] = ..., putative_matches: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., query_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., database_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., transform: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., accepted: _Optional[bool] = ...) -> None: ...
 
 class Timing(_message.Message):
-    __slots__ = ("ann_ms", "aggregate_ms", "verify_ms", "total_ms")
-    ANN_MS_FIELD_NUMBER: _ClassVar[int]
-    AGGREGATE_MS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("neighbours_ms", "matching_ms", "verify_ms", "total_ms")
+    NEIGHBOURS_MS_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_MS_FIELD_NUMBER: _ClassVar[int]
     VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
-    ann_ms: float
-    aggregate_ms: float
+    neighbours_ms: float
+    matching_ms: float
     verify_ms: float
     total_ms: float
-    def __init__(self, ann_ms: _Optional[float] = ..., aggregate_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, neighbours_ms: _Optional[float] = ..., matching_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("candidates", "match", "best_label", "best_image_id", "timing", "min_inliers", "partial", "missing_shards")
@@ -161,72 +161,33 @@ class SearchResponse(_message.Message):
     missing_shards: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., match: _Optional[bool] = ..., best_label: _Optional[str] = ..., best_image_id: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., min_inliers: _Optional[int] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class NeighboursRequest(_message.Message):
-    __slots__ = ("features", "k", "exclude_image_ids")
-    FEATURES_FIELD_NUMBER: _ClassVar[int]
-    K_FIELD_NUMBER: _ClassVar[int]
-    EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
-    features: _features_pb2.Features
-    k: int
-    exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., k: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+class CompareRequest(_message.Message):
+    __slots__ = ("query", "reference", "min_inliers")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    query: _features_pb2.Features
+    reference: _features_pb2.Features
+    min_inliers: int
+    def __init__(self, query: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., reference: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., min_inliers: _Optional[int] = ...) -> None: ...
 
-class NeighbourImage(_message.Message):
-    __slots__ = ("image_id", "label", "metadata", "width", "height", "num_features")
-    class MetadataEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
-    LABEL_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
-    WIDTH_FIELD_NUMBER: _ClassVar[int]
-    HEIGHT_FIELD_NUMBER: _ClassVar[int]
-    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
-    image_id: str
-    label: str
-    metadata: _containers.ScalarMap[str, str]
-    width: int
-    height: int
-    num_features: int
-    def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_features: _Optional[int] = ...) -> None: ...
-
-class NeighboursResponse(_message.Message):
-    __slots__ = ("images", "hit_ids", "hit_distances")
-    IMAGES_FIELD_NUMBER: _ClassVar[int]
-    HIT_IDS_FIELD_NUMBER: _ClassVar[int]
-    HIT_DISTANCES_FIELD_NUMBER: _ClassVar[int]
-    images: _containers.RepeatedCompositeFieldContainer[NeighbourImage]
-    hit_ids: bytes
-    hit_distances: bytes
-    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_distances: _Optional[bytes] = ...) -> None: ...
-
-class MatchRequest(_message.Message):
-    __slots__ = ("features", "image_ids")
-    FEATURES_FIELD_NUMBER: _ClassVar[int]
-    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
-    features: _features_pb2.Features
-    image_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class MatchedImage(_message.Message):
-    __slots__ = ("image_id", "query_indices", "locations")
-    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
-    QUERY_INDICES_FIELD_NUMBER: _ClassVar[int]
-    LOCATIONS_FIELD_NUMBER: _ClassVar[int]
-    image_id: str
-    query_indices: bytes
-    locations: _features_pb2.Float32Matrix
-    def __init__(self, image_id: _Optional[str] = ..., query_indices: _Optional[bytes] = ..., locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
-
-class MatchResponse(_message.Message):
-    __slots__ = ("images",)
-    IMAGES_FIELD_NUMBER: _ClassVar[int]
-    images: _containers.RepeatedCompositeFieldContainer[MatchedImage]
-    def __init__(self, images: _Optional[_Iterable[_Union[MatchedImage, _Mapping]]] = ...) -> None: ...
+class CompareResponse(_message.Message):
+    __slots__ = ("inliers", "putative_matches", "match", "min_inliers", "query_locations", "reference_locations", "transform")
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
+    PUTATIVE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    inliers: int
+    putative_matches: int
+    match: bool
+    min_inliers: int
+    query_locations: _features_pb2.Float32Matrix
+    reference_locations: _features_pb2.Float32Matrix
+    transform: _features_pb2.Float32Matrix
+    def __init__(self, inliers: _Optional[int] = ..., putative_matches: _Optional[int] = ..., match: _Optional[bool] = ..., min_inliers: _Optional[int] = ..., query_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., reference_locations: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ..., transform: _Optional[_Union[_features_pb2.Float32Matrix, _Mapping]] = ...) -> None: ...
 
 class GetIndexInfoRequest(_message.Message):
     __slots__ = ()

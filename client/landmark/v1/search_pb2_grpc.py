@@ -59,15 +59,10 @@ class SearchStub:
                 request_serializer=landmark_dot_v1_dot_search__pb2.ListImagesRequest.SerializeToString,
                 response_deserializer=landmark_dot_v1_dot_search__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
-        self.Neighbours = channel.unary_unary(
-                '/landmark.v1.Search/Neighbours',
-                request_serializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
-                response_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
-                _registered_method=True)
-        self.Match = channel.unary_unary(
-                '/landmark.v1.Search/Match',
-                request_serializer=landmark_dot_v1_dot_search__pb2.MatchRequest.SerializeToString,
-                response_deserializer=landmark_dot_v1_dot_search__pb2.MatchResponse.FromString,
+        self.Compare = channel.unary_unary(
+                '/landmark.v1.Search/Compare',
+                request_serializer=landmark_dot_v1_dot_search__pb2.CompareRequest.SerializeToString,
+                response_deserializer=landmark_dot_v1_dot_search__pb2.CompareResponse.FromString,
                 _registered_method=True)
 
 
@@ -109,18 +104,9 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Neighbours(self, request, context):
-        """The k nearest database descriptors of each query descriptor, with their images: the
-        first half of a search. A coordinator asks every shard, keeps the global k nearest and
-        votes for the shortlist itself, so N shards rank exactly like one index.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Match(self, request, context):
-        """Exact mutual matches of the query with named images: the second half of a search.
-        A coordinator asks the shards holding its shortlisted images, then verifies.
+    def Compare(self, request, context):
+        """Match two feature sets with each other and verify the matches exactly as a search
+        verifies a candidate, without reading or writing the index (`landmark match` draws it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,15 +140,10 @@ def add_SearchServicer_to_server(servicer, server):
                     request_deserializer=landmark_dot_v1_dot_search__pb2.ListImagesRequest.FromString,
                     response_serializer=landmark_dot_v1_dot_search__pb2.ListImagesResponse.SerializeToString,
             ),
-            'Neighbours': grpc.unary_unary_rpc_method_handler(
-                    servicer.Neighbours,
-                    request_deserializer=landmark_dot_v1_dot_search__pb2.NeighboursRequest.FromString,
-                    response_serializer=landmark_dot_v1_dot_search__pb2.NeighboursResponse.SerializeToString,
-            ),
-            'Match': grpc.unary_unary_rpc_method_handler(
-                    servicer.Match,
-                    request_deserializer=landmark_dot_v1_dot_search__pb2.MatchRequest.FromString,
-                    response_serializer=landmark_dot_v1_dot_search__pb2.MatchResponse.SerializeToString,
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=landmark_dot_v1_dot_search__pb2.CompareRequest.FromString,
+                    response_serializer=landmark_dot_v1_dot_search__pb2.CompareResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,7 +292,7 @@ class Search:
             _registered_method=True)
 
     @staticmethod
-    def Neighbours(request,
+    def Compare(request,
             target,
             options=(),
             channel_credentials=None,
@@ -324,36 +305,9 @@ class Search:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/landmark.v1.Search/Neighbours',
-            landmark_dot_v1_dot_search__pb2.NeighboursRequest.SerializeToString,
-            landmark_dot_v1_dot_search__pb2.NeighboursResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Match(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/landmark.v1.Search/Match',
-            landmark_dot_v1_dot_search__pb2.MatchRequest.SerializeToString,
-            landmark_dot_v1_dot_search__pb2.MatchResponse.FromString,
+            '/landmark.v1.Search/Compare',
+            landmark_dot_v1_dot_search__pb2.CompareRequest.SerializeToString,
+            landmark_dot_v1_dot_search__pb2.CompareResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,197 +1,32 @@
-"""Coordinator mode of the search service: one Search endpoint over N search shards.
-
-Images live on shard ``shard_of(image_id, N)``. A search asks every shard for the k nearest
-descriptors of each query descriptor (Neighbours), keeps the global k nearest and votes
-for a shortlist, asks the shards holding the shortlisted images for exact matches
-(Match), and verifies them here with the code one index uses, so N shards rank like one
-index holding the same images. Adds and removes go to the owning shard. It speaks the same
-``landmark.v1.Search`` contract, so callers in any language use it like one search service.
-"""
+"""The coordinator's landmark.v1.Search: searches fan out to the shards and are ranked and
+verified here; writes go to the owning shard."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
-from landmark.connection import Connection
 from landmark.v1 import search_pb2, search_pb2_grpc
 from serving import runtime
-from serving.config import ServingConfig
 from serving.metrics import Metrics
-from serving.settings import check_positive, setting
 
-from .engine import RequestLimits, check_search_args
-from .errors import InvalidRequest
-from .matching import Hits
-from .ranking import Matcher, Putative, SearchParams, SearchResult, Timing, rank
-from .segment import ImageMeta
-from .server import _abort, search_response, serve_search
-from .sharding import match_from_proto, neighbours_from_proto, resolve, shard_of
-from .validation import request_features
+from ..errors import InvalidRequest
+from ..limits import RequestLimits, check_query_size, check_search_args
+from ..messages import compare_request, compare_response, search_response
+from ..ranking import Matcher, Putative, SearchResult, Timing, compare, rank
+from ..segment import ImageMeta
+from ..server import ROLES, SERVICE_NAME, serve_search
+from ..sharding import match_from_proto, shard_of
+from ..status import abort
+from ..validation import request_features
+from .config import CoordinatorConfig
+from .shards import ShardError, Shards, ShardUnavailable, merge_neighbours
 
 log = logging.getLogger(__name__)
-
-ROW_BITS = 40  # global row = shard << 40 | row within the shard
-DISCOVERY_SECONDS = 5.0  # how often DNS is asked again for the shards
-
-
-@dataclass(frozen=True)
-class CoordinatorConfig(ServingConfig):
-    host: str = setting("", "LANDMARK_COORDINATOR_HOST")
-    port: int = setting(50053, "LANDMARK_COORDINATOR_PORT")
-    metrics_port: int = setting(9153, "LANDMARK_COORDINATOR_METRICS_PORT")
-    max_rpcs: int = setting(32, "LANDMARK_COORDINATOR_MAX_RPCS")
-    # The shards in order (shard i holds the images with shard_of(id, N) == i) ...
-    shards: tuple[str, ...] = setting((), "LANDMARK_SHARDS")
-    # ... or a DNS name:port resolving to every shard (a headless service) with the count;
-    # each shard reports its number (LANDMARK_SHARD_INDEX), which fixes its place.
-    shards_dns: str = setting("", "LANDMARK_SHARDS_DNS")
-    shard_count: int = setting(0, "LANDMARK_SHARD_COUNT")
-    shard_timeout: float = setting(30.0, "LANDMARK_SHARD_TIMEOUT")
-    # Calls to the shards carry the caller's bearer token; discovery (and callers without
-    # one) use this token, when the shards require one.
-    shard_token: str = setting("", "LANDMARK_SHARD_TOKEN")
-    threads: int = setting(2, "LANDMARK_SEARCH_THREADS")
-    # search settings: the coordinator ranks and verifies, so these are the ones that count
-    neighbours: int = setting(5, "LANDMARK_NEIGHBOURS")
-    shortlist: int = setting(20, "LANDMARK_SHORTLIST")
-    min_inliers: int = setting(0, "LANDMARK_MIN_INLIERS")  # 0 = by feature kind
-    ratio: float = setting(0.85, "LANDMARK_RATIO")
-    max_top_k: int = setting(1000, "LANDMARK_MAX_TOP_K")
-    max_query_features: int = setting(10_000, "LANDMARK_MAX_QUERY_FEATURES")
-    max_message_mb: int = setting(256, "LANDMARK_MAX_MESSAGE_MB")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive(self, "max_rpcs", "threads", "neighbours", "shortlist", "max_top_k")
-        if self.min_inliers < 0:
-            raise ValueError(f"min_inliers must not be negative, got {self.min_inliers}")
-        if bool(self.shards) == bool(self.shards_dns):
-            raise ValueError("give the shards either as a list (shards) or by DNS (shards_dns)")
-        if self.shards_dns and self.shard_count < 1:
-            raise ValueError("shards_dns needs shard_count, the number of shards")
-
-    def search_params(self) -> SearchParams:
-        return SearchParams(
-            k=self.neighbours,
-            shortlist=self.shortlist,
-            min_inliers=self.min_inliers,
-            ratio=self.ratio,
-        )
-
-
-class ShardUnavailable(Exception):
-    def __init__(self, missing: dict[str, str]) -> None:
-        self.missing = missing
-        names = ", ".join(f"{name} ({why})" for name, why in missing.items())
-        super().__init__(f"shard(s) not answering: {names}")
-
-
-class ShardError(Exception):
-    """A shard refused a request: its status is passed on."""
-
-    def __init__(self, shard: str, error: grpc.RpcError) -> None:
-        self.code = error.code()
-        super().__init__(f"{shard}: {error.details()}")
-
-
-class Shards:
-    """The shard addresses in shard order, their stubs, and parallel calls to them."""
-
-    def __init__(self, config: CoordinatorConfig) -> None:
-        self.config = config
-        self.count = config.shard_count if config.shards_dns else len(config.shards)
-        self._stubs: dict[str, search_pb2_grpc.SearchStub] = {}
-        self._channels: list[grpc.Channel] = []
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
-        self._found: dict[int, str] = {}
-        self._connection = Connection.from_env()
-        token = config.shard_token
-        self._own = (("authorization", f"Bearer {token}"),) if token else ()
-        self._stop = threading.Event()
-        if config.shards_dns:
-            # found once before serving, then refreshed in the background: never on a call
-            self._discover()
-            threading.Thread(target=self._rediscover, name="discovery", daemon=True).start()
-
-    def name(self, i: int) -> str:
-        return f"shard {i} ({self.address(i) or 'not found'})"
-
-    def _stub(self, address: str) -> search_pb2_grpc.SearchStub:
-        with self._lock:
-            if address not in self._stubs:
-                # TLS to the shards as for any client: LANDMARK_TLS_CA, LANDMARK_TLS_CLIENT_*
-                channel = self._connection.channel(address)
-                self._channels.append(channel)
-                self._stubs[address] = search_pb2_grpc.SearchStub(channel)
-            return self._stubs[address]
-
-    def address(self, i: int) -> str | None:
-        if not self.config.shards_dns:
-            return self.config.shards[i]
-        return self._found.get(i)
-
-    def _rediscover(self) -> None:
-        while not self._stop.wait(DISCOVERY_SECONDS):
-            self._discover()
-
-    def _discover(self) -> None:
-        """Ask every address behind the DNS name which shard it is."""
-        found: dict[int, str] = {}
-        try:
-            addresses = resolve(self.config.shards_dns)
-        except OSError as exc:
-            log.warning("shard discovery: %s", exc)
-            addresses = []
-        for address in addresses:
-            try:
-                info = self._stub(address).GetIndexInfo(
-                    search_pb2.GetIndexInfoRequest(), timeout=2.0, metadata=self._own
-                )
-            except grpc.RpcError:
-                continue
-            if 0 <= info.shard_index < self.count:
-                found[info.shard_index] = address
-        self._found = found
-
-    def call(
-        self, method: str, requests: dict[int, object], timeout: float, metadata=None
-    ) -> tuple[dict, dict]:
-        """Call ``method`` on the given shards at once: ({shard: response}, {name: why})."""
-        futures = {}
-        missing: dict[str, str] = {}
-        for i, request in requests.items():
-            address = self.address(i)
-            if address is None:
-                missing[self.name(i)] = "not found by DNS"
-                continue
-            stub = self._stub(address)
-            futures[i] = self._pool.submit(
-                getattr(stub, method), request, timeout=timeout, metadata=metadata or self._own
-            )
-        answers = {}
-        for i, future in futures.items():
-            try:
-                answers[i] = future.result()
-            except grpc.RpcError as err:
-                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    missing[self.name(i)] = err.code().name
-                else:
-                    raise ShardError(self.name(i), err) from None
-        return answers, missing
-
-    def close(self) -> None:
-        self._stop.set()
-        for channel in self._channels:
-            channel.close()
-        self._pool.shutdown(wait=False)
 
 
 class CoordinatorServicer(search_pb2_grpc.SearchServicer):
@@ -244,7 +79,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             t1 = time.perf_counter()
             images, hits = merge_neighbours(answers, self.params.k)
 
-            candidates, verified, aggregate_ms, verify_ms = rank(
+            candidates, verified, matching_ms, verify_ms = rank(
                 features,
                 hits,
                 images,
@@ -258,7 +93,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 pool=self._pool,
             )
             timing = Timing(
-                (t1 - start) * 1e3, aggregate_ms, verify_ms, (time.perf_counter() - start) * 1e3
+                (t1 - start) * 1e3, matching_ms, verify_ms, (time.perf_counter() - start) * 1e3
             )
             result = SearchResult(candidates[: request.top_k], min_inliers, timing, verified)
             response = search_response(result)
@@ -295,6 +130,17 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
 
         return match
 
+    def Compare(self, request, context):  # noqa: N802
+        """Pure computation: answered here, no shard is asked."""
+        try:
+            query, reference = compare_request(request)
+            check_query_size(self.limits, len(query))
+            check_query_size(self.limits, len(reference))
+            result = compare(query, reference, self.params, request.min_inliers)
+        except Exception as exc:
+            self._fail(context, exc)
+        return compare_response(result)
+
     def _fail(self, context: grpc.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, ShardUnavailable):
             context.abort(
@@ -303,7 +149,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             )
         if isinstance(exc, ShardError):
             context.abort(exc.code, str(exc))
-        _abort(context, exc)
+        abort(context, exc)
 
     def _route(self, ids: list[str]) -> dict[int, list[int]]:
         groups: dict[int, list[int]] = {}
@@ -416,51 +262,13 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
         except Exception as exc:
             self._fail(context, exc)
 
-    def Neighbours(self, request, context):  # noqa: N802
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "Neighbours is asked of shards; this is a coordinator: call Search",
-        )
-
-    def Match(self, request, context):  # noqa: N802
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "Match is asked of shards; this is a coordinator: call Search",
-        )
-
-
-def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
-    """The global k nearest per query descriptor from every shard's k nearest."""
-    images: list[ImageMeta] = []
-    parts = []
-    for shard in sorted(answers):
-        shard_images, hits = neighbours_from_proto(answers[shard])
-        parts.append(
-            (
-                hits.query,
-                (np.int64(shard) << ROW_BITS) | hits.row,
-                hits.image + len(images),
-                hits.dist,
-            )
-        )
-        images.extend(shard_images)
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        hits = Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype("f4"))
-        return images, hits
-    query, row, image, dist = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
-    query, row, image, dist = query[order], row[order], image[order], dist[order]
-    first = np.searchsorted(query, query, side="left")
-    keep = np.arange(query.size) - first < k  # the k nearest of each query descriptor
-    return images, Hits(query[keep], row[keep], image[keep].astype(np.int32), dist[keep])
-
 
 def create_server(
     config: CoordinatorConfig, shards: Shards | None = None
 ) -> tuple[runtime.Running, int, CoordinatorServicer]:
     servicer = CoordinatorServicer(config, shards)
-    running = serve_search(config, servicer, Metrics(), "coordinator")
+    services = {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)}
+    running = serve_search(config, services, ROLES, Metrics(), "coordinator")
     log.info(
         "coordinating %d shards: %s",
         servicer.shards.count,

@@ -1,0 +1,167 @@
+"""The shards a coordinator calls: where they are, parallel calls, and the global k nearest
+from every shard's k nearest."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import numpy as np
+
+from landmark.connection import Connection
+from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2_grpc
+
+from ..matching import Hits
+from ..segment import ImageMeta
+from ..sharding import neighbours_from_proto, resolve
+from .config import CoordinatorConfig
+
+log = logging.getLogger(__name__)
+
+ROW_BITS = 40  # global row = shard << 40 | row within the shard
+DISCOVERY_SECONDS = 5.0  # how often DNS is asked again for the shards
+SHARD_METHODS = ("Neighbours", "Match")  # on landmark.v1.Shard; the rest on landmark.v1.Search
+
+
+class ShardUnavailable(Exception):
+    def __init__(self, missing: dict[str, str]) -> None:
+        self.missing = missing
+        names = ", ".join(f"{name} ({why})" for name, why in missing.items())
+        super().__init__(f"shard(s) not answering: {names}")
+
+
+class ShardError(Exception):
+    """A shard refused a request: its status is passed on."""
+
+    def __init__(self, shard: str, error: grpc.RpcError) -> None:
+        self.code = error.code()
+        super().__init__(f"{shard}: {error.details()}")
+
+
+class Shards:
+    """The shard addresses in shard order, their stubs, and parallel calls to them."""
+
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        self.count = config.shard_count if config.shards_dns else len(config.shards)
+        self._stubs: dict[str, tuple[search_pb2_grpc.SearchStub, shard_pb2_grpc.ShardStub]] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
+        self._found: dict[int, str] = {}
+        self._connection = Connection.from_env()
+        token = config.shard_token
+        self._own = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stop = threading.Event()
+        if config.shards_dns:
+            # found once before serving, then refreshed in the background: never on a call
+            self._discover()
+            threading.Thread(target=self._rediscover, name="discovery", daemon=True).start()
+
+    def name(self, i: int) -> str:
+        return f"shard {i} ({self.address(i) or 'not found'})"
+
+    def _stub(self, address: str, method: str = "") -> Any:
+        """The stub serving ``method`` at ``address``: landmark.v1.Shard for the two halves
+        of a search, landmark.v1.Search for the rest."""
+        with self._lock:
+            if address not in self._stubs:
+                # TLS to the shards as for any client: LANDMARK_TLS_CA, LANDMARK_TLS_CLIENT_*
+                channel = self._connection.channel(address)
+                self._channels.append(channel)
+                self._stubs[address] = (
+                    search_pb2_grpc.SearchStub(channel),
+                    shard_pb2_grpc.ShardStub(channel),
+                )
+            search, shard = self._stubs[address]
+            return shard if method in SHARD_METHODS else search
+
+    def address(self, i: int) -> str | None:
+        if not self.config.shards_dns:
+            return self.config.shards[i]
+        return self._found.get(i)
+
+    def _rediscover(self) -> None:
+        while not self._stop.wait(DISCOVERY_SECONDS):
+            self._discover()
+
+    def _discover(self) -> None:
+        """Ask every address behind the DNS name which shard it is."""
+        found: dict[int, str] = {}
+        try:
+            addresses = resolve(self.config.shards_dns)
+        except OSError as exc:
+            log.warning("shard discovery: %s", exc)
+            addresses = []
+        for address in addresses:
+            try:
+                info = self._stub(address).GetIndexInfo(
+                    search_pb2.GetIndexInfoRequest(), timeout=2.0, metadata=self._own
+                )
+            except grpc.RpcError:
+                continue
+            if 0 <= info.shard_index < self.count:
+                found[info.shard_index] = address
+        self._found = found
+
+    def call(
+        self, method: str, requests: dict[int, object], timeout: float, metadata=None
+    ) -> tuple[dict, dict]:
+        """Call ``method`` on the given shards at once: ({shard: response}, {name: why})."""
+        futures = {}
+        missing: dict[str, str] = {}
+        for i, request in requests.items():
+            address = self.address(i)
+            if address is None:
+                missing[self.name(i)] = "not found by DNS"
+                continue
+            stub = self._stub(address, method)
+            futures[i] = self._pool.submit(
+                getattr(stub, method), request, timeout=timeout, metadata=metadata or self._own
+            )
+        answers = {}
+        for i, future in futures.items():
+            try:
+                answers[i] = future.result()
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    missing[self.name(i)] = err.code().name
+                else:
+                    raise ShardError(self.name(i), err) from None
+        return answers, missing
+
+    def close(self) -> None:
+        self._stop.set()
+        for channel in self._channels:
+            channel.close()
+        self._pool.shutdown(wait=False)
+
+
+def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
+    """The global k nearest per query descriptor from every shard's k nearest."""
+    images: list[ImageMeta] = []
+    parts = []
+    for shard in sorted(answers):
+        shard_images, hits = neighbours_from_proto(answers[shard])
+        parts.append(
+            (
+                hits.query,
+                (np.int64(shard) << ROW_BITS) | hits.row,
+                hits.image + len(images),
+                hits.dist,
+            )
+        )
+        images.extend(shard_images)
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        hits = Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype("f4"))
+        return images, hits
+    query, row, image, dist = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
+    query, row, image, dist = query[order], row[order], image[order], dist[order]
+    first = np.searchsorted(query, query, side="left")
+    keep = np.arange(query.size) - first < k  # the k nearest of each query descriptor
+    return images, Hits(query[keep], row[keep], image[keep].astype(np.int32), dist[keep])

@@ -1,0 +1,42 @@
+"""The one place where the search side's errors become gRPC status codes (the search
+service and the coordinator both answer through it)."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from serving.interceptor import gone_code
+
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    DiskFull,
+    FeatureMismatch,
+    InvalidRequest,
+    StorageFailure,
+)
+from .segment import Stopped
+
+log = logging.getLogger(__name__)
+
+CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Cancelled, grpc.StatusCode.CANCELLED),
+    (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StorageFailure, grpc.StatusCode.UNAVAILABLE),
+    (Stopped, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException) -> None:
+    """End the call with the status ``exc`` stands for; anything unforeseen is INTERNAL
+    (logged with its traceback, never shown to the caller)."""
+    for kind, code in CODES:
+        if isinstance(exc, kind):
+            context.abort(gone_code(context) if kind is Cancelled else code, str(exc))
+    log.exception("unexpected error", exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error in the search service; see its log")
