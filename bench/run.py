@@ -18,102 +18,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data" / "landmarks").resolve()
-RESULTS = ROOT / "bench" / "results"
+from bench.baseline import baseline_run
+from bench.common import RESULTS, ROOT, pct
+from bench.end_to_end import end_to_end
+from bench.extraction import extract_real, extraction_throughput, load_real
+
 SIZES = (100, 1000, 10000)
 SWEEP_SEARCH_K = (160, 480, 1000, 2000)
-
-
-def pct(values, q) -> float:
-    return round(float(np.percentile(values, q)), 2) if len(values) else float("nan")
-
-
-# -- real features and extraction throughput ---------------------------------------------
-
-
-def extract_real(cache: Path, backend: str) -> dict:
-    from extractor_service.backends import create_backend
-    from extractor_service.extractor import FeatureExtractor, Limits
-    from landmark_client.gallery import scan
-
-    core = FeatureExtractor(create_backend(backend), Limits())
-    images = scan(DATA)
-    feats = {g.image_id: core.extract(g.path.read_bytes()).features for g in images}
-    arrays = {}
-    for i, g in enumerate(images):
-        f = feats[g.image_id]
-        arrays[f"d{i}"], arrays[f"l{i}"] = f.descriptors, f.locations
-    np.savez(
-        cache,
-        ids=np.array([g.image_id for g in images]),
-        labels=np.array([g.label for g in images]),
-        sizes=np.array([f.image_size for f in feats.values()]),
-        backend=np.array(backend),
-        **arrays,
-    )
-    return {"images": len(images)}
-
-
-def load_real(cache: Path):
-    from landmark.wire import Features
-
-    z = np.load(cache)
-    backend = str(z["backend"])
-    out = []
-    for i, (image_id, label) in enumerate(zip(z["ids"], z["labels"], strict=True)):
-        size = tuple(int(v) for v in z["sizes"][i])
-        out.append((str(image_id), str(label), Features(backend, z[f"l{i}"], z[f"d{i}"], size)))
-    return out
-
-
-def extraction_throughput(n_images: int = 16) -> list[dict]:
-    from extractor_service.backends import DelfSettings, create_backend
-    from extractor_service.extractor import FeatureExtractor, Limits
-    from landmark_client.gallery import scan
-
-    blobs = [g.path.read_bytes() for g in scan(DATA)[:n_images]]
-    rows = []
-    backends = ["sift", "aliked"] + (["delf"] if os.environ.get("LANDMARK_DELF_MODEL") else [])
-    for name in backends:
-        backend = create_backend(name, delf=DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", "")))
-        backend.warmup()
-        core = FeatureExtractor(backend, Limits())
-        for size in (512, 768, 1024):
-            for threads in (1, 2):
-                t = time.perf_counter()
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(lambda b, s=size, c=core: c.extract(b, 1000, s), blobs))
-                rate = len(blobs) / (time.perf_counter() - t)
-                # SIFT runs one call per core; the networks spread each call over all cores.
-                cores = threads if name == "sift" else os.cpu_count() or 1
-                rows.append(
-                    {
-                        "backend": name,
-                        "max_image_size": size,
-                        "threads": threads,
-                        "cores_used": cores,
-                        "images_per_s": round(rate, 2),
-                        "images_per_s_per_core": round(rate / cores, 2),
-                    }
-                )
-    if "delf" not in backends:
-        rows.append(
-            {
-                "backend": "delf",
-                "note": "not measured: the real google/delf/1 module "
-                "cannot be downloaded here; set LANDMARK_DELF_MODEL to measure it",
-            }
-        )
-    return rows
-
-
-# -- one database size, in a child process (so peak memory is its own) ------------------
 
 
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
@@ -226,136 +141,6 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
             )
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.write_text(json.dumps(result))
-
-
-def baseline_run(real, model, size: int, n_queries: int) -> dict:
-    """The seed's algorithm on the same features. Full queries when n_queries > 0 at this
-    size; otherwise the caller extrapolates."""
-    import warnings
-
-    from skimage.measure import ransac
-    from skimage.transform import AffineTransform
-
-    from bench.baseline import SeedBaseline
-    from bench.synthetic import synthetic_images
-
-    feats = [f for _, _, f in real]
-    labels = [lab for _, lab, _ in real]
-    for _, f in synthetic_images(model, max(0, size - len(real)), 1000, real[0][2].backend):
-        feats.append(f)
-        labels.append("synthetic")
-    bounds = np.cumsum([0] + [len(f) for f in feats]).tolist()
-    t = time.perf_counter()
-    base = SeedBaseline(
-        np.concatenate([f.descriptors for f in feats]),
-        np.concatenate([f.locations for f in feats]),
-        bounds,
-    )
-    build = time.perf_counter() - t
-    picks = [i for i, lab in enumerate(labels[: len(real)]) if lab != "distractor"]
-    picks = picks[:: max(1, len(picks) // abs(n_queries))][: abs(n_queries)]
-    label = (
-        "BASELINE: seed algorithm (cKDTree k=10 dub=0.8, per-candidate loops, skimage "
-        "ransac AffineTransform max_trials=1000)"
-    )
-    if n_queries < 0:
-        # Too slow to run whole here: time the k-d tree on 10 descriptors of one query and
-        # scale to all of them; verification = RANSAC per candidate (timed on 5 images)
-        # times the candidates (every other database image, as at 100 images).
-        qi = picks[0]
-        sample = feats[qi].descriptors[:10]
-        t = time.perf_counter()
-        base.tree.query(sample, k=10, distance_upper_bound=0.8, workers=-1)
-        kd_ms = (time.perf_counter() - t) * 1e3 * len(feats[qi]) / len(sample)
-        per = []
-        for image_index in range(5):
-            rng = np.random.default_rng(image_index)
-            m = 100  # a typical matched-point count of a candidate at this scale
-            q = feats[qi].locations[rng.choice(len(feats[qi]), m)]
-            db = feats[image_index].locations[rng.choice(len(feats[image_index]), m)]
-            t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ransac(
-                    (db, q), AffineTransform, min_samples=3, residual_threshold=20, max_trials=1000
-                )
-            per.append((time.perf_counter() - t) * 1e3)
-        verify_ms = float(np.median(per)) * (size - 1)
-        return {
-            "label": label,
-            "estimated": True,
-            "how": f"k-d tree timed on {len(sample)} descriptors and scaled to the query's "
-            f"{len(feats[qi])}; RANSAC timed on 5 candidates of 100 matches and "
-            f"multiplied by {size - 1} candidates",
-            "tree_build_s": round(build, 2),
-            "p50_ms": round(kd_ms + verify_ms, 1),
-            "kdtree_ms_p50": round(kd_ms, 1),
-            "verify_ms_p50": round(verify_ms, 1),
-            "verify_ms_per_candidate": round(float(np.median(per)), 1),
-        }
-    rows = []
-    for qi in picks:
-        best, inliers, timing = base.search(feats[qi].descriptors, feats[qi].locations, qi)
-        rows.append(
-            {
-                "query": real[qi][0],
-                "correct": best is not None and labels[best] == labels[qi],
-                **timing,
-            }
-        )
-    return {
-        "label": label,
-        "estimated": False,
-        "tree_build_s": round(build, 2),
-        "sampled_queries": [r["query"] for r in rows],
-        "p50_ms": pct([r["total_ms"] for r in rows], 50),
-        "kdtree_ms_p50": pct([r["kdtree_ms"] for r in rows], 50),
-        "verify_ms_p50": pct([r["verify_ms"] for r in rows], 50),
-        "candidates_p50": pct([r["candidates"] for r in rows], 50),
-        "verify_ms_per_candidate": round(
-            float(np.median([r["verify_ms"] / max(r["candidates"], 1) for r in rows])), 1
-        ),
-        "top1_on_sample": round(float(np.mean([r["correct"] for r in rows])), 3),
-    }
-
-
-# -- end to end through both services ---------------------------------------------------
-
-
-def end_to_end(backend: str, requests_per_level: int = 24) -> list[dict]:
-    from landmark_client import LandmarkClient
-    from landmark_client.cli import index_gallery
-    from landmark_client.gallery import scan
-    from landmark_client.local import local_services
-
-    photos = [g.path.read_bytes() for g in scan(DATA) if g.label != "distractor"]
-    rows = []
-    with local_services(backend) as (extractor, search):
-        with LandmarkClient(extractor, search, timeout=300) as client:
-            index_gallery(DATA, client)
-            for clients in (1, 4, 16):
-                lat: list[float] = []
-
-                def one(i: int, lat: list[float] = lat) -> None:
-                    t = time.perf_counter()
-                    client.recognize(photos[i % len(photos)])
-                    lat.append((time.perf_counter() - t) * 1e3)
-
-                t = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    list(pool.map(one, range(requests_per_level)))
-                wall = time.perf_counter() - t
-                rows.append(
-                    {
-                        "backend": backend,
-                        "clients": clients,
-                        "requests": requests_per_level,
-                        "p50_ms": pct(lat, 50),
-                        "p95_ms": pct(lat, 95),
-                        "throughput_per_s": round(requests_per_level / wall, 2),
-                    }
-                )
-    return rows
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from landmark.wire import Features
 
 from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
-from .limits import RequestLimits, check_id, check_query_size, check_search_args
+from .limits import RequestLimits, check_add, check_query_size, check_search_args
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
 from .ranking import (
     VERIFY_FAILURES,
@@ -36,7 +36,8 @@ from .ranking import (
     rank,
 )
 from .segment import ImageMeta
-from .store import IndexStore, StoreSettings, View
+from .store import IndexStore, StoreSettings
+from .view import View
 
 __all__ = ["OnConflict", "RequestLimits", "SearchEngine"]
 
@@ -101,22 +102,8 @@ class SearchEngine:
         and searchable when this returns."""
         if not entries:
             return AddResult(0, 0, 0)
+        backend, dimension = check_add(self.limits, entries)
         ids = [e[0] for e in entries]
-        for image_id in ids:
-            check_id(image_id)
-        if len(set(ids)) != len(ids):
-            dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise InvalidRequest(f"image ids repeat within the request: {dup}")
-        total = sum(len(f) for _, _, _, f in entries)
-        if total > self.limits.max_add_features:
-            raise InvalidRequest(
-                f"the request adds {total} descriptors, above this service's limit of "
-                f"{self.limits.max_add_features} per request: send the images in smaller batches"
-            )
-        backends = {(f.backend, f.dimension) for _, _, _, f in entries}
-        if len(backends) > 1:
-            raise FeatureMismatch(f"one request mixes feature kinds {sorted(backends)}")
-        backend, dimension = backends.pop()
         with self._write_lock:
             store = self.store
             if store.backend and (store.backend, store.dimension) != (backend, dimension):
@@ -266,13 +253,7 @@ class SearchEngine:
         check_query_size(self.limits, len(features))
         found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
         if found is None:
-            empty = Hits(
-                np.zeros(0, np.int32),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int32),
-                np.zeros(0, np.float32),
-            )
-            return [], empty
+            return [], Hits.empty()
         view, hits = found
         used, local = np.unique(hits.image, return_inverse=True)
         images = [view.images[i] for i in used]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InvalidRequest
+from landmark.wire import Features
+
+from .errors import FeatureMismatch, InvalidRequest
 
 MAX_ID_LENGTH = 1024
 
@@ -39,3 +41,25 @@ def check_query_size(lim: RequestLimits, n_features: int) -> None:
 def check_id(image_id: str) -> None:
     if not image_id or len(image_id) > MAX_ID_LENGTH:
         raise InvalidRequest(f"image_id must be 1-{MAX_ID_LENGTH} characters, got {image_id!r:.60}")
+
+
+def check_add(
+    lim: RequestLimits, entries: list[tuple[str, str, dict[str, str], Features]]
+) -> tuple[str, int]:
+    """Check an add request's ids, size and feature kind; returns (backend, dimension)."""
+    ids = [e[0] for e in entries]
+    for image_id in ids:
+        check_id(image_id)
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise InvalidRequest(f"image ids repeat within the request: {dup}")
+    total = sum(len(f) for _, _, _, f in entries)
+    if total > lim.max_add_features:
+        raise InvalidRequest(
+            f"the request adds {total} descriptors, above this service's limit of "
+            f"{lim.max_add_features} per request: send the images in smaller batches"
+        )
+    kinds = {(f.backend, f.dimension) for _, _, _, f in entries}
+    if len(kinds) > 1:
+        raise FeatureMismatch(f"one request mixes feature kinds {sorted(kinds)}")
+    return kinds.pop()

@@ -19,7 +19,7 @@ import numpy as np
 from annoy import AnnoyIndex
 from threadpoolctl import threadpool_limits
 
-from .store import View
+from .view import View
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class Hits:
     row: np.ndarray  # [H] int64 database row
     image: np.ndarray  # [H] int32 database image index
     dist: np.ndarray  # [H] float32 Euclidean distance
+
+    @classmethod
+    def empty(cls) -> Hits:
+        i32 = np.zeros(0, np.int32)
+        return cls(i32, np.zeros(0, np.int64), i32.copy(), np.zeros(0, np.float32))
 
 
 EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search

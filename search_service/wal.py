@@ -22,11 +22,13 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .records import KINDS
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<II")
 MAX_RECORD = 1 << 30
-RECORD_KINDS = b"AR"  # the first payload byte of every record the store writes
+RECORD_KINDS = KINDS  # the first payload byte of every record the store writes
 
 
 class WalBroken(OSError):

@@ -156,9 +156,7 @@ def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
         )
         images.extend(shard_images)
     if not parts:
-        empty = np.zeros(0, np.int64)
-        hits = Hits(empty.astype(np.int32), empty, empty.astype(np.int32), empty.astype("f4"))
-        return images, hits
+        return images, Hits.empty()
     query, row, image, dist = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
     query, row, image, dist = query[order], row[order], image[order], dist[order]

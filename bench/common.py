@@ -1,0 +1,15 @@
+"""Where the bench finds its data and writes its results, and how it reports percentiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = (ROOT / ".." / "shared" / "data" / "landmarks").resolve()
+RESULTS = ROOT / "bench" / "results"
+
+
+def pct(values, q) -> float:  # noqa: ANN001
+    return round(float(np.percentile(values, q)), 2) if len(values) else float("nan")

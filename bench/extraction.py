@@ -1,0 +1,92 @@
+"""Features of the real photos (extracted once per backend, cached) and the extraction
+throughput of each backend at each image size."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import DATA
+
+
+def extract_real(cache: Path, backend: str) -> dict:
+    from extractor_service.backends import create_backend
+    from extractor_service.extractor import FeatureExtractor, Limits
+    from landmark_client.gallery import scan
+
+    core = FeatureExtractor(create_backend(backend), Limits())
+    images = scan(DATA)
+    feats = {g.image_id: core.extract(g.path.read_bytes()).features for g in images}
+    arrays = {}
+    for i, g in enumerate(images):
+        f = feats[g.image_id]
+        arrays[f"d{i}"], arrays[f"l{i}"] = f.descriptors, f.locations
+    np.savez(
+        cache,
+        ids=np.array([g.image_id for g in images]),
+        labels=np.array([g.label for g in images]),
+        sizes=np.array([f.image_size for f in feats.values()]),
+        backend=np.array(backend),
+        **arrays,
+    )
+    return {"images": len(images)}
+
+
+def load_real(cache: Path):
+    from landmark.wire import Features
+
+    z = np.load(cache)
+    backend = str(z["backend"])
+    out = []
+    for i, (image_id, label) in enumerate(zip(z["ids"], z["labels"], strict=True)):
+        size = tuple(int(v) for v in z["sizes"][i])
+        out.append((str(image_id), str(label), Features(backend, z[f"l{i}"], z[f"d{i}"], size)))
+    return out
+
+
+def extraction_throughput(n_images: int = 16) -> list[dict]:
+    from extractor_service.backends import DelfSettings, create_backend
+    from extractor_service.extractor import FeatureExtractor, Limits
+    from landmark_client.gallery import scan
+
+    blobs = [g.path.read_bytes() for g in scan(DATA)[:n_images]]
+    rows = []
+    backends = ["sift", "aliked"] + (["delf"] if os.environ.get("LANDMARK_DELF_MODEL") else [])
+    for name in backends:
+        backend = create_backend(name, delf=DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", "")))
+        backend.warmup()
+        core = FeatureExtractor(backend, Limits())
+        for size in (512, 768, 1024):
+            for threads in (1, 2):
+                t = time.perf_counter()
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda b, s=size, c=core: c.extract(b, 1000, s), blobs))
+                rate = len(blobs) / (time.perf_counter() - t)
+                # SIFT runs one call per core; the networks spread each call over all cores.
+                cores = threads if name == "sift" else os.cpu_count() or 1
+                rows.append(
+                    {
+                        "backend": name,
+                        "max_image_size": size,
+                        "threads": threads,
+                        "cores_used": cores,
+                        "images_per_s": round(rate, 2),
+                        "images_per_s_per_core": round(rate / cores, 2),
+                    }
+                )
+    if "delf" not in backends:
+        rows.append(
+            {
+                "backend": "delf",
+                "note": "not measured: the real google/delf/1 module "
+                "cannot be downloaded here; set LANDMARK_DELF_MODEL to measure it",
+            }
+        )
+    return rows
+
+
+# -- one database size, in a child process (so peak memory is its own) ------------------

@@ -1,0 +1,214 @@
+"""Sealing and merging: the half of IndexStore that runs in the background.
+
+The growing buffer is sealed into a segment once it is large or old enough; segments are
+merged into one when there are many, when removed images take much of their rows, or when
+writes have paused. A change of the live set is made in memory, committed by one manifest
+write, and only then are the files it replaced deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+
+from landmark.wire import Features
+
+from .errors import DiskFull, StorageFailure
+from .segment import ImageData, Segment, Stopped, build_segment, bytes_needed
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25  # how often the background thread looks for work
+MAX_BACKOFF = 30.0  # longest pause between retries of a failed seal or merge
+
+
+class Compaction:
+    """Mixed into IndexStore (store.py), whose state and helpers it uses: every segment the
+    store writes is written here (a seal, a merge, or a batch large enough to skip the log)."""
+
+    def _bulk(self, removes: list[str], adds: list[tuple[str, str, dict, Features]]) -> None:
+        with self._maintenance:
+            with self._mutex:
+                if not self.backend:
+                    self.backend, self.dimension = adds[0][3].backend, adds[0][3].dimension
+                name = self._new_name("seg")
+            images = [
+                ImageData(
+                    i,
+                    label,
+                    f.descriptors,
+                    f.locations,
+                    f.image_size[0],
+                    f.image_size[1],
+                    dict(meta),
+                )
+                for i, label, meta, f in adds
+            ]
+            segment = self._build(images, name, "the change")
+            with self._mutex:
+                saved = self._saved()
+                self._apply_remove(removes)  # tombstones go into the same manifest write
+                self.segments.append(segment)
+                self._commit(saved, segment, "the change")
+                self.view = self._make_view()
+                self._last_write = time.monotonic()
+
+    def _build(self, images: list[ImageData], name: str, what: str) -> Segment:
+        """Write a segment, refusing up front when the disk cannot hold it; on failure
+        nothing of it is left behind."""
+        tmp = self.dir / f".tmp-{name}"
+        need = bytes_needed(images, self.dimension, self.settings.n_trees)
+        if self.free_bytes() < need:
+            self._set_disk_full(True)
+            raise DiskFull(
+                f"index disk full: {self.free_bytes()} bytes free in {self.dir}, about {need} "
+                f"needed; {what} was not written. Free space or grow the volume"
+            )
+        try:
+            return build_segment(
+                images,
+                self.dimension,
+                self.settings.n_trees,
+                tmp,
+                self.dir / name,
+                self._stop.is_set,
+            )
+        except Stopped:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise self._storage_error(exc, what) from exc
+
+    def seal(self) -> bool:
+        """Turn the growing buffer into a sealed segment. True when one was written."""
+        with self._maintenance:
+            with self._mutex:
+                if not self.growing:
+                    return False
+                images = list(self.growing.values())
+                # New changes go to a fresh log from here on (an empty one left by a failed
+                # seal is kept); the old logs stay listed until the segment that holds
+                # their adds is in the manifest.
+                if self._writer.size() > 0 or self._writer.broken:
+                    try:
+                        fresh = self._start_wal()
+                    except OSError as exc:
+                        raise self._storage_error(exc, "the sealed segment") from exc
+                    self._writer.close()
+                    self._writer = fresh
+                sealed_wals = [p for p in self.wals if p != self._writer.path]
+                name = self._new_name("seg")
+            segment = self._build(images, name, "the sealed segment")
+            with self._mutex:
+                saved = self._saved()
+                self.segments.append(segment)
+                served = []
+                for im in images:
+                    if self.growing.get(im.image_id) is im:
+                        served.append(im.image_id)  # from now on served by the segment
+                    else:  # removed or replaced while sealing: its sealed copy is dead
+                        self.removed.add((name, im.image_id))
+                self.wals = [p for p in self.wals if p not in sealed_wals]
+                self._commit(saved, segment, "the sealed segment")
+                for image_id in served:
+                    del self.growing[image_id]
+                for p in sealed_wals:
+                    p.unlink(missing_ok=True)
+                if self.growing:
+                    self._growing_since = time.monotonic()
+                self.view = self._make_view()
+            log.info("sealed %d images into %s", len(images), name)
+            return True
+
+    def merge(self) -> bool:
+        """Rewrite all sealed segments as one, dropping removed images' rows."""
+        with self._maintenance:
+            with self._mutex:
+                old = list(self.segments)
+                if len(old) < 2 and not self.removed:
+                    return False
+                removed = set(self.removed)
+                name = self._new_name("seg")
+            keep = [
+                s.image_data(i)
+                for s in old
+                for i, m in enumerate(s.images)
+                if (s.name, m.image_id) not in removed
+            ]
+            merged = self._build(keep, name, "the merged segment") if keep else None
+            with self._mutex:
+                saved = self._saved()
+                gone = {s.name for s in old}
+                # images removed while merging: tombstone their copy in the merged segment
+                late = {i for seg, i in self.removed - removed if seg in gone}
+                self.segments = ([merged] if merged else []) + self.segments[len(old) :]
+                self.removed = {(seg, i) for seg, i in self.removed if seg not in gone}
+                self.removed |= {(name, i) for i in late}
+                self._commit(saved, merged, "the merged segment")
+                for seg_name in gone:
+                    self._ids_cache.pop(seg_name, None)
+                self.view = self._make_view()
+            for s in old:
+                shutil.rmtree(s.path, ignore_errors=True)  # open mmaps stay valid on POSIX
+            log.info("merged %d segments into %s (%d images)", len(old), name, len(keep))
+            return True
+
+    def needs_merge(self) -> bool:
+        with self._mutex:
+            if len(self.segments) > self.settings.max_segments:
+                return True
+            if not self.removed:  # the common case, checked four times a second
+                return False
+            rows = sum(s.rows for s in self.segments)
+            dead_rows = sum(
+                m.count
+                for s in self.segments
+                for m in s.images
+                if (s.name, m.image_id) in self.removed
+            )
+            return rows > 0 and dead_rows / rows > self.settings.max_dead_fraction
+
+    def _idle_compaction_due(self) -> bool:
+        idle = self.settings.idle_merge_seconds
+        with self._mutex:
+            return (
+                idle > 0
+                and not self.growing
+                and (len(self.segments) > 1 or bool(self.removed))
+                and time.monotonic() - self._last_write >= idle
+            )
+
+    def _background(self) -> None:
+        """Seal and merge when due. A failure (a full disk, say) is logged once and
+        retried with a growing pause, up to MAX_BACKOFF; the first success resets it."""
+        pause = POLL_SECONDS
+        while not self._stop.wait(pause):
+            try:
+                with self._mutex:
+                    size = sum(len(i.descriptors) for i in self.growing.values())
+                    due = self.growing and (
+                        size >= self.settings.seal_descriptors
+                        or time.monotonic() - self._growing_since >= self.settings.seal_seconds
+                    )
+                if due:
+                    self.seal()
+                if self.needs_merge() or self._idle_compaction_due():
+                    self.merge()
+            except Stopped:
+                return  # shutting down: the WAL still holds everything
+            except (DiskFull, StorageFailure) as exc:
+                if pause == POLL_SECONDS:
+                    log.warning("sealing/merging paused: %s; retrying", exc)
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
+            except Exception:  # keep serving; the next round retries
+                if pause == POLL_SECONDS:
+                    log.exception("background seal/merge failed; retrying")
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
+            if pause != POLL_SECONDS:
+                log.info("sealing/merging resumed")
+                self._set_disk_full(False)
+            pause = POLL_SECONDS

@@ -1,0 +1,97 @@
+"""The MANIFEST of an index directory: which segments and logs are live, and what was
+removed. JSON, replaced atomically (write, fsync, rename, fsync the directory).
+
+Format 3 (written now): logs may hold the index's own records (records.py). Format 2
+(read only): the same fields, logs of API messages; such a directory loads as it is, its
+manifest is rewritten as format 3 at once, and its old logs are replayed until a seal moves
+their images into a segment and deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IndexCorrupt
+from .wal import fsync_dir
+
+log = logging.getLogger(__name__)
+
+NAME = "MANIFEST"
+FORMAT = 3
+READABLE = (2, 3)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    backend: str = ""
+    dimension: int = 0
+    generation: int = 0
+    next: int = 1  # number of the next segment or log name
+    segments: tuple[str, ...] = ()
+    wals: tuple[str, ...] = ()
+    removed: frozenset[tuple[str, str]] = frozenset()  # (segment name, image id)
+    format: int = FORMAT
+
+
+def read(index_dir: Path) -> Manifest:
+    path = index_dir / NAME
+    if not path.exists():
+        return Manifest()
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise IndexCorrupt(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE:
+        found = raw.get("format") if isinstance(raw, dict) else None
+        raise IndexCorrupt(
+            f"{path}: index format {found} is not one this service reads "
+            f"({', '.join(map(str, READABLE))})"
+        )
+    try:
+        return Manifest(
+            backend=raw["backend"],
+            dimension=int(raw["dimension"]),
+            generation=int(raw["generation"]),
+            next=int(raw["next"]),
+            segments=tuple(raw["segments"]),
+            wals=tuple(raw["wals"]),
+            removed=frozenset((seg, image_id) for seg, image_id in raw["removed"]),
+            format=raw["format"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexCorrupt(f"{path}: a field is missing or malformed ({exc!r})") from None
+
+
+def write(index_dir: Path, manifest: Manifest) -> None:
+    body = {
+        "format": FORMAT,
+        "backend": manifest.backend,
+        "dimension": manifest.dimension,
+        "generation": manifest.generation,
+        "next": manifest.next,
+        "segments": list(manifest.segments),
+        "wals": list(manifest.wals),
+        "removed": sorted(map(list, manifest.removed)),
+    }
+    tmp = index_dir / f".{NAME}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(body, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / NAME)
+    fsync_dir(index_dir)
+
+
+def remove_unlisted(index_dir: Path, manifest: Manifest) -> None:
+    """Delete what an interrupted change left behind: segments and logs the manifest does
+    not name, and temporary files. They are never loaded."""
+    keep = {*manifest.segments, *manifest.wals, NAME, "LOCK"}
+    for p in index_dir.iterdir():
+        if p.name not in keep and p.name.startswith(("seg-", "wal-", ".tmp", ".")):
+            log.info("removing %s (not in the manifest: left by an interrupted change)", p)
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
