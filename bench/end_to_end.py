@@ -10,8 +10,8 @@ from bench.common import DATA, pct
 
 def end_to_end(backend: str, requests_per_level: int = 24) -> list[dict]:
     from landmark_client import LandmarkClient
-    from landmark_client.indexing import index_gallery
     from landmark_client.gallery import scan
+    from landmark_client.indexing import index_gallery
     from landmark_client.local import local_services
 
     photos = [g.path.read_bytes() for g in scan(DATA) if g.label != "distractor"]

@@ -47,6 +47,13 @@ class ImageData:
     height: int
     metadata: dict[str, str] = field(default_factory=dict)
 
+    def meta(self, start: int) -> ImageMeta:
+        """Its entry in a segment or in the growing buffer, whose rows begin at ``start``."""
+        n = len(self.descriptors)
+        return ImageMeta(
+            self.image_id, self.label, start, n, self.width, self.height, dict(self.metadata)
+        )
+
 
 @dataclass
 class Segment:
@@ -101,17 +108,7 @@ def build_segment(
     (the caller deletes ``tmp``)."""
     metas, start = [], 0
     for im in images:
-        metas.append(
-            ImageMeta(
-                im.image_id,
-                im.label,
-                start,
-                len(im.descriptors),
-                im.width,
-                im.height,
-                dict(im.metadata),
-            )
-        )
+        metas.append(im.meta(start))
         start += len(im.descriptors)
     total = start
     tmp.mkdir(parents=True, exist_ok=True)

@@ -76,17 +76,7 @@ def build_view(
     for im in growing.values():
         by_id[im.image_id] = len(images)
         g_img.append(np.full(len(im.descriptors), len(images), np.int32))
-        images.append(
-            ImageMeta(
-                im.image_id,
-                im.label,
-                start,
-                len(im.descriptors),
-                im.width,
-                im.height,
-                im.metadata,
-            )
-        )
+        images.append(im.meta(start))
         g_desc.append(im.descriptors)
         g_loc.append(im.locations)
         start += len(im.descriptors)

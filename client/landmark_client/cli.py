@@ -51,7 +51,7 @@ def _index(args: argparse.Namespace) -> int:
         report = index_gallery(args.dir, client, args.distractor_label)
         info = client.search.index_info()
     print(
-        f"{report.found} photos found, {report.already_indexed} already indexed, "
+        f"{report.found} images found, {report.already_indexed} already indexed, "
         f"{report.added} added, {len(report.failed)} failed; the index holds "
         f"{info.images} images ({info.descriptors} descriptors, {info.backend})"
     )

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
-from landmark.v1 import search_pb2, search_pb2_grpc
+from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2
 from serving import runtime
 from serving.metrics import Metrics
 
@@ -70,7 +70,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 self.limits, len(features), request.top_k, opts.shortlist, opts.min_inliers
             )
             min_inliers = self.params.min_inliers_for(features.backend, opts.min_inliers)
-            ask = search_pb2.NeighboursRequest(
+            ask = shard_pb2.NeighboursRequest(
                 features=request.features,
                 k=self.params.k,
                 exclude_image_ids=opts.exclude_image_ids,
@@ -115,7 +115,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 image_id = images[i].image_id
                 by_shard.setdefault(shard_of(image_id, self.shards.count), []).append(image_id)
             asks = {
-                shard: search_pb2.MatchRequest(features=request.features, image_ids=ids)
+                shard: shard_pb2.MatchRequest(features=request.features, image_ids=ids)
                 for shard, ids in by_shard.items()
             }
             got, lost = self.shards.call("Match", asks, self._timeout(context), self._auth(context))

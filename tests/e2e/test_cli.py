@@ -84,9 +84,81 @@ def test_match_draws_a_picture(services, tmp_path):
     img.resize((img.width // 2, img.height // 2)).save(view)
     proc = run("match", str(view), str(sample_photo("coffee.png")), "--out", str(out), env=services)
     inliers = int(proc.stdout.split()[0])
-    assert inliers >= 30
+    assert inliers >= 30 and ": match (a search needs 9)" in proc.stdout  # aliked's threshold
     picture = Image.open(out)
     assert picture.width > picture.height > 300
+    # two different photos: a handful of chance correspondences, judged by the threshold a
+    # search uses, not by "any inlier at all"
+    proc = run(
+        "match",
+        str(sample_photo("astronaut.png")),
+        str(sample_photo("coffee.png")),
+        "--out",
+        str(out),
+        env=services,
+    )
+    assert int(proc.stdout.split()[0]) < 9 and ": no match (a search needs 9)" in proc.stdout
+
+
+def test_match_goes_through_the_running_services_it_is_given(services, tmp_path):
+    """--search is honoured: a dead search address fails the match, naming it."""
+    proc = run(
+        "match",
+        str(sample_photo("coffee.png")),
+        str(sample_photo("coffee.png")),
+        "--extractor",
+        services["LANDMARK_EXTRACTOR"],
+        "--search",
+        "127.0.0.1:1",
+        "--out",
+        str(tmp_path / "m.png"),
+        "--timeout",
+        "5",
+        check=False,
+    )
+    assert proc.returncode == 1 and "search service at 127.0.0.1:1" in proc.stderr
+
+
+def test_a_folder_given_as_a_photo_says_so(services, gallery, tmp_path):
+    query = run("query", str(gallery), env=services, check=False)
+    match = run(
+        "match", str(gallery), str(sample_photo("coffee.png")), "--out", str(tmp_path / "m.png"),
+        env=services, check=False,
+    )  # fmt: skip
+    for proc in (query, match):
+        assert proc.returncode == 2, proc.stderr
+        assert "is a folder: give the path of one photo" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_swapped_ports_name_the_service_and_the_address(services):
+    swapped = {
+        "LANDMARK_EXTRACTOR": services["LANDMARK_SEARCH"],
+        "LANDMARK_SEARCH": services["LANDMARK_EXTRACTOR"],
+    }
+    proc = run("query", str(sample_photo("coffee.png")), env=swapped, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"the server at {services['LANDMARK_SEARCH']} is not the extractor" in proc.stderr
+    assert "listen on different ports" in proc.stderr
+
+
+def test_index_leaves_the_distractor_folder_out(services, gallery, tmp_path):
+    root = tmp_path / "with-distractors"
+    shutil.copytree(gallery, root)
+    (root / "distractor").mkdir()
+    shutil.copy(sample_photo("rocket.jpg"), root / "distractor" / "rocket.jpg")
+    proc = run("index", str(root), env=services)
+    assert "1 photos labeled 'distractor' left out" in proc.stdout
+    listed = run("query", str(sample_photo("rocket.jpg")), "--json", env=services).stdout
+    assert json.loads(listed)["label"] is None  # no "distractor" answer
+
+
+def test_help_says_what_each_argument_is():
+    query = " ".join(run("query", "--help").stdout.split())
+    assert "image the photo (a file path)" in query and "candidates to list (default: 5)" in query
+    evaluation = " ".join(run("eval", "--help").stdout.split())
+    assert "(default: distractor)" in evaluation
+    assert "serve" not in run("--help").stdout  # the services run from their own packages
 
 
 def test_bad_input_gives_a_message_not_a_traceback(services, tmp_path):

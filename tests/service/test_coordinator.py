@@ -6,9 +6,9 @@ import grpc
 import pytest
 
 from landmark_client import ImageToAdd, LandmarkError, SearchClient
-from search_service import coordinator as coordinator_mod
 from search_service.config import SearchConfig
 from search_service.coordinator import CoordinatorConfig, create_server
+from search_service.coordinator import shards as coordinator_mod
 from search_service.server import create_server as create_search
 from search_service.sharding import shard_of
 from tests.service.test_security import READ_TOKEN, WRITE_TOKEN, features
