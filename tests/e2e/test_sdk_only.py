@@ -58,3 +58,30 @@ def test_sdk_alone(tmp_path, extractor_server, search_server):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SDK OK" in run.stdout
+
+    # the command line with the SDK's `cli` extra (progress bars, pictures) and no server
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", f"{REPO / 'client'}[cli]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    landmark = venv / "bin" / "landmark"
+    addresses = ["--extractor", extractor_server, "--search", search_server]
+    photo = str(sample_photo())
+    match = subprocess.run(
+        [str(landmark), "match", photo, photo, *addresses, "--out", str(tmp_path / "m.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert match.returncode == 0, match.stdout + match.stderr
+    assert ": match (a search needs" in match.stdout and (tmp_path / "m.png").stat().st_size
+    # a command that would start local services says what to install, without a traceback
+    evaluation = subprocess.run(
+        [str(landmark), "eval", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert evaluation.returncode == 2
+    assert "service is not installed in this Python" in evaluation.stderr
+    assert "Traceback" not in evaluation.stderr

@@ -55,3 +55,20 @@ def test_compose_file_parses_and_names_its_shards():
     assert command[2] == ",".join(f"{n}:50052" for n in shards)
     for n, name in enumerate(shards):
         assert services[name]["command"] == ["landmark-search", "--shard-index", str(n)]
+
+
+def test_the_commands_the_images_run_are_the_projects_console_scripts():
+    import re
+
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    used = set()
+    for path in [*(REPO / "deploy").glob("Dockerfile.*"), *K8S, REPO / "deploy/docker-compose.yml"]:
+        used |= set(re.findall(r"\blandmark-[a-z]+\b", path.read_text()))
+    used -= {"landmark-tokens"}  # a Kubernetes secret; image names equal the scripts' names
+    assert used <= set(scripts), used - set(scripts)
+    assert {"landmark-extractor", "landmark-search", "landmark-coordinator"} <= used
+    for target in scripts.values():  # each names a function that exists
+        module, func = target.split(":")
+        assert callable(getattr(__import__(module, fromlist=[func]), func))
