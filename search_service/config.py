@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from serving.config import HOST_HELP, MAX_RPCS_HELP, METRICS_PORT_HELP, PORT_HELP, ServingConfig
 from serving.settings import check_positive, setting
 
+from .engine import THREADS
 from .limits import RequestLimits
 from .ranking import MIN_INLIERS, SearchParams
 from .store import StoreSettings
@@ -26,7 +27,9 @@ _BY_KIND = ", ".join(f"{kind} {n}" for kind, n in MIN_INLIERS.items())
 class RankingConfig(ServingConfig):
     """What a search service and a coordinator share: how searches are ranked and bounded."""
 
-    threads: int = setting(2, "LANDMARK_SEARCH_THREADS", "threads matching and verifying a search")
+    threads: int = setting(
+        THREADS, "LANDMARK_SEARCH_THREADS", "threads looking up, matching and verifying a search"
+    )
     neighbours: int = setting(
         _SEARCH.k, "LANDMARK_NEIGHBOURS", "nearest database descriptors per query descriptor"
     )

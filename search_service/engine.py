@@ -43,6 +43,8 @@ __all__ = ["OnConflict", "RequestLimits", "SearchEngine"]
 
 log = logging.getLogger(__name__)
 
+THREADS = 2  # threads looking up, matching and verifying one search (1 = none extra)
+
 
 class OnConflict(Enum):
     ERROR = 0
@@ -62,8 +64,7 @@ class SearchEngine:
         self,
         index_dir: Path,
         params: SearchParams | None = None,
-        n_trees: int = 16,
-        threads: int = 2,
+        threads: int = THREADS,
         store_settings: StoreSettings | None = None,
         background: bool = True,
         limits: RequestLimits | None = None,
@@ -71,8 +72,7 @@ class SearchEngine:
         self.index_dir = Path(index_dir)
         self.params = params or SearchParams()
         self.limits = limits or RequestLimits()
-        settings = store_settings or StoreSettings(n_trees=n_trees)
-        self.store = IndexStore(self.index_dir, settings, background=background)
+        self.store = IndexStore(self.index_dir, store_settings, background=background)
         self._write_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
         single_threaded_blas()  # parallelism comes from the pool, not from BLAS

@@ -115,14 +115,14 @@ def _log_posture(config: ServingConfig, auth: TokenAuth, port: int, metrics_port
         log.info("listening on %s with %s", where, mode)
     elif config.bind_host in ("127.0.0.1", "localhost", "::1"):
         log.info(
-            "listening on %s in plaintext, loopback only (set tls_cert and tls_key to serve "
+            "listening on %s in plaintext, loopback only (give --tls-cert and --tls-key to serve "
             "other hosts)",
             where,
         )
     else:
         log.warning(
             "listening on %s in PLAINTEXT on a non-loopback address: anyone who can reach it "
-            "can read the traffic; configure tls_cert and tls_key",
+            "can read the traffic; give --tls-cert and --tls-key",
             where,
         )
     if auth.enabled:

@@ -171,7 +171,7 @@ def test_bad_input_gives_a_message_not_a_traceback(services, tmp_path):
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
 
 
-def test_serve_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_path):
+def test_a_service_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_path):
     env = {**os.environ, "LANDMARK_SEARCH_PORT": "0", "LANDMARK_INDEX_DIR": str(tmp_path / "i")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "search_service"],
@@ -188,6 +188,8 @@ def test_serve_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+    # its start-up log names the flags that turn TLS on, not the settings' field names
+    assert "give --tls-cert and --tls-key" in proc.stderr.read()
 
 
 def test_eval_json_on_a_small_gallery(tmp_path):
