@@ -25,8 +25,11 @@ def extract_real(cache: Path, backend: str) -> dict:
     for i, g in enumerate(images):
         f = feats[g.image_id]
         arrays[f"d{i}"], arrays[f"l{i}"] = f.descriptors, f.locations
+    never_queried = [feats[g.image_id].descriptors for g in images if g.label == "distractor"]
+    never_queried += [f.descriptors for f in _sample_photo_features(core)]
     np.savez(
         cache,
+        pool=np.concatenate(never_queried),
         ids=np.array([g.image_id for g in images]),
         labels=np.array([g.label for g in images]),
         sizes=np.array([f.image_size for f in feats.values()]),
@@ -34,6 +37,35 @@ def extract_real(cache: Path, backend: str) -> dict:
         **arrays,
     )
     return {"images": len(images)}
+
+
+def _sample_photo_features(core) -> list:  # noqa: ANN001
+    """Features of scikit-image's photos and of two generated views of each: real
+    descriptors of photos that are never queries, for the ``real`` padding."""
+    import io
+
+    import skimage
+    from PIL import Image
+
+    from landmark_client.demo import synthetic_views
+
+    folder = Path(skimage.__file__).parent / "data"
+    photos = [p for p in sorted(folder.glob("*")) if p.suffix in (".png", ".jpg")]
+    out = []
+    for i, path in enumerate(photos):
+        with Image.open(path) as img:
+            if min(img.size) < 256:
+                continue
+        views = [Image.open(path).convert("RGB")] + [v for _, v in synthetic_views(path, i)]
+        for view in views:
+            buf = io.BytesIO()
+            view.save(buf, format="PNG")
+            out.append(core.extract(buf.getvalue()).features)
+    return out
+
+
+def load_pool(cache: Path) -> np.ndarray:
+    return np.load(cache)["pool"]
 
 
 def load_real(cache: Path):

@@ -25,14 +25,14 @@ import numpy as np
 from bench.baseline import baseline_run
 from bench.common import RESULTS, ROOT, pct
 from bench.end_to_end import end_to_end
-from bench.extraction import extract_real, extraction_throughput, load_real
+from bench.extraction import extract_real, extraction_throughput, load_pool, load_real
 
 SIZES = (100, 1000, 10000)
 SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 
 
-def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
-    from bench.synthetic import DescriptorModel, synthetic_images
+def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
+    from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
     from landmark_client import SearchClient
     from search_service.config import SearchConfig
     from search_service.engine import RequestLimits, SearchEngine
@@ -41,13 +41,15 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
 
     real = load_real(cache)
     model = DescriptorModel(np.concatenate([f.descriptors for _, _, f in real]))
+    pad = model if padding == "gaussian" else DescriptorPool(load_pool(cache))
     entries = [(i, lab, {}, f) for i, lab, f in real]
     extra = max(0, size - len(real))
     backend = real[0][2].backend
-    entries += [(i, "synthetic", {}, f) for i, f in synthetic_images(model, extra, 1000, backend)]
+    entries += [(i, "synthetic", {}, f) for i, f in synthetic_images(pad, extra, 1000, backend)]
     queries = [(i, lab, f) for i, lab, f in real if lab != "distractor"]
     result: dict = {
         "size": size,
+        "padding": padding,
         "real_images": len(real),
         "generated_images": extra,
         "queries": len(queries),
@@ -123,7 +125,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int) -> None:
             "share_of_search_p50": round(float(np.median(overhead / lat)), 3),
         }
 
-        if size == 1000:
+        if size == 1000 and padding == "gaussian":
             result["annoy_sweep"] = [
                 {"n_trees": 16, "search_k": k, **run(engine, k)} for k in SWEEP_SEARCH_K
             ]
@@ -150,12 +152,15 @@ def main() -> int:
     parser.add_argument("--cache")
     parser.add_argument("--out")
     parser.add_argument("--baseline-queries", type=int, default=0)
+    parser.add_argument("--padding", default="gaussian", choices=("gaussian", "real"))
     parser.add_argument(
         "--backend", default="aliked", help="features of the search workload (aliked)"
     )
     args = parser.parse_args()
     if args.child_size:
-        size_run(args.child_size, Path(args.cache), Path(args.out), args.baseline_queries)
+        size_run(
+            args.child_size, Path(args.cache), Path(args.out), args.baseline_queries, args.padding
+        )
         return 0
 
     from bench.machine import describe
@@ -175,10 +180,11 @@ def main() -> int:
         print("extraction throughput ...", flush=True)
         report["extraction"] = extraction_throughput()
         report["search"] = []
-        for size in (int(s) for s in args.sizes.split(",")):
-            print(f"search at {size} database images ...", flush=True)
-            out = Path(tmp) / f"size{size}.json"
-            baseline = {100: 1, 1000: -1}.get(size, 0)
+        runs = [(int(s), p) for s in args.sizes.split(",") for p in ("gaussian", "real")]
+        for size, padding in runs:
+            print(f"search at {size} database images, {padding} padding ...", flush=True)
+            out = Path(tmp) / f"size{size}-{padding}.json"
+            baseline = {100: 1, 1000: -1}.get(size, 0) if padding == "gaussian" else 0
             subprocess.run(
                 [
                     sys.executable,
@@ -192,6 +198,8 @@ def main() -> int:
                     str(out),
                     "--baseline-queries",
                     str(baseline),
+                    "--padding",
+                    padding,
                 ],
                 check=True,
                 cwd=ROOT,

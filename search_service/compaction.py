@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 
 from landmark.wire import Features
 
 from .errors import DiskFull, StorageFailure
-from .segment import ImageData, Segment, Stopped, build_segment, bytes_needed
+from .segment import ImageData, Segment, Stopped, StoredImages, build_segment, bytes_needed
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,13 @@ class Compaction:
                 self.view = self._make_view()
                 self._last_write = time.monotonic()
 
-    def _build(self, images: list[ImageData], name: str, what: str) -> Segment:
+    def _build(self, images: Sequence[ImageData], name: str, what: str) -> Segment:
         """Write a segment, refusing up front when the disk cannot hold it; on failure
         nothing of it is left behind."""
         tmp = self.dir / f".tmp-{name}"
-        need = bytes_needed(images, self.dimension, self.settings.n_trees)
+        need = bytes_needed(
+            images, self.dimension, self.settings.n_trees, self.settings.projection_dim
+        )
         if self.free_bytes() < need:
             self._set_disk_full(True)
             raise DiskFull(
@@ -73,6 +76,7 @@ class Compaction:
                 tmp,
                 self.dir / name,
                 self._stop.is_set,
+                self.settings.projection_dim,
             )
         except Stopped:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -131,12 +135,14 @@ class Compaction:
                     return False
                 removed = set(self.removed)
                 name = self._new_name("seg")
-            keep = [
-                s.image_data(i)
-                for s in old
-                for i, m in enumerate(s.images)
-                if (s.name, m.image_id) not in removed
-            ]
+            keep = StoredImages(
+                [
+                    (s, i)
+                    for s in old
+                    for i, m in enumerate(s.images)
+                    if (s.name, m.image_id) not in removed
+                ]
+            )
             merged = self._build(keep, name, "the merged segment") if keep else None
             with self._mutex:
                 saved = self._saved()

@@ -83,6 +83,11 @@ class SearchConfig(RankingConfig):
         -1, "LANDMARK_SHARD_INDEX", "this shard's number (0-based) when sharded; -1 = not"
     )
     n_trees: int = setting(_STORE.n_trees, "LANDMARK_ANNOY_TREES", "Annoy trees per segment")
+    projection_dim: int = setting(
+        _STORE.projection_dim,
+        "LANDMARK_PROJECTION_DIM",
+        "dimension of the PCA projection Annoy indexes (new segments)",
+    )
     search_k: int = setting(
         _SEARCH.search_k,
         "LANDMARK_ANNOY_SEARCH_K",
@@ -110,7 +115,14 @@ class SearchConfig(RankingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "max_add_features", "n_trees", "seal_descriptors", "max_segments")
+        check_positive(
+            self,
+            "max_add_features",
+            "n_trees",
+            "projection_dim",
+            "seal_descriptors",
+            "max_segments",
+        )
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:
@@ -122,6 +134,7 @@ class SearchConfig(RankingConfig):
     def store_settings(self) -> StoreSettings:
         return StoreSettings(
             n_trees=self.n_trees,
+            projection_dim=self.projection_dim,
             seal_descriptors=self.seal_descriptors,
             seal_seconds=self.seal_seconds,
             max_segments=self.max_segments,

@@ -19,6 +19,7 @@ import numpy as np
 from annoy import AnnoyIndex
 from threadpoolctl import threadpool_limits
 
+from .segment import Segment
 from .view import View
 
 
@@ -53,6 +54,7 @@ def single_threaded_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+RERANK = 2  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
 DEAD_EXTRA = 4  # a segment with removed images is asked for up to k * (1 + this) neighbours
 
 
@@ -81,6 +83,32 @@ def ann_lookup(
         # chunks of 128 queries keep every worker busy, whatever the pool's size
         list(pool.map(lambda lo: run(lo, min(lo + 128, n)), range(0, n, 128)))
     return ids, dists
+
+
+def segment_lookup(
+    seg: Segment,
+    queries: np.ndarray,
+    n: int,
+    search_k: int,
+    pool: ThreadPoolExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The n nearest rows of one segment per query: ids [Q, n] (-1 = none) and distances
+    between the full descriptors. A compact segment's Annoy holds projections: it is asked
+    for RERANK times n candidates, which are ranked again by their full descriptors. The
+    nodes inspected (search_k) follow k, not the spare neighbours."""
+    if seg.projection is None:
+        return ann_lookup(seg.annoy, queries, n, search_k, pool)
+    wide = RERANK * n
+    ids, _ = ann_lookup(seg.annoy, seg.projection(queries), wide, search_k, pool)
+    valid = ids >= 0
+    rows = seg.unit_rows(np.where(valid, ids, 0).ravel()).reshape(*ids.shape, -1)
+    with _BLAS:
+        cosine = np.einsum("qd,qkd->qk", queries, rows)
+    # unit vectors: distance = sqrt(2 - 2 cosine)
+    dist = np.where(valid, np.sqrt(np.maximum(2.0 - 2.0 * cosine, 0.0)), np.inf)
+    order = np.lexsort((ids, dist), axis=1)[:, :n]  # by distance; ties by row
+    found = np.take_along_axis(dist, order, axis=1).astype(np.float32)
+    return np.where(np.isfinite(found), np.take_along_axis(ids, order, axis=1), -1), found
 
 
 def exact_knn(
@@ -154,11 +182,10 @@ def knn(
         # an image may hold several of a descriptor's nearest rows (itself, when it is
         # the query): two spare neighbours per left-out image
         n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
-        # the nodes inspected follow k, not the spare neighbours: same cost as without them
-        ids, d = ann_lookup(seg.annoy, queries, n, search_k or k * seg.n_trees * 3, pool)
+        ids, d = segment_lookup(seg, queries, n, search_k or k * seg.n_trees * 3, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
-        image = seg.row_image[local] + lo
+        image = seg.image_of(local) + lo
         if dead.size:
             valid &= ~np.isin(image, dead)
             d = np.where(valid, d, np.inf).astype(np.float32)

@@ -1,27 +1,43 @@
 """A sealed segment: an immutable, mmap-loaded Annoy index over some images' descriptors.
 
-    seg-000042/  meta.json  descriptors.npy  locations.npy  row_image.npy  index.ann
+    seg-000042/  meta.json          format, dimensions, trees, the images (id, label,
+                                    metadata, first row, keypoint count, size)
+                 descriptors.npy    [N, D] int8     } row r of these is Annoy item r
+                 locations.npy      [N, 2] uint16   }
+                 projection.npz     mean [D] and axes [D, P] of the PCA projection
+                 index.ann          Annoy (euclidean) over the P-D projections
 
-Annoy row r is row r of the .npy files; row_image[r] is the image's number within the
-segment, and r - image.start its keypoint number. A segment is written in a temporary
-folder, fsynced, then renamed; it becomes live only when the manifest names it.
+compact.py says how the rows are stored. Format 2 (read only: float32 descriptors and
+locations, a row_image.npy, Annoy over the full descriptors) loads as it is; the next merge
+rewrites its images in format 3. A segment is written in a temporary folder, fsynced, then
+renamed; it becomes live only when the manifest names it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from annoy import AnnoyIndex
 
+from .compact import (
+    Covariance,
+    Projection,
+    dequantize_descriptors,
+    dequantize_locations,
+    quantize_descriptors,
+    quantize_locations,
+)
 from .errors import IndexCorrupt
 from .wal import fsync_dir
 
-FORMAT = 2
+FORMAT = 3
+READABLE = (2, 3)
+PROJECTION_DIM = 24  # Annoy's dimension (docs/index-design.md has the measurements)
 
 
 @dataclass(frozen=True)
@@ -61,33 +77,72 @@ class Segment:
     path: Path
     dimension: int
     images: list[ImageMeta]
-    descriptors: np.ndarray  # [N, D] (mmap)
-    locations: np.ndarray  # [N, 2] (mmap)
-    row_image: np.ndarray  # [N] int32
+    descriptors: np.ndarray  # [N, D] int8 (format 2: float32), mapped
+    locations: np.ndarray  # [N, 2] uint16 (format 2: float32), mapped
+    starts: np.ndarray  # [images] first row of each image, ascending
     annoy: AnnoyIndex
     n_trees: int
+    projection: Projection | None  # None: Annoy holds the full descriptors (format 2)
 
     @property
     def rows(self) -> int:
-        return int(self.row_image.shape[0])
+        return int(self.descriptors.shape[0])
+
+    @property
+    def compact(self) -> bool:
+        return self.descriptors.dtype == np.int8
 
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
-    def image_data(self, index: int) -> ImageData:
-        """One image's features as views of the segment's mapped files: a merge streams
-        them into the new segment without holding the old ones in memory."""
+    def image_of(self, rows: np.ndarray) -> np.ndarray:
+        """The image number (within the segment) of each row."""
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
+    def unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Descriptors of ``rows`` as float32 unit vectors."""
+        got = self.descriptors[rows]
+        return dequantize_descriptors(got) if self.compact else np.asarray(got, np.float32)
+
+    def features(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors [n, D] and (x, y) locations [n, 2] of image ``index``, as float32."""
         m = self.images[index]
         rows = slice(m.start, m.start + m.count)
-        return ImageData(
-            m.image_id,
-            m.label,
-            self.descriptors[rows],
-            self.locations[rows],
-            m.width,
-            m.height,
-            dict(m.metadata),
+        if not self.compact:
+            return np.asarray(self.descriptors[rows]), np.asarray(self.locations[rows])
+        return (
+            dequantize_descriptors(self.descriptors[rows]),
+            dequantize_locations(self.locations[rows], (m.width, m.height)),
         )
+
+    def image_data(self, index: int) -> ImageData:
+        """One image's features, read from the mapped files: a merge streams them into the
+        new segment image by image, without holding the old segments in memory."""
+        m = self.images[index]
+        descriptors, locations = self.features(index)
+        return ImageData(
+            m.image_id, m.label, descriptors, locations, m.width, m.height, dict(m.metadata)
+        )
+
+
+class StoredImages(Sequence[ImageData]):
+    """Images of sealed segments, read from their mapped files each time they are asked
+    for: a merge passes over them several times without holding them in memory."""
+
+    def __init__(self, where: list[tuple[Segment, int]]) -> None:
+        self.where = where
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def row_count(self) -> int:
+        return sum(segment.images[index].count for segment, index in self.where)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (Sequence's overloads)
+        if isinstance(i, slice):
+            return StoredImages(self.where[i])
+        segment, index = self.where[i]
+        return segment.image_data(index)
 
 
 class Stopped(Exception):
@@ -95,42 +150,53 @@ class Stopped(Exception):
 
 
 def build_segment(
-    images: list[ImageData],
+    images: Sequence[ImageData],
     dimension: int,
     n_trees: int,
     tmp: Path,
     final: Path,
     stopping: Callable[[], bool] = lambda: False,
+    projection_dim: int = PROJECTION_DIM,
 ) -> Segment:
     """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
 
-    ``stopping`` is polled between images; when it answers True the build raises Stopped
-    (the caller deletes ``tmp``)."""
+    Two passes over the images, one image at a time: the first writes the int8 descriptors
+    and uint16 locations and accumulates the covariance, the second adds the projections to
+    Annoy. ``stopping`` is polled between images; when it answers True the build raises
+    Stopped (the caller deletes ``tmp``)."""
     metas, start = [], 0
     for im in images:
         metas.append(im.meta(start))
-        start += len(im.descriptors)
+        start += metas[-1].count
     total = start
     tmp.mkdir(parents=True, exist_ok=True)
+    covariance = Covariance(dimension)
+
+    def quantized() -> Iterator[np.ndarray]:
+        for im in images:
+            if stopping():
+                raise Stopped("shutting down")
+            covariance.add(im.descriptors)
+            yield quantize_descriptors(im.descriptors)
+
     # Ordinary writes, not memory-mapped files: on a full disk a write fails with an
     # OSError the store can handle, where a store into a sparse mapping kills the process
     # with SIGBUS.
+    _write_rows(tmp / "descriptors.npy", np.int8, (total, dimension), quantized())
     _write_rows(
-        tmp / "descriptors.npy", np.float32, (total, dimension), [im.descriptors for im in images]
+        tmp / "locations.npy",
+        np.uint16,
+        (total, 2),
+        (quantize_locations(im.locations, (im.width, im.height)) for im in images),
     )
-    _write_rows(tmp / "locations.npy", np.float32, (total, 2), [im.locations for im in images])
-    _write_rows(
-        tmp / "row_image.npy",
-        np.int32,
-        (total,),
-        [np.full(m.count, i, np.int32) for i, m in enumerate(metas)],
-    )
-    annoy = AnnoyIndex(dimension, "euclidean")
+    projection = covariance.projection(projection_dim)
+    np.savez(tmp / "projection.npz", mean=projection.mean, axes=projection.axes)
+    annoy = AnnoyIndex(projection.dimension, "euclidean")
     row = 0
     for im in images:
         if stopping():
             raise Stopped("shutting down")
-        for vector in np.asarray(im.descriptors, np.float32):
+        for vector in projection(im.descriptors):
             annoy.add_item(row, vector)
             row += 1
     if stopping():
@@ -142,6 +208,7 @@ def build_segment(
     meta = {
         "format": FORMAT,
         "dimension": dimension,
+        "projected_dimension": projection.dimension,
         "metric": "euclidean",
         "n_trees": n_trees,
         "descriptors": total,
@@ -160,15 +227,24 @@ def build_segment(
     return load_segment(final)
 
 
-def bytes_needed(images: list[ImageData], dimension: int, n_trees: int) -> int:
-    """About what ``build_segment`` writes for ``images``: the arrays, and Annoy's nodes
-    (one per row plus about one split node per row and tree)."""
-    rows = sum(len(im.descriptors) for im in images)
-    node = 12 + 4 * dimension
-    return rows * (4 * dimension + 8 + 4) + rows * node * 2 + 64 * 1024 * (1 + n_trees)
+def bytes_needed(
+    images: Sequence[ImageData], dimension: int, n_trees: int, projection_dim: int = PROJECTION_DIM
+) -> int:
+    """A little more than what ``build_segment`` writes for ``images``: D + 4 bytes of row
+    data, and Annoy's nodes: one of 16 + 4·P bytes per row plus its trees' leaf and split
+    nodes, measured at 12-13 bytes per row and tree whatever P."""
+    rows = (
+        images.row_count()
+        if isinstance(images, StoredImages)
+        else sum(len(im.descriptors) for im in images)
+    )
+    node = 16 + 4 * min(projection_dim, dimension)
+    return rows * (dimension + 4 + node + 14 * n_trees) + 64 * 1024 * (1 + n_trees)
 
 
-def _write_rows(path: Path, dtype: type, shape: tuple[int, ...], chunks: list[np.ndarray]) -> None:
+def _write_rows(
+    path: Path, dtype: type, shape: tuple[int, ...], chunks: Iterable[np.ndarray]
+) -> None:
     """An .npy file of ``shape`` written chunk by chunk, without assembling it in memory."""
     with open(path, "wb") as fh:
         header = {
@@ -184,28 +260,40 @@ def _write_rows(path: Path, dtype: type, shape: tuple[int, ...], chunks: list[np
 def load_segment(path: Path) -> Segment:
     try:
         meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise IndexCorrupt(f"{path}: segment format {meta.get('format')} is not {FORMAT}")
-        annoy = AnnoyIndex(int(meta["dimension"]), meta["metric"])
+        if meta.get("format") not in READABLE:
+            raise IndexCorrupt(
+                f"{path}: segment format {meta.get('format')} is not one this service reads"
+            )
+        compact = meta["format"] >= 3
+        projection = None
+        if compact:
+            with np.load(path / "projection.npz", allow_pickle=False) as npz:
+                projection = Projection(npz["mean"], npz["axes"])
+        annoy_dim = projection.dimension if projection else int(meta["dimension"])
+        annoy = AnnoyIndex(annoy_dim, meta["metric"])
         annoy.load(str(path / "index.ann"))  # mmap: shared between processes
+        images = [ImageMeta(**m) for m in meta["images"]]
         seg = Segment(
             name=path.name,
             path=path,
             dimension=int(meta["dimension"]),
-            images=[ImageMeta(**m) for m in meta["images"]],
+            images=images,
             descriptors=np.load(path / "descriptors.npy", mmap_mode="r", allow_pickle=False),
             locations=np.load(path / "locations.npy", mmap_mode="r", allow_pickle=False),
-            row_image=np.load(path / "row_image.npy", allow_pickle=False),
+            starts=np.array([m.start for m in images], np.int64),
             annoy=annoy,
             n_trees=int(meta["n_trees"]),
+            projection=projection,
         )
     except IndexCorrupt:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorrupt(f"{path}: cannot load segment ({exc})") from None
+    want = np.int8 if compact else np.float32
     if (
         seg.descriptors.shape != (meta["descriptors"], seg.dimension)
-        or seg.rows != (meta["descriptors"])
+        or seg.descriptors.dtype != want
+        or seg.locations.shape != (meta["descriptors"], 2)
         or annoy.get_n_items() != meta["descriptors"]
     ):
         raise IndexCorrupt(f"{path}: array sizes disagree with meta.json")

@@ -31,7 +31,7 @@ from landmark.wire import Features
 from . import manifest, records
 from .compaction import Compaction
 from .errors import DiskFull, IndexLocked, StorageFailure
-from .segment import ImageData, Segment, load_segment
+from .segment import PROJECTION_DIM, ImageData, Segment, load_segment
 from .view import View, build_view
 from .wal import LogScan, WalWriter, scan
 
@@ -42,7 +42,8 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 @dataclass(frozen=True)
 class StoreSettings:
-    n_trees: int = 16
+    n_trees: int = 8  # with 24-D projections: 8 trees answer like 16 did (index-design.md)
+    projection_dim: int = PROJECTION_DIM  # Annoy's dimension: a PCA projection (compact.py)
     seal_descriptors: int = 20_000  # seal the growing buffer at this size ...
     seal_seconds: float = 2.0  # ... or when its oldest image waits this long
     max_segments: int = 8  # merge all segments when there are more

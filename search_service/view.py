@@ -37,14 +37,12 @@ class View:
 
     def features_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors [N, D] and (x, y) locations [N, 2] of global image number ``image``."""
+        if image < self.growing_first:
+            s = bisect.bisect_right(self.image_offsets, image) - 1
+            return self.segments[s].features(image - self.image_offsets[s])
         meta = self.images[image]
-        if image >= self.growing_first:
-            source_d, source_l = self.growing_descriptors, self.growing_locations
-        else:
-            seg = self.segments[bisect.bisect_right(self.image_offsets, image) - 1]
-            source_d, source_l = seg.descriptors, seg.locations
         rows = slice(meta.start, meta.start + meta.count)
-        return np.asarray(source_d[rows]), np.asarray(source_l[rows])
+        return self.growing_descriptors[rows], self.growing_locations[rows]
 
 
 def build_view(

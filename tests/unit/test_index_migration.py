@@ -89,3 +89,21 @@ def test_image_records_round_trip_and_damage_is_named():
         records.decode(payload[:-4])
     with pytest.raises(IndexCorrupt, match="unknown"):
         records.decode(b"Z{}")
+
+
+def test_a_merge_rewrites_format_2_segments_in_the_compact_format(old_index):
+    store = IndexStore(old_index, QUIET, background=False)
+    assert [s.compact for s in store.segments] == [False]  # the fixture's float32 segment
+    before = {i: store.view.features_of(n) for i, n in store.view.by_id.items()}
+    store.seal()  # the logged images become a compact segment beside the old one
+    assert store.merge()
+    assert [s.compact for s in store.segments] == [True]
+    meta = json.loads((store.segments[0].path / "meta.json").read_text())
+    assert meta["format"] == 3 and "projected_dimension" in meta
+    view = store.view
+    assert sorted(view.by_id) == sorted(before)
+    for image_id, (d, loc) in before.items():
+        d2, loc2 = view.features_of(view.by_id[image_id])
+        assert np.einsum("ij,ij->i", d, d2).min() > 0.999
+        assert np.abs(loc - loc2).max() < 0.01
+    store.close()
