@@ -91,7 +91,7 @@ class SearchConfig(RankingConfig):
     search_k: int = setting(
         _SEARCH.search_k,
         "LANDMARK_ANNOY_SEARCH_K",
-        "Annoy nodes inspected per lookup (0 = neighbours x trees x 3)",
+        "Annoy nodes inspected per lookup (0 = neighbours x 48)",
     )
     seal_descriptors: int = setting(
         _STORE.seal_descriptors,

@@ -54,7 +54,8 @@ def single_threaded_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-RERANK = 2  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
+RERANK = 3  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
+NODES_PER_NEIGHBOUR = 48  # default search_k = k * this: 240 Annoy nodes for k = 5
 DEAD_EXTRA = 4  # a segment with removed images is asked for up to k * (1 + this) neighbours
 
 
@@ -182,7 +183,7 @@ def knn(
         # an image may hold several of a descriptor's nearest rows (itself, when it is
         # the query): two spare neighbours per left-out image
         n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
-        ids, d = segment_lookup(seg, queries, n, search_k or k * seg.n_trees * 3, pool)
+        ids, d = segment_lookup(seg, queries, n, search_k or k * NODES_PER_NEIGHBOUR, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
         image = seg.image_of(local) + lo

@@ -37,7 +37,7 @@ from .wal import fsync_dir
 
 FORMAT = 3
 READABLE = (2, 3)
-PROJECTION_DIM = 24  # Annoy's dimension (docs/index-design.md has the measurements)
+PROJECTION_DIM = 16  # Annoy's dimension (docs/index-design.md has the measurements)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 @dataclass(frozen=True)
 class StoreSettings:
-    n_trees: int = 8  # with 24-D projections: 8 trees answer like 16 did (index-design.md)
+    n_trees: int = 8  # over 16-D projections (docs/index-design.md has the measurements)
     projection_dim: int = PROJECTION_DIM  # Annoy's dimension: a PCA projection (compact.py)
     seal_descriptors: int = 20_000  # seal the growing buffer at this size ...
     seal_seconds: float = 2.0  # ... or when its oldest image waits this long

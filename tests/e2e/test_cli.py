@@ -113,7 +113,7 @@ def test_match_goes_through_the_running_services_it_is_given(services, tmp_path)
         "--out",
         str(tmp_path / "m.png"),
         "--timeout",
-        "5",
+        "30",
         check=False,
     )
     assert proc.returncode == 1 and "search service at 127.0.0.1:1" in proc.stderr
