@@ -67,8 +67,10 @@ def write_report(report: dict, path: Path) -> None:
         "",
         f"Workload: {report.get('backend', 'sift')} features (about 1000 per photo) of the "
         "95 real photos of "
-        "../shared/data/landmarks, plus GENERATED database images whose descriptors follow "
-        "the mean and covariance of the real ones (bench/synthetic.py) to reach each size. "
+        "../shared/data/landmarks, plus GENERATED database images to reach each size, padded "
+        "two ways (bench/synthetic.py): `gaussian`, descriptors drawn with the mean and "
+        "covariance of the real ones, and `real`, real descriptors of photos that are never "
+        "queries, slightly perturbed, which compete for votes as real confusers do. "
         "Queries: the 79 real landmark photos, each excluded from its own search, so top-1 is "
         "measured at every size.",
         "",

@@ -38,6 +38,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
     from search_service.engine import RequestLimits, SearchEngine
     from search_service.ranking import SearchParams
     from search_service.server import create_server
+    from search_service.store import StoreSettings
 
     real = load_real(cache)
     model = DescriptorModel(np.concatenate([f.descriptors for _, _, f in real]))
@@ -127,7 +128,8 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
 
         if size == 1000 and padding == "gaussian":
             result["annoy_sweep"] = [
-                {"n_trees": 16, "search_k": k, **run(engine, k)} for k in SWEEP_SEARCH_K
+                {"n_trees": StoreSettings().n_trees, "search_k": k, **run(engine, k)}
+                for k in SWEEP_SEARCH_K
             ]
             pool, engine._pool = engine._pool, None  # the same index, on one thread
             result["one_thread"] = run(engine)
