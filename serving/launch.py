@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
+from landmark import READY_PREFIX
+
 from . import logs, memory
 from .config import ServingConfig
 from .runtime import Running
@@ -27,7 +29,7 @@ from .settings import load, parse
 
 log = logging.getLogger("landmark")
 
-READY_PREFIX = "LISTENING "
+
 METAVARS = {int: "N", float: "X", bool: "{true,false}", tuple[str, ...]: "A,B,..."}
 
 

@@ -3,3 +3,7 @@ arrays (``landmark.wire``) and how a client reaches a service (``landmark.connec
 
 The SDK (``landmark_client``) and the servers import this package; neither imports the other.
 """
+
+# What a service prints on stdout once it listens, followed by host:port: the one line of
+# the process contract between a service and whoever started it (landmark_client.local).
+READY_PREFIX = "LISTENING "

@@ -18,9 +18,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from landmark import READY_PREFIX
+
 from .client import ExtractorClient, SearchClient
 
-READY_PREFIX = "LISTENING "  # what a service prints on stdout once it listens
 MODULES = {
     "extractor": "extractor_service",
     "search": "search_service",
