@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from landmark.wire import Features
 
 from .errors import DiskFull, StorageFailure
-from .segment import ImageData, Segment, Stopped, StoredImages, build_segment, bytes_needed
+from .segment import ImageData, Segment
+from .segment_writer import Stopped, StoredImages, build_segment, bytes_needed
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how often the background thread looks for work
 MAX_BACKOFF = 30.0  # longest pause between retries of a failed seal or merge
+GROWTH = 4  # a merge takes a segment only if it is at most this times the rows before it
 
 
 class Compaction:
@@ -46,14 +48,37 @@ class Compaction:
                 )
                 for i, label, meta, f in adds
             ]
-            segment = self._build(images, name, "the change")
+            built: list[Segment] = []
+            try:
+                for i, chunk in enumerate(self._chunks(images)):
+                    if i:
+                        with self._mutex:
+                            name = self._new_name("seg")
+                    built.append(self._build(chunk, name, "the change"))
+            except BaseException:
+                for segment in built:
+                    shutil.rmtree(segment.path, ignore_errors=True)
+                raise
             with self._mutex:
                 saved = self._saved()
                 self._apply_remove(removes)  # tombstones go into the same manifest write
-                self.segments.append(segment)
-                self._commit(saved, segment, "the change")
+                self.segments.extend(built)
+                self._commit(saved, built, "the change")
                 self.view = self._make_view()
                 self._last_write = time.monotonic()
+
+    def _chunks(self, images: list[ImageData]) -> list[list[ImageData]]:
+        """``images`` in runs of at most max_segment_rows rows (an image is never split)."""
+        chunks: list[list[ImageData]] = [[]]
+        rows = 0
+        for im in images:
+            n = len(im.descriptors)
+            if chunks[-1] and rows + n > self.settings.max_segment_rows:
+                chunks.append([])
+                rows = 0
+            chunks[-1].append(im)
+            rows += n
+        return chunks
 
     def _build(self, images: Sequence[ImageData], name: str, what: str) -> Segment:
         """Write a segment, refusing up front when the disk cannot hold it; on failure
@@ -115,7 +140,7 @@ class Compaction:
                     else:  # removed or replaced while sealing: its sealed copy is dead
                         self.removed.add((name, im.image_id))
                 self.wals = [p for p in self.wals if p not in sealed_wals]
-                self._commit(saved, segment, "the sealed segment")
+                self._commit(saved, [segment], "the sealed segment")
                 for image_id in served:
                     del self.growing[image_id]
                 for p in sealed_wals:
@@ -127,11 +152,11 @@ class Compaction:
             return True
 
     def merge(self) -> bool:
-        """Rewrite all sealed segments as one, dropping removed images' rows."""
+        """Rewrite the segments of ``_merge_plan`` as one, dropping removed images' rows."""
         with self._maintenance:
             with self._mutex:
-                old = list(self.segments)
-                if len(old) < 2 and not self.removed:
+                old = self._merge_plan()
+                if not old:
                     return False
                 removed = set(self.removed)
                 name = self._new_name("seg")
@@ -149,10 +174,11 @@ class Compaction:
                 gone = {s.name for s in old}
                 # images removed while merging: tombstone their copy in the merged segment
                 late = {i for seg, i in self.removed - removed if seg in gone}
-                self.segments = ([merged] if merged else []) + self.segments[len(old) :]
+                rest = [s for s in self.segments if s.name not in gone]
+                self.segments = ([merged] if merged else []) + rest
                 self.removed = {(seg, i) for seg, i in self.removed if seg not in gone}
                 self.removed |= {(name, i) for i in late}
-                self._commit(saved, merged, "the merged segment")
+                self._commit(saved, [merged] if merged else [], "the merged segment")
                 for seg_name in gone:
                     self._ids_cache.pop(seg_name, None)
                 self.view = self._make_view()
@@ -161,19 +187,51 @@ class Compaction:
             log.info("merged %d segments into %s (%d images)", len(old), name, len(keep))
             return True
 
+    def _dead_rows(self) -> dict[str, int]:
+        """Rows of removed images, per segment name."""
+        dead = {s.name: 0 for s in self.segments}
+        if self.removed:  # the common case (none) is checked four times a second
+            for s in self.segments:
+                gone = (m.count for m in s.images if (s.name, m.image_id) in self.removed)
+                dead[s.name] = sum(gone)
+        return dead
+
+    def _merge_plan(self) -> list[Segment]:
+        """The segments the next merge rewrites. Those holding removed rows come first, then
+        the others from the smallest up, while they fit in max_segment_rows live rows
+        together (no build passes the bound) and each is at most GROWTH times the rows
+        chosen before it (a large segment is not rewritten for a few small ones: a row is
+        rewritten about once per fourfold growth of its segment). When that chooses one
+        segment only, the choice starts again from the next smallest. Worth it when two or
+        more are chosen, or one holding removed rows (rewritten alone, whatever its size);
+        [] when nothing is."""
+        with self._mutex:
+            dead = self._dead_rows()
+            live = {s.name: s.rows - dead[s.name] for s in self.segments}
+            order = sorted(self.segments, key=lambda s: (dead[s.name] == 0, live[s.name]))
+            for first in range(len(order)):
+                plan: list[Segment] = []
+                rows = 0
+                for s in order[first:]:
+                    n = live[s.name]
+                    if rows + n > self.settings.max_segment_rows:
+                        continue
+                    if plan and not dead[s.name] and n > GROWTH * rows:
+                        break
+                    plan.append(s)
+                    rows += n
+                if len(plan) >= 2 or any(dead[s.name] for s in plan):
+                    return plan
+            return []
+
     def needs_merge(self) -> bool:
         with self._mutex:
-            if len(self.segments) > self.settings.max_segments:
+            if len(self.segments) > self.settings.max_segments and len(self._merge_plan()) > 1:
                 return True
             if not self.removed:  # the common case, checked four times a second
                 return False
             rows = sum(s.rows for s in self.segments)
-            dead_rows = sum(
-                m.count
-                for s in self.segments
-                for m in s.images
-                if (s.name, m.image_id) in self.removed
-            )
+            dead_rows = sum(self._dead_rows().values())
             return rows > 0 and dead_rows / rows > self.settings.max_dead_fraction
 
     def _idle_compaction_due(self) -> bool:
@@ -182,8 +240,8 @@ class Compaction:
             return (
                 idle > 0
                 and not self.growing
-                and (len(self.segments) > 1 or bool(self.removed))
                 and time.monotonic() - self._last_write >= idle
+                and bool(self._merge_plan())
             )
 
     def _background(self) -> None:

@@ -91,7 +91,7 @@ class SearchConfig(RankingConfig):
     search_k: int = setting(
         _SEARCH.search_k,
         "LANDMARK_ANNOY_SEARCH_K",
-        "Annoy nodes inspected per lookup (0 = neighbours x 48)",
+        "Annoy nodes inspected per lookup, shared among segments by size (0 = neighbours x 48)",
     )
     seal_descriptors: int = setting(
         _STORE.seal_descriptors,
@@ -103,6 +103,11 @@ class SearchConfig(RankingConfig):
     )
     max_segments: int = setting(
         _STORE.max_segments, "LANDMARK_MAX_SEGMENTS", "segments are merged beyond this many"
+    )
+    max_segment_rows: int = setting(
+        _STORE.max_segment_rows,
+        "LANDMARK_MAX_SEGMENT_ROWS",
+        "no segment is built larger (descriptors): bounds a build's memory",
     )
     idle_merge_seconds: float = setting(
         _STORE.idle_merge_seconds,
@@ -122,6 +127,7 @@ class SearchConfig(RankingConfig):
             "projection_dim",
             "seal_descriptors",
             "max_segments",
+            "max_segment_rows",
         )
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
@@ -138,6 +144,7 @@ class SearchConfig(RankingConfig):
             seal_descriptors=self.seal_descriptors,
             seal_seconds=self.seal_seconds,
             max_segments=self.max_segments,
+            max_segment_rows=self.max_segment_rows,
             idle_merge_seconds=self.idle_merge_seconds,
         )
 

@@ -9,31 +9,25 @@
 
 compact.py says how the rows are stored. Format 2 (read only: float32 descriptors and
 locations, a row_image.npy, Annoy over the full descriptors) loads as it is; the next merge
-rewrites its images in format 3. A segment is written in a temporary folder, fsynced, then
-renamed; it becomes live only when the manifest names it.
+rewrites its images in format 3. A segment is written (segment_writer.py) in a temporary
+folder, fsynced, then renamed; it becomes live only when the manifest names it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from annoy import AnnoyIndex
 
 from .compact import (
-    Covariance,
     Projection,
     dequantize_descriptors,
     dequantize_locations,
-    quantize_descriptors,
-    quantize_locations,
 )
 from .errors import IndexCorrupt
-from .wal import fsync_dir
 
 FORMAT = 3
 READABLE = (2, 3)
@@ -108,153 +102,43 @@ class Segment:
         """Descriptors [n, D] and (x, y) locations [n, 2] of image ``index``, as float32."""
         m = self.images[index]
         rows = slice(m.start, m.start + m.count)
-        if not self.compact:
-            return np.asarray(self.descriptors[rows]), np.asarray(self.locations[rows])
-        return (
-            dequantize_descriptors(self.descriptors[rows]),
-            dequantize_locations(self.locations[rows], (m.width, m.height)),
-        )
+        return self._decode(m, self.descriptors[rows], self.locations[rows])
 
     def image_data(self, index: int) -> ImageData:
-        """One image's features, read from the mapped files: a merge streams them into the
-        new segment image by image, without holding the old segments in memory."""
+        """One image's features, read from the segment's files with ordinary reads rather
+        than through the mappings searches use: a merge streams millions of rows through
+        here, and touched mapped pages would count as the process's resident memory
+        (read pages stay in the page cache, which the kernel reclaims)."""
         m = self.images[index]
-        descriptors, locations = self.features(index)
+        descriptors, locations = self._decode(
+            m,
+            _read_rows(self.path / "descriptors.npy", self.descriptors, m.start, m.count),
+            _read_rows(self.path / "locations.npy", self.locations, m.start, m.count),
+        )
         return ImageData(
             m.image_id, m.label, descriptors, locations, m.width, m.height, dict(m.metadata)
         )
 
-
-class StoredImages(Sequence[ImageData]):
-    """Images of sealed segments, read from their mapped files each time they are asked
-    for: a merge passes over them several times without holding them in memory."""
-
-    def __init__(self, where: list[tuple[Segment, int]]) -> None:
-        self.where = where
-
-    def __len__(self) -> int:
-        return len(self.where)
-
-    def row_count(self) -> int:
-        return sum(segment.images[index].count for segment, index in self.where)
-
-    def __getitem__(self, i):  # noqa: ANN001, ANN204 (Sequence's overloads)
-        if isinstance(i, slice):
-            return StoredImages(self.where[i])
-        segment, index = self.where[i]
-        return segment.image_data(index)
+    def _decode(
+        self, m: ImageMeta, descriptors: np.ndarray, locations: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.compact:
+            return np.asarray(descriptors, np.float32), np.asarray(locations, np.float32)
+        return (
+            dequantize_descriptors(descriptors),
+            dequantize_locations(locations, (m.width, m.height)),
+        )
 
 
-class Stopped(Exception):
-    """The build was asked to stop (the service is shutting down); nothing was kept."""
-
-
-def build_segment(
-    images: Sequence[ImageData],
-    dimension: int,
-    n_trees: int,
-    tmp: Path,
-    final: Path,
-    stopping: Callable[[], bool] = lambda: False,
-    projection_dim: int = PROJECTION_DIM,
-) -> Segment:
-    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
-
-    Two passes over the images, one image at a time: the first writes the int8 descriptors
-    and uint16 locations and accumulates the covariance, the second adds the projections to
-    Annoy. ``stopping`` is polled between images; when it answers True the build raises
-    Stopped (the caller deletes ``tmp``)."""
-    metas, start = [], 0
-    for im in images:
-        metas.append(im.meta(start))
-        start += metas[-1].count
-    total = start
-    tmp.mkdir(parents=True, exist_ok=True)
-    covariance = Covariance(dimension)
-
-    def quantized() -> Iterator[np.ndarray]:
-        for im in images:
-            if stopping():
-                raise Stopped("shutting down")
-            covariance.add(im.descriptors)
-            yield quantize_descriptors(im.descriptors)
-
-    # Ordinary writes, not memory-mapped files: on a full disk a write fails with an
-    # OSError the store can handle, where a store into a sparse mapping kills the process
-    # with SIGBUS.
-    _write_rows(tmp / "descriptors.npy", np.int8, (total, dimension), quantized())
-    _write_rows(
-        tmp / "locations.npy",
-        np.uint16,
-        (total, 2),
-        (quantize_locations(im.locations, (im.width, im.height)) for im in images),
-    )
-    projection = covariance.projection(projection_dim)
-    np.savez(tmp / "projection.npz", mean=projection.mean, axes=projection.axes)
-    annoy = AnnoyIndex(projection.dimension, "euclidean")
-    row = 0
-    for im in images:
-        if stopping():
-            raise Stopped("shutting down")
-        for vector in projection(im.descriptors):
-            annoy.add_item(row, vector)
-            row += 1
-    if stopping():
-        raise Stopped("shutting down")
-    annoy.build(n_trees, n_jobs=-1)
-    if not annoy.save(str(tmp / "index.ann")):
-        raise OSError(f"Annoy could not write {tmp / 'index.ann'}")
-    annoy.unload()
-    meta = {
-        "format": FORMAT,
-        "dimension": dimension,
-        "projected_dimension": projection.dimension,
-        "metric": "euclidean",
-        "n_trees": n_trees,
-        "descriptors": total,
-        "images": [asdict(m) for m in metas],
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    for p in tmp.iterdir():
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(tmp)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    return load_segment(final)
-
-
-def bytes_needed(
-    images: Sequence[ImageData], dimension: int, n_trees: int, projection_dim: int = PROJECTION_DIM
-) -> int:
-    """A little more than what ``build_segment`` writes for ``images``: D + 4 bytes of row
-    data, and Annoy's nodes: one of 16 + 4·P bytes per row plus its trees' leaf and split
-    nodes, measured at 12-13 bytes per row and tree whatever P."""
-    rows = (
-        images.row_count()
-        if isinstance(images, StoredImages)
-        else sum(len(im.descriptors) for im in images)
-    )
-    node = 16 + 4 * min(projection_dim, dimension)
-    return rows * (dimension + 4 + node + 14 * n_trees) + 64 * 1024 * (1 + n_trees)
-
-
-def _write_rows(
-    path: Path, dtype: type, shape: tuple[int, ...], chunks: Iterable[np.ndarray]
-) -> None:
-    """An .npy file of ``shape`` written chunk by chunk, without assembling it in memory."""
-    with open(path, "wb") as fh:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-            "fortran_order": False,
-            "shape": shape,
-        }
-        np.lib.format.write_array_header_1_0(fh, header)
-        for chunk in chunks:
-            fh.write(np.ascontiguousarray(chunk, dtype).tobytes())
+def _read_rows(path: Path, mapped: np.ndarray, start: int, count: int) -> np.ndarray:
+    """Rows [start, start + count) of the .npy file ``path``, mapped as ``mapped``."""
+    width = int(np.prod(mapped.shape[1:]))
+    with open(path, "rb") as fh:
+        fh.seek(int(mapped.offset) + start * width * mapped.dtype.itemsize)
+        rows = np.fromfile(fh, mapped.dtype, count * width)
+    if rows.size != count * width:
+        raise IndexCorrupt(f"{path}: shorter than its header says")
+    return rows.reshape(count, *mapped.shape[1:])
 
 
 def load_segment(path: Path) -> Segment:

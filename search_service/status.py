@@ -17,7 +17,7 @@ from .errors import (
     InvalidRequest,
     StorageFailure,
 )
-from .segment import Stopped
+from .segment_writer import Stopped
 
 log = logging.getLogger(__name__)
 

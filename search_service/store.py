@@ -46,7 +46,10 @@ class StoreSettings:
     projection_dim: int = PROJECTION_DIM  # Annoy's dimension: a PCA projection (compact.py)
     seal_descriptors: int = 20_000  # seal the growing buffer at this size ...
     seal_seconds: float = 2.0  # ... or when its oldest image waits this long
-    max_segments: int = 8  # merge all segments when there are more
+    max_segments: int = 8  # merge segments when there are more ...
+    # ... but never build one of more rows than this: a build holds Annoy's nodes for its
+    # rows in memory (about 190 bytes each), so this bounds a merge's memory
+    max_segment_rows: int = 10_000_000
     max_dead_fraction: float = 0.3  # ... or when removed rows are this share of all rows
     # ... or when no write came for this long and there is something to compact
     # (more than one segment, or removed rows); 0 = never compact when idle
@@ -217,15 +220,15 @@ class IndexStore(Compaction):
     def _saved(self) -> tuple[list[Segment], set[tuple[str, str]], list[Path]]:
         return list(self.segments), set(self.removed), list(self.wals)
 
-    def _commit(self, saved: tuple, new: Segment | None, what: str) -> None:
+    def _commit(self, saved: tuple, new: list[Segment], what: str) -> None:
         """Write the manifest for a change already made in memory. If that fails, the
-        fields ``saved`` by ``_saved`` are restored and the new segment deleted."""
+        fields ``saved`` by ``_saved`` are restored and the new segments deleted."""
         try:
             self._write_manifest()
         except OSError as exc:
             self.segments, self.removed, self.wals = saved
-            if new is not None:
-                shutil.rmtree(new.path, ignore_errors=True)
+            for segment in new:
+                shutil.rmtree(segment.path, ignore_errors=True)
             raise self._storage_error(exc, what) from exc
 
     def _apply_add(self, image_id: str, label: str, metadata: dict, f: Features) -> None:

@@ -16,13 +16,8 @@ from search_service.compact import (
     quantize_locations,
 )
 from search_service.matching import mutual_matches
-from search_service.segment import (
-    ImageData,
-    StoredImages,
-    build_segment,
-    bytes_needed,
-    load_segment,
-)
+from search_service.segment import ImageData, load_segment
+from search_service.segment_writer import StoredImages, build_segment, bytes_needed
 
 
 def unit(rows):

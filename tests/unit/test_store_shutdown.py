@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from landmark_client import Features
-from search_service.segment import Stopped
+from search_service.segment_writer import Stopped
 from search_service.store import IndexStore, StoreSettings
 
 

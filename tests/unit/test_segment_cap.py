@@ -1,0 +1,126 @@
+"""The bound on a build: no segment holds more than max_segment_rows rows, whether it is
+written by a large add or by a merge; merges pick the segments that fit, and reading the
+old segments for a merge does not map their pages into the process."""
+
+import numpy as np
+
+from landmark_client import Features
+from search_service.segment import load_segment
+from search_service.segment_writer import build_segment
+from search_service.store import IndexStore, StoreSettings
+
+from .test_compact import images as segment_images
+
+CAP = 2000
+
+
+def image(i: int, n: int = 500) -> tuple[str, str, dict, Features]:
+    rng = np.random.default_rng(i)
+    d = rng.random((n, 64), dtype=np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    loc = (rng.random((n, 2)) * [640, 480]).astype(np.float32)
+    return f"img-{i}", f"label-{i % 3}", {}, Features("aliked", loc, d, (640, 480))
+
+
+def store_at(path, **kw) -> IndexStore:
+    kw = {"max_segment_rows": CAP, **kw}
+    settings = StoreSettings(
+        n_trees=2,
+        seal_descriptors=1000,  # an add of two images or more is written as segments
+        idle_merge_seconds=0,
+        **kw,
+    )
+    return IndexStore(path, settings, background=False)
+
+
+def test_a_large_add_is_written_as_segments_under_the_cap(tmp_path):
+    store = store_at(tmp_path / "index")
+    generation = store.generation
+    store.apply([], [image(i) for i in range(10)])  # 5,000 rows
+    assert store.generation == generation + 1  # one manifest write for the whole add
+    assert [s.rows for s in store.segments] == [2000, 2000, 1000]
+    assert sorted(store.view.by_id) == sorted(f"img-{i}" for i in range(10))
+    store.close()
+    again = store_at(tmp_path / "index")
+    assert [s.rows for s in again.segments] == [2000, 2000, 1000]
+    d, _ = again.view.features_of(again.view.by_id["img-9"])
+    assert np.einsum("ij,ij->i", d, image(9)[3].descriptors).min() > 0.999
+    again.close()
+
+
+def test_merges_combine_the_small_segments_and_never_pass_the_cap(tmp_path):
+    store = store_at(tmp_path / "index", max_segments=2)
+    for batch in range(5):
+        store.apply([], [image(2 * batch), image(2 * batch + 1)])  # 1,000 rows each
+    assert len(store.segments) == 5
+    merges = 0
+    while store.needs_merge():
+        assert store.merge()
+        merges += 1
+    assert merges == 2
+    assert sorted(s.rows for s in store.segments) == [1000, 2000, 2000]
+    assert len(store.view.by_id) == 10
+    # more segments than max_segments, but none left that fit together: nothing to merge
+    assert len(store.segments) > store.settings.max_segments
+    assert not store.merge()
+    store.close()
+
+
+def test_a_large_segment_is_not_rewritten_for_a_small_one(tmp_path):
+    store = store_at(tmp_path / "index", max_segment_rows=100_000)
+    store.apply([], [image(i) for i in range(10)])  # 5,000 rows
+    store.apply([], [image(10), image(11)])  # 1,000
+    assert not store.merge()  # 5,000 rows rewritten for 1,000: more than fourfold
+    store.apply([], [image(12), image(13)])  # 1,000 more: now 5,000 <= 4 x 2,000
+    assert store.merge()
+    assert [s.rows for s in store.segments] == [7000]
+    store.close()
+
+
+def test_a_small_segment_does_not_keep_larger_ones_apart(tmp_path):
+    store = store_at(tmp_path / "index", max_segment_rows=100_000)
+    store.apply([], [image(0, n=600), image(1, n=600)])  # 1,200 rows
+    store.apply([], [image(i) for i in range(2, 12)])  # 5,000
+    store.apply([], [image(i) for i in range(12, 22)])  # 5,000
+    assert store.merge()  # the two of 5,000, though the smallest is far smaller
+    assert sorted(s.rows for s in store.segments) == [1200, 10_000]
+    store.close()
+
+
+def test_a_full_segment_with_removed_images_is_rewritten_alone(tmp_path):
+    store = store_at(tmp_path / "index", max_dead_fraction=0.1)
+    store.apply([], [image(i) for i in range(8)])  # two full segments
+    full = [s.name for s in store.segments]
+    store.apply(["img-0"], [])
+    assert store.needs_merge()
+    assert store.merge()
+    assert sorted(s.rows for s in store.segments) == [1500, 2000]
+    assert full[1] in [s.name for s in store.segments]  # the other one untouched
+    assert "img-0" not in store.view.by_id and len(store.view.by_id) == 7
+    assert not store.needs_merge()
+    store.close()
+
+
+def mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path``."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            if "-" in line.split(" ", 1)[0]:
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_merge_reads_old_segments_without_mapping_their_pages(tmp_path):
+    """A merge of millions of rows would otherwise count every old row it read as the
+    process's resident memory."""
+    build_segment(segment_images(40), 128, 2, tmp_path / "t", tmp_path / "seg")
+    seg = load_segment(tmp_path / "seg")  # 20,000 rows, 2.5 MB of int8 descriptors
+    rows = np.concatenate([seg.image_data(i).descriptors for i in range(len(seg.images))])
+    assert rows.shape == (20_000, 128)
+    assert mapped_kib(seg.path / "descriptors.npy") == 0
+    d, _ = seg.features(39)  # a search reads through the mapping
+    assert np.array_equal(d, rows[-500:])
+    assert mapped_kib(seg.path / "descriptors.npy") > 0
