@@ -56,6 +56,9 @@ def single_threaded_blas() -> None:
 
 RERANK = 3  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
 NODES_PER_NEIGHBOUR = 48  # default search_k = k * this: 240 Annoy nodes for k = 5
+# search_k is shared among the segments by their rows, each segment taking at least this
+# many nodes per neighbour asked of it (docs/index-design.md)
+MIN_NODES_PER_NEIGHBOUR = 6
 DEAD_EXTRA = 4  # a segment with removed images is asked for up to k * (1 + this) neighbours
 
 
@@ -177,13 +180,18 @@ def knn(
     rows, images, dists = [], [], []
     gone = view.dead if skip is None or not skip.size else np.union1d(view.dead, skip)
     bounds = (*view.image_offsets[1:], view.growing_first)
+    nodes = search_k or k * NODES_PER_NEIGHBOUR
+    sealed_rows = sum(seg.rows for seg in view.segments)
     for s, seg in enumerate(view.segments):
         lo, hi = view.image_offsets[s], bounds[s]
         dead = gone[(gone >= lo) & (gone < hi)]
         # an image may hold several of a descriptor's nearest rows (itself, when it is
         # the query): two spare neighbours per left-out image
         n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
-        ids, d = segment_lookup(seg, queries, n, search_k or k * NODES_PER_NEIGHBOUR, pool)
+        # the segments together inspect about what one segment of all their rows would:
+        # a lookup's cost is mostly its nodes, and each segment holds its share of them
+        share = max(round(nodes * seg.rows / sealed_rows), MIN_NODES_PER_NEIGHBOUR * n)
+        ids, d = segment_lookup(seg, queries, n, share, pool)
         valid = ids >= 0
         local = np.where(valid, ids, 0)
         image = seg.image_of(local) + lo

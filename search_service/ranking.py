@@ -50,7 +50,7 @@ FALLBACK_MIN_INLIERS = 7  # feature kinds not measured here (delf)
 @dataclass(frozen=True)
 class SearchParams:
     k: int = 5  # neighbours per query descriptor (they only choose the shortlist)
-    search_k: int = 0  # Annoy nodes inspected per lookup; 0 = k * 48 (matching.py)
+    search_k: int = 0  # Annoy nodes per lookup, shared among segments; 0 = k * 48 (matching.py)
     shortlist: int = 20  # best-voted images matched exactly and verified
     min_votes: int = 4
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
