@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench quality-ceiling clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large quality-ceiling clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,6 +96,11 @@ clean: ## remove .venv and build leftovers
 # The benchmark suite: writes bench/results/bench.json and bench/results/REPORT.md.
 bench: $(STAMP) ## the benchmark suite (bench/results)
 	$(PY) -m bench.run
+
+# Not in CI: about 16 GB of index and half an hour on 2 cores. SIZES=50000,100000 for more.
+SIZES ?= 50000
+bench-large: $(STAMP) ## one node at 50,000 images (bench/results/large.json)
+	$(PY) -m bench.large --sizes $(SIZES)
 
 # The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
 BACKEND ?= sift

@@ -41,7 +41,25 @@ TARGETS = {
             >= _size(r, 100, "real")["in_process"]["top1"] - 0.02
         ),
     ),
+    "50,000 images on one node: search p50": (
+        "<= 200 ms",
+        lambda r: _large(r, 50_000)["in_process"]["p50_ms"] <= 200,
+    ),
+    "50,000 images on one node: top-1": (
+        "within 0.02 of 100 images (real padding)",
+        lambda r: (
+            _large(r, 50_000)["in_process"]["top1"]
+            >= _size(r, 100, "real")["in_process"]["top1"] - 0.02
+        ),
+    ),
 }
+
+
+def _large(report: dict, size: int) -> dict:
+    for run in report.get("large", {}).get("runs", []):
+        if run["size"] == size:
+            return run
+    raise KeyError(size)
 
 
 def _size(report: dict, size: int, padding: str = "gaussian") -> dict:
@@ -108,6 +126,7 @@ def write_report(report: dict, path: Path) -> None:
             f"{g['share_of_search_p50']:.1%} | {s['build_s']} | {s['bytes_per_descriptor']} | "
             f"{s['peak_rss_mib']} |"
         )
+    lines += _large_section(report.get("large"))
     lines += [
         "",
         "## Against the seed's algorithm (BASELINE, written inside the bench)",
@@ -189,5 +208,40 @@ def write_report(report: dict, path: Path) -> None:
             f"{row['p50_ms']} | "
             f"{row['p95_ms']} | {row['throughput_per_s']} |"
         )
-    lines += ["", "Reproduce: `make bench` (writes bench/results/bench.json and this file).", ""]
+    lines += [
+        "",
+        "Reproduce: `make bench` (writes bench/results/bench.json and this file; "
+        "`make bench-large` adds bench/results/large.json).",
+        "",
+    ]
     path.write_text("\n".join(lines))
+
+
+def _large_section(large: dict | None) -> list[str]:
+    if not large:
+        return []
+    lines = [
+        "",
+        "## One node at scale (`make bench-large`)",
+        "",
+        f"Run {large['date']}, same machine, realistic padding. Built as a node ingests: "
+        "adds of 1,000 generated images, each followed by the merges due, then the merges "
+        "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
+        "covers the build and the searches (the bench holds one batch of features at most).",
+        "",
+        "| images | descriptors | segments (M rows) | build s (of it merging) | bytes on disk | "
+        "bytes/descr | top-1 | in-process p50 / p95 ms | neighbours | matching | "
+        "gRPC p50 / p95 ms | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in large["runs"]:
+        i, g = r["in_process"], r["grpc"]
+        segments = ", ".join(f"{n / 1e6:.1f}" for n in r["segments"])
+        lines.append(
+            f"| {r['images']:,} | {r['descriptors']:,} | {segments} | {r['build_s']} "
+            f"({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
+            f"{r['bytes_per_descriptor']} | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
+            f"{i['neighbours_ms_p50']} | {i['matching_ms_p50']} | {g['p50_ms']} / "
+            f"{g['p95_ms']} | {r['peak_rss_mib']} |"
+        )
+    return lines

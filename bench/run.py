@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.baseline import baseline_run
-from bench.common import RESULTS, ROOT, pct
+from bench.common import RESULTS, ROOT
 from bench.end_to_end import end_to_end
 from bench.extraction import extract_real, extraction_throughput, load_pool, load_real
+from bench.searching import grpc_latency, search_queries
 
 SIZES = (100, 1000, 10000)
 SWEEP_SEARCH_K = (160, 480, 1000, 2000)
@@ -33,11 +34,8 @@ SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
     from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
-    from landmark_client import SearchClient
-    from search_service.config import SearchConfig
     from search_service.engine import RequestLimits, SearchEngine
     from search_service.ranking import SearchParams
-    from search_service.server import create_server
     from search_service.store import StoreSettings
 
     real = load_real(cache)
@@ -77,29 +75,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         del entries
 
         def run(eng, search_k=0):
-            if search_k:
-                eng.params = SearchParams(search_k=search_k)
-            rows, per_candidate = [], []
-            for image_id, label, f in queries:
-                # include_rejected: every verified candidate comes back, so their count is
-                # known; the best accepted one is still first
-                r = eng.search(f, top_k=1000, exclude=[image_id], include_rejected=True)
-                rows.append((r.best is not None and r.best.image.label == label, r.timing))
-                if r.candidates:
-                    per_candidate.append(r.timing.verify_ms / len(r.candidates))
-            eng.params = SearchParams()
-            ok = [a for a, _ in rows]
-            tm = [b for _, b in rows]
-            correct.update({q[0]: a for q, a in zip(queries, ok, strict=True)})
-            return {
-                "top1": round(float(np.mean(ok)), 3),
-                "p50_ms": pct([x.total_ms for x in tm], 50),
-                "p95_ms": pct([x.total_ms for x in tm], 95),
-                "neighbours_ms_p50": pct([x.neighbours_ms for x in tm], 50),
-                "matching_ms_p50": pct([x.matching_ms for x in tm], 50),
-                "verify_ms_p50": pct([x.verify_ms for x in tm], 50),
-                "verify_ms_per_candidate_p50": pct(per_candidate, 50),
-            }
+            return search_queries(eng, queries, correct, search_k)
 
         correct: dict[str, bool] = {}
         run(engine)  # warm the page cache and code paths
@@ -107,24 +83,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]
 
-        server, port, _ = create_server(
-            SearchConfig(port=0, metrics_port=0, index_dir=tmp), engine=engine
-        )
-        lat, server_ms = [], []
-        with SearchClient(f"127.0.0.1:{port}", timeout=120) as client:
-            for image_id, _, f in queries:
-                t = time.perf_counter()
-                r = client.search(f, top_k=10, exclude=[image_id])
-                lat.append((time.perf_counter() - t) * 1e3)
-                server_ms.append(r.timing.total_ms)
-        server.stop(0)
-        overhead = np.array(lat) - np.array(server_ms)
-        result["grpc"] = {
-            "p50_ms": pct(lat, 50),
-            "p95_ms": pct(lat, 95),
-            "serialization_and_transport_ms_p50": pct(overhead, 50),
-            "share_of_search_p50": round(float(np.median(overhead / lat)), 3),
-        }
+        result["grpc"] = grpc_latency(engine, tmp, queries)
 
         if size == 1000 and padding == "gaussian":
             result["annoy_sweep"] = [
@@ -211,6 +170,9 @@ def main() -> int:
         report["end_to_end"] = [row for b in ("aliked", "sift") for row in end_to_end(b)]
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
+    large = RESULTS / "large.json"  # `make bench-large`, run apart
+    if large.exists():
+        report = {**report, "large": json.loads(large.read_text())}
     write_report(report, RESULTS / "REPORT.md")
     print(
         f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'REPORT.md'} in {report['bench_seconds']} s"

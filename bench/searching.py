@@ -1,0 +1,66 @@
+"""Measuring searches: the real photos as queries, each excluded from its own search
+(leave-one-out), in process and through a gRPC server, by bench/run.py and bench/large.py."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.common import pct
+
+
+def search_queries(engine, queries, correct: dict[str, bool], search_k: int = 0) -> dict:  # noqa: ANN001
+    """top-1 and latency of ``queries`` ((image id, label, Features)) on ``engine``;
+    whether each was right goes into ``correct``."""
+    from search_service.ranking import SearchParams
+
+    if search_k:
+        engine.params = SearchParams(search_k=search_k)
+    rows, per_candidate = [], []
+    for image_id, label, f in queries:
+        # include_rejected: every verified candidate comes back, so their count is known;
+        # the best accepted one is still first
+        r = engine.search(f, top_k=1000, exclude=[image_id], include_rejected=True)
+        rows.append((r.best is not None and r.best.image.label == label, r.timing))
+        if r.candidates:
+            per_candidate.append(r.timing.verify_ms / len(r.candidates))
+    engine.params = SearchParams()
+    ok = [a for a, _ in rows]
+    tm = [b for _, b in rows]
+    correct.update({q[0]: a for q, a in zip(queries, ok, strict=True)})
+    return {
+        "top1": round(float(np.mean(ok)), 3),
+        "p50_ms": pct([x.total_ms for x in tm], 50),
+        "p95_ms": pct([x.total_ms for x in tm], 95),
+        "neighbours_ms_p50": pct([x.neighbours_ms for x in tm], 50),
+        "matching_ms_p50": pct([x.matching_ms for x in tm], 50),
+        "verify_ms_p50": pct([x.verify_ms for x in tm], 50),
+        "verify_ms_per_candidate_p50": pct(per_candidate, 50),
+    }
+
+
+def grpc_latency(engine, index_dir: str, queries) -> dict:  # noqa: ANN001
+    """The same searches through a search server on loopback, with the SDK."""
+    from landmark_client import SearchClient
+    from search_service.config import SearchConfig
+    from search_service.server import create_server
+
+    server, port, _ = create_server(
+        SearchConfig(port=0, metrics_port=0, index_dir=index_dir), engine=engine
+    )
+    lat, server_ms = [], []
+    with SearchClient(f"127.0.0.1:{port}", timeout=120) as client:
+        for image_id, _, f in queries:
+            t = time.perf_counter()
+            r = client.search(f, top_k=10, exclude=[image_id])
+            lat.append((time.perf_counter() - t) * 1e3)
+            server_ms.append(r.timing.total_ms)
+    server.stop(0)
+    overhead = np.array(lat) - np.array(server_ms)
+    return {
+        "p50_ms": pct(lat, 50),
+        "p95_ms": pct(lat, 95),
+        "serialization_and_transport_ms_p50": pct(overhead, 50),
+        "share_of_search_p50": round(float(np.median(overhead / lat)), 3),
+    }
