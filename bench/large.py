@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT
+from bench.common import RESULTS, ROOT, peak_rss_mib
 from bench.extraction import extract_real, load_pool, load_real
 from bench.searching import grpc_latency, search_queries
 
@@ -77,14 +76,14 @@ def large_run(size: int, cache: Path, out: Path) -> None:
             segments=[s.rows for s in store.segments],
             bytes_on_disk=info["bytes_on_disk"],
             bytes_per_descriptor=round(info["bytes_per_descriptor"], 1),
-            build_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            build_peak_rss_mib=peak_rss_mib(),
         )
         correct: dict[str, bool] = {}
         search_queries(engine, queries, correct)  # warm the page cache and code paths
         result["in_process"] = search_queries(engine, queries, correct)
         result["grpc"] = grpc_latency(engine, tmp, queries)
         engine.close()
-    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mib"] = peak_rss_mib()
     out.write_text(json.dumps(result))
 
 

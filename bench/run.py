@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.baseline import baseline_run
-from bench.common import RESULTS, ROOT
+from bench.common import RESULTS, ROOT, peak_rss_mib
 from bench.end_to_end import end_to_end
 from bench.extraction import extract_real, extraction_throughput, load_pool, load_real
 from bench.searching import grpc_latency, search_queries
@@ -102,7 +101,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
             result["baseline"]["ours_top1_on_sample"] = round(
                 float(np.mean([ours[q] for q in sample])), 3
             )
-    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mib"] = peak_rss_mib()
     out.write_text(json.dumps(result))
 
 
