@@ -196,7 +196,7 @@ class Compaction:
                 dead[s.name] = sum(gone)
         return dead
 
-    def _merge_plan(self) -> list[Segment]:
+    def _merge_plan(self, dead: dict[str, int] | None = None) -> list[Segment]:
         """The segments the next merge rewrites. Those holding removed rows come first, then
         the others from the smallest up, while they fit in max_segment_rows live rows
         together (no build passes the bound) and each is at most GROWTH times the rows
@@ -206,7 +206,8 @@ class Compaction:
         more are chosen, or one holding removed rows (rewritten alone, whatever its size);
         [] when nothing is."""
         with self._mutex:
-            dead = self._dead_rows()
+            if dead is None:
+                dead = self._dead_rows()
             live = {s.name: s.rows - dead[s.name] for s in self.segments}
             order = sorted(self.segments, key=lambda s: (dead[s.name] == 0, live[s.name]))
             for first in range(len(order)):
@@ -226,13 +227,11 @@ class Compaction:
 
     def needs_merge(self) -> bool:
         with self._mutex:
-            if len(self.segments) > self.settings.max_segments and len(self._merge_plan()) > 1:
+            dead = self._dead_rows()  # counted once for both questions
+            if len(self.segments) > self.settings.max_segments and len(self._merge_plan(dead)) > 1:
                 return True
-            if not self.removed:  # the common case, checked four times a second
-                return False
             rows = sum(s.rows for s in self.segments)
-            dead_rows = sum(self._dead_rows().values())
-            return rows > 0 and dead_rows / rows > self.settings.max_dead_fraction
+            return rows > 0 and sum(dead.values()) / rows > self.settings.max_dead_fraction
 
     def _idle_compaction_due(self) -> bool:
         idle = self.settings.idle_merge_seconds

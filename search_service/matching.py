@@ -188,8 +188,8 @@ def knn(
         # an image may hold several of a descriptor's nearest rows (itself, when it is
         # the query): two spare neighbours per left-out image
         n = k + min(2 * int(dead.size), DEAD_EXTRA * k)
-        # the segments together inspect about what one segment of all their rows would:
-        # a lookup's cost is mostly its nodes, and each segment holds its share of them
+        # the segments together inspect about the nodes one segment of all their rows
+        # would; each still pays its trees' descent (docs/index-design.md)
         share = max(round(nodes * seg.rows / sealed_rows), MIN_NODES_PER_NEIGHBOUR * n)
         ids, d = segment_lookup(seg, queries, n, share, pool)
         valid = ids >= 0

@@ -18,8 +18,8 @@ from .wal import fsync_dir
 
 
 class StoredImages(Sequence[ImageData]):
-    """Images of sealed segments, read from their mapped files each time they are asked
-    for: a merge passes over them several times without holding them in memory."""
+    """Images of sealed segments, read from their files (Segment.image_data) each time they
+    are asked for: a merge passes over them several times without holding them in memory."""
 
     def __init__(self, where: list[tuple[Segment, int]]) -> None:
         self.where = where
