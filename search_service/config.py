@@ -101,6 +101,11 @@ class SearchConfig(RankingConfig):
     seal_seconds: float = setting(
         _STORE.seal_seconds, "LANDMARK_SEAL_SECONDS", "... or when its oldest image is this old"
     )
+    max_growing_descriptors: int = setting(
+        _STORE.max_growing_descriptors,
+        "LANDMARK_MAX_GROWING_DESCRIPTORS",
+        "small adds are refused (RESOURCE_EXHAUSTED, retry hint) while the buffer holds this many",
+    )
     max_segments: int = setting(
         _STORE.max_segments, "LANDMARK_MAX_SEGMENTS", "segments are merged beyond this many"
     )
@@ -126,6 +131,7 @@ class SearchConfig(RankingConfig):
             "n_trees",
             "projection_dim",
             "seal_descriptors",
+            "max_growing_descriptors",
             "max_segments",
             "max_segment_rows",
         )
@@ -143,6 +149,7 @@ class SearchConfig(RankingConfig):
             projection_dim=self.projection_dim,
             seal_descriptors=self.seal_descriptors,
             seal_seconds=self.seal_seconds,
+            max_growing_descriptors=self.max_growing_descriptors,
             max_segments=self.max_segments,
             max_segment_rows=self.max_segment_rows,
             idle_merge_seconds=self.idle_merge_seconds,

@@ -1,27 +1,24 @@
 """The pure core of the search service: add, remove, search and describe one index.
 
 Searches read the store's current View (immutable, swapped whole by every change), so they
-never wait for writers and never see a half-applied change. Writes go through the store's
-write-ahead log and are serialised by one lock (docs/index-design.md).
+never wait for writers and never see a half-applied change. Writes are decided by the
+Writer (writing.py) and go log → buffer → seal → merge (store.py).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from landmark.wire import Features
 
-from .errors import AlreadyExists, Cancelled, FeatureMismatch, InvalidRequest
+from .errors import Cancelled, FeatureMismatch, InvalidRequest
 from .limits import RequestLimits, check_add, check_query_size, check_search_args
 from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
 from .ranking import (
@@ -38,25 +35,13 @@ from .ranking import (
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings
 from .view import View
+from .writing import AddResult, OnConflict, Writer
 
-__all__ = ["OnConflict", "RequestLimits", "SearchEngine"]
+__all__ = ["AddResult", "OnConflict", "RequestLimits", "SearchEngine"]
 
 log = logging.getLogger(__name__)
 
 THREADS = 2  # threads looking up, matching and verifying one search (1 = none extra)
-
-
-class OnConflict(Enum):
-    ERROR = 0
-    SKIP = 1
-    REPLACE = 2
-
-
-@dataclass(frozen=True)
-class AddResult:
-    added: int
-    skipped: int
-    replaced: int
 
 
 class SearchEngine:
@@ -73,7 +58,7 @@ class SearchEngine:
         self.params = params or SearchParams()
         self.limits = limits or RequestLimits()
         self.store = IndexStore(self.index_dir, store_settings, background=background)
-        self._write_lock = threading.Lock()
+        self.writer = Writer(self.store)
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
         single_threaded_blas()  # parallelism comes from the pool, not from BLAS
         info = self.info()
@@ -102,33 +87,11 @@ class SearchEngine:
         and searchable when this returns."""
         if not entries:
             return AddResult(0, 0, 0)
-        backend, dimension = check_add(self.limits, entries)
-        ids = [e[0] for e in entries]
-        with self._write_lock:
-            store = self.store
-            if store.backend and (store.backend, store.dimension) != (backend, dimension):
-                raise FeatureMismatch(
-                    f"this index holds {store.backend} features ({store.dimension}-D); these "
-                    f"are {backend} ({dimension}-D). Use the extractor backend the index was "
-                    f"built with, or a separate index directory for {backend}"
-                )
-            present = [i for i in ids if store.contains(i)]
-            if present and on_conflict is OnConflict.ERROR:
-                raise AlreadyExists(
-                    f"{len(present)} image id(s) already in the index, e.g. {present[:3]}; "
-                    "remove them first or add with on_conflict SKIP or REPLACE"
-                )
-            skip = set(present) if on_conflict is OnConflict.SKIP else set()
-            replace = present if on_conflict is OnConflict.REPLACE else []
-            adds = [(i, label, dict(meta), f) for i, label, meta, f in entries if i not in skip]
-            store.apply(replace, adds)
-            return AddResult(len(adds) - len(replace), len(skip), len(replace))
+        kind = check_add(self.limits, entries)
+        return self.writer.add(entries, kind, on_conflict)
 
     def remove(self, image_ids: list[str]) -> tuple[int, list[str]]:
-        with self._write_lock:
-            found = sorted({i for i in image_ids if self.store.contains(i)})
-            self.store.apply(found, [])
-            return len(found), sorted(set(image_ids) - set(found))
+        return self.writer.remove(image_ids)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -261,7 +224,7 @@ class SearchEngine:
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view
-        on_disk = self.store.bytes_on_disk()
+        on_disk = self.store.disk.bytes_on_disk()
         n = sum(s.rows for s in view.segments) + int(view.growing_descriptors.shape[0])
         return {
             "images": view.live_images,
@@ -274,7 +237,7 @@ class SearchEngine:
             "generation": view.generation,
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
-            "disk_full": self.store.disk_full,
+            "disk_full": self.store.disk.disk_full,
             "verify_failures": VERIFY_FAILURES.value,
         }
 

@@ -31,3 +31,12 @@ class DiskFull(Exception):
 
 class StorageFailure(Exception):
     """The index disk failed a write (EIO and the like); nothing was written (UNAVAILABLE)."""
+
+
+class BufferFull(Exception):
+    """The growing buffer is at its bound while sealing catches up; nothing was written
+    (RESOURCE_EXHAUSTED, with a retry hint: the caller retries after ``retry_after``)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

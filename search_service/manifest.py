@@ -9,14 +9,16 @@ their images into a segment and deletes them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from .errors import IndexCorrupt
+from .errors import IndexCorrupt, IndexLocked
 from .wal import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -95,3 +97,18 @@ def remove_unlisted(index_dir: Path, manifest: Manifest) -> None:
         if p.name not in keep and p.name.startswith(("seg-", "wal-", ".tmp", ".")):
             log.info("removing %s (not in the manifest: left by an interrupted change)", p)
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def lock(index_dir: Path) -> IO[str]:
+    """Hold the directory's LOCK (flock) for this process; IndexLocked when another holds
+    it. The lock lasts while the returned file stays open."""
+    fh = open(index_dir / "LOCK", "a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise IndexLocked(
+            f"{index_dir} is in use by another search process; one process owns an index "
+            "directory (run replicas on copies of it)"
+        ) from None
+    return fh

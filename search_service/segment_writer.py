@@ -49,13 +49,15 @@ def build_segment(
     final: Path,
     stopping: Callable[[], bool] = lambda: False,
     projection_dim: int = PROJECTION_DIM,
+    jobs: int = -1,
 ) -> Segment:
     """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
 
     Two passes over the images, one image at a time: the first writes the int8 descriptors
     and uint16 locations and accumulates the covariance, the second adds the projections to
     Annoy. ``stopping`` is polled between images; when it answers True the build raises
-    Stopped (the caller deletes ``tmp``)."""
+    Stopped (the caller deletes ``tmp``). ``jobs``: threads of Annoy's tree build (-1 = one
+    per core; a merge in the background takes 1 and leaves the other cores to searches)."""
     metas, start = [], 0
     for im in images:
         metas.append(im.meta(start))
@@ -93,7 +95,7 @@ def build_segment(
             row += 1
     if stopping():
         raise Stopped("shutting down")
-    annoy.build(n_trees, n_jobs=-1)
+    annoy.build(n_trees, n_jobs=jobs)
     if not annoy.save(str(tmp / "index.ann")):
         raise OSError(f"Annoy could not write {tmp / 'index.ann'}")
     annoy.unload()

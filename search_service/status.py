@@ -7,10 +7,12 @@ import logging
 
 import grpc
 
+from landmark.connection import RETRY_AFTER_MS
 from serving.interceptor import gone_code
 
 from .errors import (
     AlreadyExists,
+    BufferFull,
     Cancelled,
     DiskFull,
     FeatureMismatch,
@@ -27,6 +29,7 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (Cancelled, grpc.StatusCode.CANCELLED),
     (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BufferFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageFailure, grpc.StatusCode.UNAVAILABLE),
     (Stopped, grpc.StatusCode.UNAVAILABLE),
 ]
@@ -34,7 +37,10 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 
 def abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     """End the call with the status ``exc`` stands for; anything unforeseen is INTERNAL
-    (logged with its traceback, never shown to the caller)."""
+    (logged with its traceback, never shown to the caller). A refusal that passes with
+    time carries its hint in the trailing metadata (RETRY_AFTER_MS, milliseconds)."""
+    if isinstance(exc, BufferFull):
+        context.set_trailing_metadata(((RETRY_AFTER_MS, str(int(exc.retry_after * 1000))),))
     for kind, code in CODES:
         if isinstance(exc, kind):
             context.abort(gone_code(context) if kind is Cancelled else code, str(exc))

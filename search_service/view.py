@@ -1,13 +1,98 @@
-"""What one search reads: an immutable view of the index, swapped whole on every change."""
+"""What one search reads: an immutable view of the index, swapped whole on every change.
+
+A view is two parts: the sealed segments (with their removed images), rebuilt only when
+the set of segments or of removed images changes (a seal, a merge, a bulk add, a remove),
+and the growing buffer, rebuilt on every small add. So the cost of one small add follows
+the size of the buffer, which is bounded, not the size of the index."""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .segment import ImageData, ImageMeta, Segment
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """The sealed segments, numbered: global image numbers and rows run over the segments
+    in order. ``dead`` holds the numbers of removed images; ``ids`` the live ones."""
+
+    segments: tuple[Segment, ...] = ()
+    image_offsets: tuple[int, ...] = ()  # first global image number of each segment
+    row_offsets: tuple[int, ...] = (0,)  # first global row of each segment, then the total
+    images: tuple[ImageMeta, ...] = ()
+    dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+def sealed_part(segments: Sequence[Segment], removed: set[tuple[str, str]]) -> Sealed:
+    images: list[ImageMeta] = []
+    image_offsets, row_offsets, rows = [], [], 0
+    dead: list[int] = []
+    ids: dict[str, int] = {}
+    for seg in segments:
+        image_offsets.append(len(images))
+        row_offsets.append(rows)
+        for m in seg.images:
+            if (seg.name, m.image_id) in removed:
+                dead.append(len(images))
+            else:
+                ids[m.image_id] = len(images)
+            images.append(m)
+        rows += seg.rows
+    row_offsets.append(rows)
+    return Sealed(
+        tuple(segments),
+        tuple(image_offsets),
+        tuple(row_offsets),
+        tuple(images),
+        np.array(dead, np.int32),
+        ids,
+    )
+
+
+class ImageIds(Mapping[str, int]):
+    """image id -> global image number, over the sealed part and the buffer (disjoint:
+    an image is in one or the other) without copying either."""
+
+    def __init__(self, sealed: dict[str, int], growing: dict[str, int]) -> None:
+        self._sealed, self._growing = sealed, growing
+
+    def __getitem__(self, image_id: str) -> int:
+        got = self._growing.get(image_id)
+        return self._sealed[image_id] if got is None else got
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._growing or image_id in self._sealed
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._sealed
+        yield from self._growing
+
+    def __len__(self) -> int:
+        return len(self._sealed) + len(self._growing)
+
+
+class ImageList(Sequence[ImageMeta]):
+    """Every image's metadata by global number: the sealed ones, then the buffer's."""
+
+    def __init__(self, sealed: tuple[ImageMeta, ...], growing: tuple[ImageMeta, ...]) -> None:
+        self._sealed, self._growing = sealed, growing
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (int or slice, as a tuple takes)
+        if isinstance(i, slice):
+            return (self._sealed + self._growing)[i]
+        n = len(self._sealed)
+        if i < 0:
+            i += len(self)
+        return self._sealed[i] if i < n else self._growing[i - n]
+
+    def __len__(self) -> int:
+        return len(self._sealed) + len(self._growing)
 
 
 @dataclass(frozen=True)
@@ -19,78 +104,88 @@ class View:
 
     backend: str
     dimension: int
-    segments: tuple[Segment, ...]
-    image_offsets: tuple[int, ...]  # first global image number of each segment
-    row_offsets: tuple[int, ...]  # first global row of each segment (+ growing at the end)
-    images: tuple[ImageMeta, ...]
+    sealed: Sealed
+    growing_images: tuple[ImageMeta, ...]
     growing_descriptors: np.ndarray  # [G, D]
     growing_locations: np.ndarray  # [G, 2]
     growing_row_image: np.ndarray  # [G] global image numbers
-    dead: np.ndarray  # global image numbers
+    growing_ids: dict[str, int]
     generation: int
-    by_id: dict[str, int] = field(default_factory=dict)
-    growing_first: int = 0  # global number of the first growing-buffer image
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        return self.sealed.segments
+
+    @property
+    def image_offsets(self) -> tuple[int, ...]:
+        return self.sealed.image_offsets
+
+    @property
+    def row_offsets(self) -> tuple[int, ...]:
+        """First global row of each segment, then of the growing buffer."""
+        return self.sealed.row_offsets
+
+    @property
+    def dead(self) -> np.ndarray:
+        return self.sealed.dead
+
+    @property
+    def growing_first(self) -> int:
+        """Global number of the first growing-buffer image."""
+        return len(self.sealed.images)
+
+    @property
+    def images(self) -> ImageList:
+        return ImageList(self.sealed.images, self.growing_images)
+
+    @property
+    def by_id(self) -> ImageIds:
+        return ImageIds(self.sealed.ids, self.growing_ids)
 
     @property
     def live_images(self) -> int:
-        return len(self.by_id)
+        return len(self.sealed.ids) + len(self.growing_ids)
 
     def features_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors [N, D] and (x, y) locations [N, 2] of global image number ``image``."""
         if image < self.growing_first:
             s = bisect.bisect_right(self.image_offsets, image) - 1
             return self.segments[s].features(image - self.image_offsets[s])
-        meta = self.images[image]
+        meta = self.growing_images[image - self.growing_first]
         rows = slice(meta.start, meta.start + meta.count)
         return self.growing_descriptors[rows], self.growing_locations[rows]
 
 
 def build_view(
-    segments: list[Segment],
-    removed: set[tuple[str, str]],
-    growing: dict[str, ImageData],
+    sealed: Sealed,
+    growing: Mapping[str, ImageData],
     backend: str,
     dimension: int,
     generation: int,
 ) -> View:
-    """The view of sealed ``segments`` (less the ``removed`` images) and the growing buffer."""
-    images: list[ImageMeta] = []
-    image_offsets, row_offsets, rows = [], [], 0
-    dead = []
-    by_id: dict[str, int] = {}
-    for seg in segments:
-        image_offsets.append(len(images))
-        row_offsets.append(rows)
-        for m in seg.images:
-            if (seg.name, m.image_id) in removed:
-                dead.append(len(images))
-            else:
-                by_id[m.image_id] = len(images)
-            images.append(m)
-        rows += seg.rows
-    row_offsets.append(rows)
-    growing_first = len(images)
+    """The view of the ``sealed`` part and the growing buffer."""
+    first = len(sealed.images)
+    metas: list[ImageMeta] = []
+    ids: dict[str, int] = {}
     g_desc, g_loc, g_img, start = [], [], [], 0
     for im in growing.values():
-        by_id[im.image_id] = len(images)
-        g_img.append(np.full(len(im.descriptors), len(images), np.int32))
-        images.append(im.meta(start))
+        number = first + len(metas)
+        ids[im.image_id] = number
+        g_img.append(np.full(len(im.descriptors), number, np.int32))
+        metas.append(im.meta(start))
         g_desc.append(im.descriptors)
         g_loc.append(im.locations)
         start += len(im.descriptors)
+    live = bool(ids) or bool(sealed.ids)
     dim = dimension
     return View(
-        backend=backend if by_id else "",
-        dimension=dim if by_id else 0,
-        segments=tuple(segments),
-        image_offsets=tuple(image_offsets),
-        row_offsets=tuple(row_offsets),
-        images=tuple(images),
+        backend=backend if live else "",
+        dimension=dim if live else 0,
+        sealed=sealed,
+        growing_images=tuple(metas),
         growing_descriptors=np.concatenate(g_desc) if g_desc else np.zeros((0, dim), "f4"),
         growing_locations=np.concatenate(g_loc) if g_loc else np.zeros((0, 2), "f4"),
         growing_row_image=np.concatenate(g_img) if g_img else np.zeros(0, np.int32),
-        dead=np.array(dead, np.int32),
+        growing_ids=ids,
         generation=generation,
-        by_id=by_id,
-        growing_first=growing_first,
     )

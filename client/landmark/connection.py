@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -73,17 +74,22 @@ class Connection:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
-    def _options(self) -> list[tuple[str, Any]]:
+    def _options(self, authority: str | None = None) -> list[tuple[str, Any]]:
         extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        if authority:  # one address of a name that resolves to several: keep the name
+            extra.append(("grpc.default_authority", authority))
         return CHANNEL_OPTIONS + extra
 
     def _credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
-    def channel(self, address: str) -> grpc.Channel:
+    def channel(self, address: str, authority: str | None = None) -> grpc.Channel:
+        """A channel to ``address``; ``authority``: the host:port name it answers for
+        (TLS checks that name), when ``address`` is one of the addresses it resolves to."""
+        options = self._options(authority)
         if self.tls:
-            return grpc.secure_channel(address, self._credentials(), options=self._options())
-        return grpc.insecure_channel(address, options=self._options())
+            return grpc.secure_channel(address, self._credentials(), options=options)
+        return grpc.insecure_channel(address, options=options)
 
     def aio_channel(self, address: str) -> grpc.aio.Channel:
         if self.tls:
@@ -110,11 +116,47 @@ class Connection:
         return wait
 
 
+# Trailing metadata of a refusal that passes with time (the search node's growing buffer
+# at its bound): milliseconds to wait before sending the same request again.
+RETRY_AFTER_MS = "retry-after-ms"
+
+
+def retry_hint(error: grpc.RpcError) -> float | None:
+    """Seconds the service asked to wait before retrying ``error``'s request, or None."""
+    trailing = getattr(error, "trailing_metadata", lambda: None)() or ()
+    for key, value in trailing:
+        if key == RETRY_AFTER_MS:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
+
+
 def replicas(address: str) -> list[str]:
     parts = [a.strip() for a in address.split(",") if a.strip()]
     if not parts:
         raise ValueError(f"no address in {address!r}")
     return parts
+
+
+def endpoints(address: str) -> list[tuple[str, str | None]]:
+    """Every replica behind ``address`` (a list, or DNS names that resolve to several):
+    (address to dial, the name it answers for, or None when dialled by that name)."""
+    found: list[tuple[str, str | None]] = []
+    for part in replicas(address):
+        host, _, port = part.rpartition(":")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            found.append((part, None))  # let gRPC report what is wrong with it
+            continue
+        ips = sorted({info[4][0] for info in infos})
+        if len(ips) <= 1:
+            found.append((part, None))
+        else:
+            found += [(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", part) for ip in ips]
+    return found
 
 
 class Rotation:

@@ -29,7 +29,7 @@ def feats() -> dict[str, Features]:
 def engine(tmp_path, feats):
     eng = SearchEngine(tmp_path / "idx", threads=1, background=False)
     eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[:2]])
-    eng.store.seal()  # two images in a sealed Annoy segment ...
+    eng.store.sealer.seal()  # two images in a sealed Annoy segment ...
     eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[2:]])
     yield eng  # ... and two in the growing buffer, searched exactly
     eng.close()
@@ -87,8 +87,8 @@ def test_remove_takes_effect_at_once_persists_and_merge_reclaims(tmp_path, engin
     engine.close()
     engine = reopen(tmp_path / "idx")
     assert engine.info()["images"] == 2
-    engine.store.seal()
-    engine.store.merge()
+    engine.store.sealer.seal()
+    engine.store.merger.merge()
     info = engine.info()
     assert info["segments"] == 1 and info["images"] == 2
     assert info["descriptors"] < rows_before  # the removed rows are gone
@@ -184,9 +184,9 @@ def test_dead_copies_do_not_hide_the_live_image(tmp_path, feats):
         f = feats["coffee.png"]
         eng.add([("coffee", "coffee", {}, f)])
         for _ in range(12):  # 12 dead copies > k = 10 neighbours per descriptor
-            eng.store.seal()
+            eng.store.sealer.seal()
             eng.add([("coffee", "coffee", {}, f)], OnConflict.REPLACE)
-        eng.store.seal()
+        eng.store.sealer.seal()
         assert eng.info()["images"] == 1 and eng.info()["segments"] == 13
         r = eng.search(f, top_k=1)
         assert r.best is not None and r.best.image.image_id == "coffee"

@@ -61,7 +61,7 @@ def test_it_becomes_format_3_as_it_changes_and_keeps_everything(old_index):
     assert records.IMAGE in _kinds(old_index) and records.LEGACY_IMAGE in _kinds(old_index)
     store = IndexStore(old_index, QUIET, background=False)
     assert sorted(store.view.by_id) == ["logged-0", "logged-1", "new", "sealed-0", "sealed-2"]
-    assert store.seal()  # the old log's adds move into a segment; the old log is deleted
+    assert store.sealer.seal()  # the old log's adds move into a segment; the old log is deleted
     store.close()
     assert records.LEGACY_IMAGE not in _kinds(old_index)
     store = IndexStore(old_index, QUIET, background=False)
@@ -95,8 +95,8 @@ def test_a_merge_rewrites_format_2_segments_in_the_compact_format(old_index):
     store = IndexStore(old_index, QUIET, background=False)
     assert [s.compact for s in store.segments] == [False]  # the fixture's float32 segment
     before = {i: store.view.features_of(n) for i, n in store.view.by_id.items()}
-    store.seal()  # the logged images become a compact segment beside the old one
-    assert store.merge()
+    store.sealer.seal()  # the logged images become a compact segment beside the old one
+    assert store.merger.merge()
     assert [s.compact for s in store.segments] == [True]
     meta = json.loads((store.segments[0].path / "meta.json").read_text())
     assert meta["format"] == 3 and "projected_dimension" in meta

@@ -9,6 +9,7 @@ from search_service import matching
 from search_service.segment import load_segment
 from search_service.segment_writer import build_segment
 from search_service.store import IndexStore, StoreSettings
+from search_service.writing import OnConflict, Writer
 
 from .test_compact import images as segment_images
 
@@ -21,6 +22,11 @@ def image(i: int, n: int = 500) -> tuple[str, str, dict, Features]:
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     loc = (rng.random((n, 2)) * [640, 480]).astype(np.float32)
     return f"img-{i}", f"label-{i % 3}", {}, Features("aliked", loc, d, (640, 480))
+
+
+def add(store: IndexStore, entries: list) -> None:
+    """Add as the service does: a batch of seal_descriptors or more is built as segments."""
+    Writer(store).add(entries, ("aliked", 64), OnConflict.ERROR)
 
 
 def store_at(path, **kw) -> IndexStore:
@@ -37,7 +43,7 @@ def store_at(path, **kw) -> IndexStore:
 def test_a_large_add_is_written_as_segments_under_the_cap(tmp_path):
     store = store_at(tmp_path / "index")
     generation = store.generation
-    store.apply([], [image(i) for i in range(10)])  # 5,000 rows
+    add(store, [image(i) for i in range(10)])  # 5,000 rows
     assert store.generation == generation + 1  # one manifest write for the whole add
     assert [s.rows for s in store.segments] == [2000, 2000, 1000]
     assert sorted(store.view.by_id) == sorted(f"img-{i}" for i in range(10))
@@ -52,53 +58,53 @@ def test_a_large_add_is_written_as_segments_under_the_cap(tmp_path):
 def test_merges_combine_the_small_segments_and_never_pass_the_cap(tmp_path):
     store = store_at(tmp_path / "index", max_segments=2)
     for batch in range(5):
-        store.apply([], [image(2 * batch), image(2 * batch + 1)])  # 1,000 rows each
+        add(store, [image(2 * batch), image(2 * batch + 1)])  # 1,000 rows each
     assert len(store.segments) == 5
     merges = 0
-    while store.needs_merge():
-        assert store.merge()
+    while store.merger.needs_merge():
+        assert store.merger.merge()
         merges += 1
     assert merges == 2
     assert sorted(s.rows for s in store.segments) == [1000, 2000, 2000]
     assert len(store.view.by_id) == 10
     # more segments than max_segments, but none left that fit together: nothing to merge
     assert len(store.segments) > store.settings.max_segments
-    assert not store.merge()
+    assert not store.merger.merge()
     store.close()
 
 
 def test_a_large_segment_is_not_rewritten_for_a_small_one(tmp_path):
     store = store_at(tmp_path / "index", max_segment_rows=100_000)
-    store.apply([], [image(i) for i in range(10)])  # 5,000 rows
-    store.apply([], [image(10), image(11)])  # 1,000
-    assert not store.merge()  # 5,000 rows rewritten for 1,000: more than fourfold
-    store.apply([], [image(12), image(13)])  # 1,000 more: now 5,000 <= 4 x 2,000
-    assert store.merge()
+    add(store, [image(i) for i in range(10)])  # 5,000 rows
+    add(store, [image(10), image(11)])  # 1,000
+    assert not store.merger.merge()  # 5,000 rows rewritten for 1,000: more than fourfold
+    add(store, [image(12), image(13)])  # 1,000 more: now 5,000 <= 4 x 2,000
+    assert store.merger.merge()
     assert [s.rows for s in store.segments] == [7000]
     store.close()
 
 
 def test_a_small_segment_does_not_keep_larger_ones_apart(tmp_path):
     store = store_at(tmp_path / "index", max_segment_rows=100_000)
-    store.apply([], [image(0, n=600), image(1, n=600)])  # 1,200 rows
-    store.apply([], [image(i) for i in range(2, 12)])  # 5,000
-    store.apply([], [image(i) for i in range(12, 22)])  # 5,000
-    assert store.merge()  # the two of 5,000, though the smallest is far smaller
+    add(store, [image(0, n=600), image(1, n=600)])  # 1,200 rows
+    add(store, [image(i) for i in range(2, 12)])  # 5,000
+    add(store, [image(i) for i in range(12, 22)])  # 5,000
+    assert store.merger.merge()  # the two of 5,000, though the smallest is far smaller
     assert sorted(s.rows for s in store.segments) == [1200, 10_000]
     store.close()
 
 
 def test_a_full_segment_with_removed_images_is_rewritten_alone(tmp_path):
     store = store_at(tmp_path / "index", max_dead_fraction=0.1)
-    store.apply([], [image(i) for i in range(8)])  # two full segments
+    add(store, [image(i) for i in range(8)])  # two full segments
     full = [s.name for s in store.segments]
     store.apply(["img-0"], [])
-    assert store.needs_merge()
-    assert store.merge()
+    assert store.merger.needs_merge()
+    assert store.merger.merge()
     assert sorted(s.rows for s in store.segments) == [1500, 2000]
     assert full[1] in [s.name for s in store.segments]  # the other one untouched
     assert "img-0" not in store.view.by_id and len(store.view.by_id) == 7
-    assert not store.needs_merge()
+    assert not store.merger.needs_merge()
     store.close()
 
 
@@ -131,7 +137,7 @@ def test_segments_share_the_search_budget_by_their_rows(tmp_path, monkeypatch):
     """Each segment is looked up for every query descriptor; the nodes inspected are shared
     by rows, so several segments cost about what one of all their rows would."""
     store = store_at(tmp_path / "index", max_segment_rows=4000)
-    store.apply([], [image(i, n=1000) for i in range(8)] + [image(8, n=400), image(9, n=600)])
+    add(store, [image(i, n=1000) for i in range(8)] + [image(8, n=400), image(9, n=600)])
     assert [s.rows for s in store.segments] == [4000, 4000, 1000]
     asked: dict[int, int] = {}
     real_lookup = matching.segment_lookup

@@ -8,6 +8,7 @@ import numpy as np
 from landmark_client import Features
 from search_service.segment_writer import Stopped
 from search_service.store import IndexStore, StoreSettings
+from search_service.writing import OnConflict, Writer
 
 
 def image(i: int, n: int = 2000) -> tuple[str, str, dict, Features]:
@@ -22,13 +23,15 @@ def test_a_merge_stops_when_the_store_closes(tmp_path):
     settings = StoreSettings(seal_descriptors=10_000)
     store = IndexStore(tmp_path / "index", settings, background=False)
     for batch in range(3):  # three segments written directly (bulk adds)
-        store.apply([], [image(10 * batch + i) for i in range(10)])
+        Writer(store).add(
+            [image(10 * batch + i) for i in range(10)], ("aliked", 64), OnConflict.ERROR
+        )
     assert len(store.segments) == 3
     failure: list[BaseException] = []
 
     def merge() -> None:
         try:
-            store.merge()
+            store.merger.merge()
         except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
             failure.append(exc)
 
@@ -36,7 +39,7 @@ def test_a_merge_stops_when_the_store_closes(tmp_path):
     worker.start()
     time.sleep(0.05)
     start = time.monotonic()
-    store._stop.set()  # what close() does first
+    store.stop.set()  # what close() does first
     worker.join(10)
     stopped_in = time.monotonic() - start
     assert not worker.is_alive() and stopped_in < 2.0, stopped_in

@@ -161,10 +161,10 @@ def test_the_store_moves_to_a_new_log_when_one_cannot_be_rolled_back(tmp_path, m
     faults.fail_after, faults.fail_truncate = 100, True
     with pytest.raises(DiskFull, match="index disk full"):
         store.apply([], [image(2, 50)])
-    assert store.disk_full
+    assert store.disk.disk_full
     faults.fail_truncate = False
     store.apply([], [image(3, 50)])  # lands in a new log, not behind the torn record
-    assert not store.disk_full and len(store.wals) == 2
+    assert not store.disk.disk_full and len(store.logs.paths) == 2
     store.close()
     reopened = IndexStore(tmp_path / "index", background=False)
     assert sorted(reopened.view.by_id) == ["img-1", "img-3"]

@@ -1,0 +1,64 @@
+"""The loop of a background thread of the store (the sealer's, the merger's)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .errors import DiskFull, StorageFailure
+from .segment_writer import Stopped
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25  # how often a background thread looks for work
+MAX_BACKOFF = 30.0  # longest pause between retries of a failed step
+
+
+class Loop:
+    """Runs ``step`` (work when due) every POLL_SECONDS until ``stop`` is set. A failure
+    (a full disk, say) is logged once and retried with a growing pause, up to MAX_BACKOFF;
+    the first success resets it and calls ``recovered``."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], object],
+        stop: threading.Event,
+        recovered: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self._step = step
+        self._stop = stop
+        self._recovered = recovered
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pause = POLL_SECONDS
+        while not self._stop.wait(pause):
+            try:
+                self._step()
+            except Stopped:
+                return  # shutting down: the log still holds everything
+            except (DiskFull, StorageFailure) as exc:
+                if pause == POLL_SECONDS:
+                    log.warning("%s paused: %s; retrying", self.name, exc)
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
+            except Exception:  # keep serving; the next round retries
+                if pause == POLL_SECONDS:
+                    log.exception("%s failed; retrying", self.name)
+                pause = min(pause * 2, MAX_BACKOFF)
+                continue
+            if pause != POLL_SECONDS:
+                log.info("%s resumed", self.name)
+                self._recovered()
+            pause = POLL_SECONDS

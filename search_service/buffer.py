@@ -1,0 +1,48 @@
+"""The growing buffer: images added through the log and not yet sealed, searched exactly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from landmark.wire import Features
+
+from .segment import ImageData
+
+
+def image_data(image_id: str, label: str, metadata: dict, f: Features) -> ImageData:
+    w, h = f.image_size
+    return ImageData(image_id, label, f.descriptors, f.locations, w, h, dict(metadata))
+
+
+class GrowingBuffer(dict[str, ImageData]):
+    """image id -> its data, in the order added; ``descriptors`` counts their rows and
+    ``since`` is when the oldest came (time.monotonic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descriptors = 0
+        self.since = 0.0
+
+    def put(self, im: ImageData) -> None:
+        if not self:
+            self.since = time.monotonic()
+        self.drop(im.image_id)
+        self.descriptors += len(im.descriptors)
+        self[im.image_id] = im
+
+    def drop(self, image_id: str) -> None:
+        old = self.pop(image_id, None)
+        if old is not None:
+            self.descriptors -= len(old.descriptors)
+
+
+@dataclass(frozen=True)
+class BufferToSeal:
+    """What one seal turns into a segment: the buffer's images when it began, the logs
+    that hold them, and the new segment's name."""
+
+    images: list[ImageData]
+    logs: list[Path]
+    name: str

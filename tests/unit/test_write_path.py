@@ -1,0 +1,149 @@
+"""The write path keeps taking writes while segments are built: a seal, a small add and a
+bulk add each finish while a merge is still building; a bulk add decides its conflicts
+again when it commits; the growing buffer is bounded; a small add leaves the sealed part of
+the view alone (its cost does not grow with the index)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from landmark_client import Features
+from search_service.errors import AlreadyExists, BufferFull
+from search_service.store import IndexStore, StoreSettings
+from search_service.writing import OnConflict, Writer
+
+KIND = ("aliked", 64)
+
+
+def image(i: int, n: int = 500, label: str = "x") -> tuple[str, str, dict, Features]:
+    rng = np.random.default_rng(i)
+    d = rng.random((n, 64), dtype=np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    loc = (rng.random((n, 2)) * [640, 480]).astype(np.float32)
+    return f"img-{i}", label, {}, Features("aliked", loc, d, (640, 480))
+
+
+def store_at(path, **kw) -> IndexStore:
+    settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=0, **kw)
+    return IndexStore(path, settings, background=False)
+
+
+class Gate:
+    """Holds the next segment build named ``what`` (the real build) until ``open()``."""
+
+    def __init__(self, store: IndexStore, what: str) -> None:
+        self.entered, self._open = threading.Event(), threading.Event()
+        real = store.disk.write_segment
+
+        def write_segment(images, dimension, name, kind, jobs=-1):  # noqa: ANN001, ANN202
+            if kind == what and not self.entered.is_set():
+                self.entered.set()
+                assert self._open.wait(30), "the gate was never opened"
+            return real(images, dimension, name, kind, jobs)
+
+        store.disk.write_segment = write_segment  # type: ignore[method-assign]
+
+    def open(self) -> None:
+        self._open.set()
+
+
+def in_thread(fn) -> tuple[threading.Thread, list]:  # noqa: ANN001
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    return thread, out
+
+
+def test_seals_and_adds_go_on_while_a_merge_builds(tmp_path):
+    store = store_at(tmp_path / "index")
+    writer = Writer(store)
+    for batch in range(3):  # three segments written directly (bulk adds)
+        writer.add([image(10 * batch + i) for i in range(2)], KIND, OnConflict.ERROR)
+    gate = Gate(store, "the merged segment")
+    merging, merged = in_thread(store.merger.merge)
+    assert gate.entered.wait(10)
+
+    writer.add([image(100)], KIND, OnConflict.ERROR)  # small: through the log
+    assert store.sealer.seal()  # the buffer sealed while the merge is still building
+    writer.add([image(200), image(201)], KIND, OnConflict.ERROR)  # bulk: its own segment
+    writer.remove(["img-0"])  # in a segment the merge is rewriting
+    assert merging.is_alive() and len(store.segments) == 5
+
+    gate.open()
+    merging.join(30)
+    assert merged == [True]
+    expected = {f"img-{i}" for i in (1, 10, 11, 20, 21, 100, 200, 201)}
+    assert set(store.view.by_id) == expected
+    assert len(store.segments) == 3  # the merged one, the sealed one, the bulk one
+    store.close()
+    again = store_at(tmp_path / "index")
+    assert set(again.view.by_id) == expected
+    again.close()
+
+
+def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path):
+    store = store_at(tmp_path / "index")
+    writer = Writer(store)
+    gate = Gate(store, "the change")
+    bulk = [image(1, label="bulk"), image(2, label="bulk")]
+    building, result = in_thread(lambda: writer.add(bulk, KIND, OnConflict.SKIP))
+    assert gate.entered.wait(10)
+    writer.add([image(2, n=100, label="small")], KIND, OnConflict.ERROR)  # came first
+    gate.open()
+    building.join(30)
+    assert (result[0].added, result[0].skipped) == (1, 1)
+    view = store.view
+    assert view.images[view.by_id["img-2"]].label == "small"
+    assert view.images[view.by_id["img-1"]].label == "bulk"
+    assert len(store.view.by_id) == 2
+
+    gate = Gate(store, "the change")
+    clash = [image(3), image(4)]
+    building, failed = in_thread(lambda: _error_of(writer.add, clash, KIND, OnConflict.ERROR))
+    assert gate.entered.wait(10)
+    writer.add([image(4, n=100)], KIND, OnConflict.ERROR)
+    gate.open()
+    building.join(30)
+    assert isinstance(failed[0], AlreadyExists)
+    assert "img-3" not in store.view.by_id  # all or nothing
+    assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".tmp")]
+    store.close()
+
+
+def _error_of(fn, *args):  # noqa: ANN001, ANN202
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 (returned for the assertion)
+        return exc
+    return None
+
+
+def test_the_growing_buffer_is_bounded(tmp_path):
+    store = store_at(tmp_path / "index", max_growing_descriptors=1200)
+    writer = Writer(store)
+    writer.add([image(1)], KIND, OnConflict.ERROR)
+    writer.add([image(2)], KIND, OnConflict.ERROR)  # 1,000 descriptors buffered
+    with pytest.raises(BufferFull) as refused:
+        writer.add([image(3)], KIND, OnConflict.ERROR)
+    assert refused.value.retry_after > 0 and "retry" in str(refused.value)
+    assert store.growing.descriptors == 1000 and "img-3" not in store.view.by_id
+    writer.remove(["img-1"])  # removes are never refused
+    assert store.sealer.seal()
+    writer.add([image(3)], KIND, OnConflict.ERROR)  # room again
+    assert set(store.view.by_id) == {"img-2", "img-3"}
+    store.close()
+
+
+def test_a_small_add_leaves_the_sealed_part_of_the_view_alone(tmp_path):
+    store = store_at(tmp_path / "index")
+    writer = Writer(store)
+    writer.add([image(i) for i in range(4)], KIND, OnConflict.ERROR)  # a segment
+    sealed = store.view.sealed
+    writer.add([image(10, n=50)], KIND, OnConflict.ERROR)
+    writer.add([image(11, n=50)], KIND, OnConflict.ERROR)
+    assert store.view.sealed is sealed  # not rebuilt: no loop over the stored images
+    assert len(store.view.by_id) == 6
+    writer.remove(["img-0"])  # a tombstone changes the sealed part
+    assert store.view.sealed is not sealed and "img-0" not in store.view.by_id
+    store.close()
