@@ -148,6 +148,7 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             max_image_bytes=lim.max_image_bytes,
             formats=list(FORMATS),
             device=core.backend.device,
+            max_concurrent=self.config.max_concurrent,
         )
 
 

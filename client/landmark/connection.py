@@ -151,7 +151,7 @@ def endpoints(address: str) -> list[tuple[str, str | None]]:
         except (OSError, ValueError):
             found.append((part, None))  # let gRPC report what is wrong with it
             continue
-        ips = sorted({info[4][0] for info in infos})
+        ips = sorted({str(info[4][0]) for info in infos})
         if len(ips) <= 1:
             found.append((part, None))
         else:

@@ -69,6 +69,7 @@ def extractor_info(msg: extractor_pb2.ExtractorInfo) -> ExtractorInfo:
         max_pixels=msg.max_pixels,
         max_image_bytes=msg.max_image_bytes,
         formats=tuple(msg.formats),
+        max_concurrent=msg.max_concurrent or 1,
     )
 
 

@@ -21,8 +21,9 @@ from .client import LandmarkClient, SearchClient
 from .errors import LandmarkError
 from .evaluation import evaluate, load_groups
 from .gallery import DISTRACTOR_LABEL
-from .indexing import index_gallery, progress
+from .indexing import index_gallery
 from .local import local_services
+from .progress import progress
 from .reports import evaluation_text, result_json
 
 
@@ -48,13 +49,20 @@ def _services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 
 def _index(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        report = index_gallery(args.dir, client, args.distractor_label)
+        report = index_gallery(args.dir, client, args.distractor_label, show_progress=not args.json)
         info = client.search.index_info()
+    if args.json:
+        print(json.dumps({**report.as_dict(), "index": info.__dict__}, indent=2))
+        return 1 if report.failed else 0
     print(
-        f"{report.found} images found, {report.already_indexed} already indexed, "
-        f"{report.added} added, {len(report.failed)} failed; the index holds "
-        f"{info.images} images ({info.descriptors} descriptors, {info.backend})"
+        f"{report.found} photos found, {report.already_indexed} already indexed, "
+        f"{report.added} added, {len(report.failed)} failed in {report.seconds:.1f}s "
+        f"({report.photos_per_second:.2f} photos/s); the index holds {info.images} images "
+        f"({info.descriptors} descriptors, {info.backend})"
     )
+    if len(report.described) > 1:
+        shares = ", ".join(f"{a}: {n}" for a, n in report.described.items())
+        print(f"described per extractor: {shares}")
     if report.distractors:
         print(
             f"{report.distractors} photos labeled {args.distractor_label!r} left out: they show "
@@ -168,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", help="local services' extractor backend: aliked, sift, delf")
         p.add_argument("--delf-model", help="local services' DELF module (TF-Hub handle or folder)")
 
-    p = command("index", "add a labeled folder of photos to the index", _index)
+    p = command(
+        "index",
+        "add a labeled folder of photos to the index, through every extractor replica "
+        "(--extractor a,b,... or a DNS name); a rerun adds only what is missing",
+        _index,
+    )
     p.add_argument("dir", help="DIR/<label>/<photo> or DIR/images/<label>/<photo>")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     distractors(p)
     p = command("query", "which landmark a photo shows", _query)
     p.add_argument("image", help="the photo (a file path)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -15,7 +16,11 @@ from landmark.wire import Features
 from . import _convert as conv
 from ._core import DEFAULT_TIMEOUT, _Client, extractor_address, search_address
 from .errors import LandmarkError
+from .gallery import DISTRACTOR_LABEL
 from .images import ImageInput
+from .indexing import index_gallery
+from .ingest import ingest
+from .progress import ProgressBar
 from .types import (
     AddResult,
     Comparison,
@@ -24,6 +29,8 @@ from .types import (
     ImageRecord,
     ImageToAdd,
     IndexInfo,
+    IngestReport,
+    Photo,
     Recognition,
     SearchResult,
 )
@@ -247,6 +254,39 @@ class LandmarkClient:
         features = self.extractor.extract(image, timeout=timeout)
         entry = ImageToAdd(image_id, label, features, dict(metadata or {}))
         return self.search.add_images([entry], on_conflict=on_conflict, timeout=timeout)
+
+    def ingest(
+        self,
+        photos: Iterable[Photo],
+        *,
+        on_conflict: str = "skip",
+        timeout: float | None = None,
+        progress: ProgressBar | None = None,
+    ) -> IngestReport:
+        """Extract and add ``photos`` (any iterable, read lazily) through every extractor
+        replica (ingest.py); a photo that fails is reported in ``failed``, the run goes on."""
+        return ingest(
+            photos,
+            self.extractor,
+            self.search,
+            on_conflict=on_conflict,
+            timeout=self.timeout if timeout is None else timeout,
+            progress=progress,
+        )
+
+    def index_folder(
+        self,
+        folder: str | Path,
+        *,
+        distractor_label: str = DISTRACTOR_LABEL,
+        show_progress: bool = False,
+        timeout: float | None = None,
+    ) -> IngestReport:
+        """Index a labeled folder (FOLDER/<label>/<photo>): only the photos not yet in
+        the index, distractors left out; a rerun goes on where a run stopped."""
+        return index_gallery(
+            folder, self, distractor_label, show_progress=show_progress, timeout=timeout
+        )
 
     def close(self) -> None:
         self.extractor.close()

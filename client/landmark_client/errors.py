@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from landmark.connection import retry_hint
+
 
 class LandmarkError(Exception):
     """A call to a landmark service failed.
@@ -12,10 +14,15 @@ class LandmarkError(Exception):
     ``details`` the server's message, written to say what to fix.
     """
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+        # seconds the service asked to wait before sending the same request again (a
+        # refusal that passes with time, e.g. the search node's buffer at its bound)
+        self.retry_after = retry_after
 
     @classmethod
     def from_rpc(cls, error: grpc.RpcError, service: str = "", address: str = "") -> LandmarkError:
@@ -34,7 +41,7 @@ class LandmarkError(Exception):
             details = f"{service} is unavailable ({details}); is it running at that address?"
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED and service:
             details = f"{service} did not answer within the timeout ({details})"
-        return cls(code, details)
+        return cls(code, details, retry_hint(error))
 
     @classmethod
     def from_code_number(cls, number: int, details: str) -> LandmarkError:

@@ -18,13 +18,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
 from . import gallery as gallery_mod
 from .client import LandmarkClient
 from .gallery import DISTRACTOR_LABEL
+from .progress import NoProgress, ProgressBar
 from .types import ImageToAdd
 
 
@@ -228,27 +228,3 @@ def evaluate(
     }
     report["pr_curve"] = pr_curve([o for o in loo if o.label != distractor], negatives)
     return report
-
-
-class ProgressBar(Protocol):
-    """What evaluation needs of a progress bar (tqdm's, or NoProgress)."""
-
-    def __enter__(self) -> Any: ...
-    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
-    def update(self, n: int = 1) -> Any: ...
-
-
-class NoProgress:
-    """A progress bar that shows nothing (when tqdm is not installed)."""
-
-    def __enter__(self) -> NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass

@@ -1,69 +1,53 @@
-"""Index a labeled folder of photos through the running services."""
+"""Index a labeled folder of photos through the running services (ingest.py does the work)."""
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import gallery as gallery_mod
-from .client import LandmarkClient
-from .evaluation import NoProgress, ProgressBar
 from .gallery import DISTRACTOR_LABEL
-from .types import ImageToAdd
-
-
-def progress(total: int, desc: str) -> ProgressBar:
-    """A progress bar on stderr (tqdm, when installed with the `cli` extra)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the SDK alone: no bars
-        return NoProgress()
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
-
-
-@dataclass
-class IndexReport:
-    found: int  # photos in the folder, distractors included
-    already_indexed: int
-    added: int
-    distractors: int  # photos under the distractor label: never indexed
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (image id, why)
+from .ingest import ingest
+from .progress import NoProgress, progress
+from .types import IngestReport, Photo
 
 
 def index_gallery(
     folder: str | Path,
-    client: LandmarkClient,
+    client,  # noqa: ANN001 (LandmarkClient: its two service clients)
     distractor: str = DISTRACTOR_LABEL,
-    batch: int = 16,
-) -> IndexReport:
-    """Extract and add every photo of a labeled folder not yet in the index. Photos labeled
-    ``distractor`` show none of the landmarks: they are left out (a distractor in the index
-    would answer "distractor" for photos like it)."""
-    images = gallery_mod.scan(folder)
+    *,
+    show_progress: bool = True,
+    timeout: float | None = None,
+) -> IngestReport:
+    """Extract and add every photo of a labeled folder not yet in the index, through every
+    extractor replica the client knows. Photos labeled ``distractor`` show none of the
+    landmarks: they are left out (a distractor in the index would answer "distractor" for
+    photos like it). A photo that cannot be read or described is reported in
+    ``failed`` with its reason; the run goes on."""
+    images = gallery_mod.scan(folder)  # paths and labels only, never features
     present = {r.image_id for r in client.search.list_images()}
-    gallery = [g for g in images if g.label != distractor]
-    todo = [g for g in gallery if g.image_id not in present]
-    report = IndexReport(len(images), len(gallery) - len(todo), 0, len(images) - len(gallery))
-    pending: list[ImageToAdd] = []
+    report = IngestReport(found=len(images))
+    todo = []
+    for g in images:
+        if g.label == distractor:
+            report.distractors += 1
+        elif g.image_id in present:
+            report.already_indexed += 1
+        else:
+            todo.append(g)
 
-    def flush() -> None:
-        if pending:
-            report.added += client.search.add_images(pending, on_conflict="skip").added
-            pending.clear()
+    def photos() -> Iterator[Photo]:
+        for g in todo:
+            yield Photo(g.image_id, g.label, g.path)
 
-    with progress(len(todo), "indexing") as bar:
-        labels = {g.image_id: g.label for g in todo}
-        stream = client.extractor.extract_many(
-            ((g.image_id, g.path) for g in todo), timeout=max(60.0, 10.0 * len(todo))
+    bar = progress(len(todo), "indexing") if show_progress else NoProgress()
+    with bar:
+        return ingest(
+            photos(),
+            client.extractor,
+            client.search,
+            timeout=client.timeout if timeout is None else timeout,
+            progress=bar,
+            report=report,
         )
-        for item in stream:
-            if item.features is None:
-                report.failed.append((item.request_id, str(item.error)))
-            else:
-                pending.append(ImageToAdd(item.request_id, labels[item.request_id], item.features))
-            if len(pending) >= batch:
-                flush()
-            bar.update(1)
-        flush()
-    return report

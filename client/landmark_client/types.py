@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from landmark.wire import Features
 
 from .errors import LandmarkError
+from .images import ImageInput
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,46 @@ class ExtractorInfo:
     max_pixels: int
     max_image_bytes: int
     formats: tuple[str, ...]
+    max_concurrent: int = 1  # extractions the replica runs at once
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo to index: its id, label, the image (path, bytes, array) and metadata."""
+
+    image_id: str
+    label: str
+    image: ImageInput
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    found: int = 0  # photos offered, distractors and already indexed ones included
+    already_indexed: int = 0
+    added: int = 0
+    distractors: int = 0  # photos under the distractor label: never indexed
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image id, why)
+    seconds: float = 0.0
+    described: dict[str, int] = field(default_factory=dict)  # photos per extractor replica
+    retried: int = 0  # extractions sent again after a replica failed
+    add_retries: int = 0  # adds sent again (the search node asked to wait, or was away)
+
+    @property
+    def photos_per_second(self) -> float:
+        done = self.added + len(self.failed)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "already_indexed": self.already_indexed,
+            "added": self.added,
+            "distractors": self.distractors,
+            "failed": [{"image_id": i, "reason": why} for i, why in self.failed],
+            "seconds": round(self.seconds, 3),
+            "photos_per_second": round(self.photos_per_second, 3),
+            "described": dict(self.described),
+            "retried": self.retried,
+            "add_retries": self.add_retries,
+        }

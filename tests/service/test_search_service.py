@@ -215,3 +215,30 @@ def test_match_answers_exact_matches_for_the_named_images(search_server, filled,
         match="at most",
     )
     assert filled.health() == "SERVING"
+
+
+def test_a_full_buffer_refuses_small_adds_with_a_retry_hint(tmp_path, gallery_features):
+    config = SearchConfig(
+        port=0,
+        metrics_port=0,
+        index_dir=str(tmp_path / "index"),
+        max_growing_descriptors=2500,
+        seal_seconds=3600,  # nothing is sealed in this test
+        seal_descriptors=1_000_000,
+    )
+    server, port, engine = create_server(config)
+    try:
+        with SearchClient(f"127.0.0.1:{port}") as client:
+            f = gallery_features["coffee"]
+            assert 2 * len(f) <= 2500 < 3 * len(f)  # two fit in the buffer, three do not
+            client.add_images([ImageToAdd("one", "coffee", f)])
+            client.add_images([ImageToAdd("two", "coffee", f)])
+            with pytest.raises(LandmarkError) as refused:
+                client.add_images([ImageToAdd("three", "coffee", f)])
+            assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.retry_after == 0.5 and "retry" in refused.value.details
+            assert [r.image_id for r in client.list_images()] == ["one", "two"]
+            assert client.remove_images(["one"]) == (1, [])  # removes are never refused
+    finally:
+        server.stop(0)
+        engine.close()

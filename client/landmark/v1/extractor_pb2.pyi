@@ -50,7 +50,7 @@ class GetExtractorInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ExtractorInfo(_message.Message):
-    __slots__ = ("backend", "dimension", "default_max_features", "max_features_limit", "default_max_image_size", "max_image_size_limit", "max_pixels", "max_image_bytes", "formats", "device")
+    __slots__ = ("backend", "dimension", "default_max_features", "max_features_limit", "default_max_image_size", "max_image_size_limit", "max_pixels", "max_image_bytes", "formats", "device", "max_concurrent")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MAX_FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class ExtractorInfo(_message.Message):
     MAX_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
     backend: str
     dimension: int
     default_max_features: int
@@ -71,4 +72,5 @@ class ExtractorInfo(_message.Message):
     max_image_bytes: int
     formats: _containers.RepeatedScalarFieldContainer[str]
     device: str
-    def __init__(self, backend: _Optional[str] = ..., dimension: _Optional[int] = ..., default_max_features: _Optional[int] = ..., max_features_limit: _Optional[int] = ..., default_max_image_size: _Optional[int] = ..., max_image_size_limit: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., formats: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ...) -> None: ...
+    max_concurrent: int
+    def __init__(self, backend: _Optional[str] = ..., dimension: _Optional[int] = ..., default_max_features: _Optional[int] = ..., max_features_limit: _Optional[int] = ..., default_max_image_size: _Optional[int] = ..., max_image_size_limit: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., formats: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., max_concurrent: _Optional[int] = ...) -> None: ...

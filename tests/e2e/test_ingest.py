@@ -1,0 +1,189 @@
+"""Ingest through a pool of real extractor processes into a real search process: the
+photos spread over the pool, a replica killed mid-run, the search node killed with -9
+mid-run and restarted, broken files among good ones, a rerun that adds nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from landmark_client import LandmarkClient, SearchClient
+from landmark_client.local import spawn_service
+from landmark_client.types import Photo
+
+PHOTOS = 32
+
+
+class Services:
+    """Real service processes on loopback, stopped at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str, port: int = 0) -> str:
+        proc, address = spawn_service(
+            [*args, "--port", str(port), "--metrics-port", "-1"],
+            self.folder / f"{name}.log",
+            dict(os.environ),
+        )
+        self.procs[name] = proc
+        return address
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def services(tmp_path):
+    s = Services(tmp_path)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def gallery(landmarks_dir, tmp_path) -> Path:
+    """A labeled folder of PHOTOS real photos (links to the shared ones), distractors out."""
+    with open(landmarks_dir / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["landmark"] != "distractor"][:PHOTOS]
+    folder = tmp_path / "gallery"
+    for r in rows:
+        link = folder / r["landmark"] / Path(r["file"]).name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(landmarks_dir / r["file"])
+    return folder
+
+
+def photos_of(folder: Path) -> list[Photo]:
+    return [
+        Photo(p.relative_to(folder).as_posix(), p.parent.name, p)
+        for p in sorted(folder.glob("*/*"))
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ids_in(search: str) -> list[str]:
+    with SearchClient(search) as client:
+        return [r.image_id for r in client.list_images()]
+
+
+def two_extractors(services: Services) -> str:
+    return ",".join(services.start(f"ex{i}", "extractor", "--backend", "sift") for i in (0, 1))
+
+
+def test_the_pool_shares_the_photos_and_a_rerun_adds_nothing(services, gallery, tmp_path):
+    extractors = two_extractors(services)
+    search = services.start("search", "search", "--index-dir", str(tmp_path / "index"))
+    with LandmarkClient(extractors, search, timeout=60) as client:
+        report = client.index_folder(gallery)
+        assert (report.added, report.failed, report.retried) == (PHOTOS, [], 0)
+        shares = sorted(report.described.values())
+        assert sum(shares) == PHOTOS  # nothing extracted twice
+        assert len(shares) == 2 and shares[0] >= PHOTOS // 3, report.described  # a fair share
+        again = client.index_folder(gallery)
+        assert (again.added, again.already_indexed, sum(again.described.values())) == (
+            0,
+            PHOTOS,
+            0,
+        )
+    assert sorted(ids_in(search)) == [p.image_id for p in photos_of(gallery)]
+
+
+def test_an_extractor_killed_mid_run_leaves_its_photos_to_the_other(services, gallery, tmp_path):
+    extractors = two_extractors(services)
+    search = services.start("search", "search", "--index-dir", str(tmp_path / "index"))
+
+    def photos() -> Iterator[Photo]:
+        for n, photo in enumerate(photos_of(gallery)):
+            if n == 10:
+                services.kill("ex1")  # its calls in flight fail: they go to ex0
+            yield photo
+
+    with LandmarkClient(extractors, search, timeout=60) as client:
+        report = client.ingest(photos())
+    assert (report.added, report.failed) == (PHOTOS, [])
+    assert sorted(ids_in(search)) == [p.image_id for p in photos_of(gallery)]
+
+
+def test_the_search_node_killed_mid_run_loses_no_acknowledged_add(services, gallery, tmp_path):
+    extractors = two_extractors(services)
+    port, index = free_port(), str(tmp_path / "index")
+    search = services.start("search", "search", "--index-dir", index, port=port)
+
+    def photos() -> Iterator[Photo]:
+        for n, photo in enumerate(photos_of(gallery)):
+            if n == 20:  # adds have been acknowledged: kill -9, then back on the same port
+                services.kill("search")
+                services.start("search", "search", "--index-dir", index, port=port)
+            yield photo
+
+    with LandmarkClient(extractors, search, timeout=60) as client:
+        first = client.ingest(photos())
+        assert first.failed == [] and first.added + first.already_indexed == PHOTOS
+        again = client.index_folder(gallery)  # the run repeated: nothing left to add
+        assert (again.added, again.already_indexed) == (0, PHOTOS)
+    held = ids_in(search)
+    assert sorted(held) == [p.image_id for p in photos_of(gallery)]  # each exactly once
+
+
+def test_broken_files_are_reported_and_the_good_ones_indexed(services, gallery, tmp_path):
+    broken = {
+        "kremlin/garbage.jpg": os.urandom(5000),
+        "kremlin/empty.png": b"",
+        "notre_dame/text.jpg": b"this is not a photo\n" * 50,
+    }
+    for name, data in broken.items():
+        (gallery / name).parent.mkdir(exist_ok=True)
+        (gallery / name).write_bytes(data)
+    extractors = two_extractors(services)
+    search = services.start("search", "search", "--index-dir", str(tmp_path / "index"))
+    with LandmarkClient(extractors, search, timeout=60) as client:
+        report = client.index_folder(gallery)
+    assert report.added == PHOTOS
+    assert sorted(i for i, _ in report.failed) == sorted(broken)
+    assert all(why for _, why in report.failed)
+    assert len(ids_in(search)) == PHOTOS
+
+
+def test_a_full_buffer_makes_the_ingest_wait_not_lose(services, gallery, tmp_path):
+    extractors = two_extractors(services)
+    search = services.start(
+        "search",
+        "search",
+        "--index-dir",
+        str(tmp_path / "index"),
+        "--max-growing-descriptors",
+        "2500",  # a few photos: most adds find the buffer full until a seal
+        "--seal-seconds",
+        "1.5",
+        "--seal-descriptors",
+        "100000",
+    )
+    with LandmarkClient(extractors, search, timeout=60) as client:
+        report = client.ingest(photos_of(gallery))
+    assert (report.added, report.failed) == (PHOTOS, [])
+    assert report.add_retries > 0  # it was refused, waited as told, and sent again
+    assert services.procs["search"].poll() is None
