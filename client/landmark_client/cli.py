@@ -22,7 +22,7 @@ from .errors import LandmarkError
 from .evaluation import evaluate, load_groups
 from .gallery import DISTRACTOR_LABEL
 from .indexing import index_gallery
-from .local import local_services
+from .local import local_search, local_services
 from .progress import progress
 from .reports import evaluation_text, result_json
 
@@ -125,9 +125,35 @@ def _match(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _scratch(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """Services for an evaluation: the extractors given (flag or environment) and a search
+    service of its own with a scratch index, removed afterwards; without an extractor,
+    local services for both. Never a search service it did not start."""
+    if args.search:
+        raise ValueError(
+            "landmark eval never writes into a search service it did not start: it "
+            "evaluates in a scratch index of its own, deleted afterwards. Drop --search "
+            "(--extractor uses running extractors)"
+        )
+    if os.environ.get("LANDMARK_SEARCH"):
+        print(
+            "LANDMARK_SEARCH is not used: eval evaluates in a scratch index of its own",
+            file=sys.stderr,
+        )
+    extractor = args.extractor or os.environ.get("LANDMARK_EXTRACTOR")
+    if not extractor:
+        with _services(args) as addresses:
+            yield addresses
+        return
+    print("starting a scratch search service on loopback ...", file=sys.stderr)
+    with local_search() as search:
+        yield extractor, search
+
+
 def _eval(args: argparse.Namespace) -> int:
     groups = load_groups(args.groups)
-    with _services(args) as (extractor, search):
+    with _scratch(args) as (extractor, search):
         with LandmarkClient(extractor, search, timeout=args.timeout) as client:
             report = evaluate(args.dir, client, args.distractor_label, groups, progress)
     if args.pr_plot:
@@ -194,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image2", help="the photo it is compared with")
     p.add_argument("--out", default="match.png", help="PNG to write (default: %(default)s)")
     local_backend(p)
-    p = command("eval", "leave-one-out accuracy over a labeled folder", _eval, local=True)
+    p = command(
+        "eval",
+        "leave-one-out accuracy over a labeled folder, in a scratch index of its own "
+        "(with the extractors given, or local services)",
+        _eval,
+        local=True,
+    )
     p.add_argument("dir", help="DIR/<label>/<photo> or DIR/images/<label>/<photo>")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--groups", help="JSON file mapping labels or image ids to groups")

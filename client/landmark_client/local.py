@@ -73,6 +73,39 @@ def spawn_service(
     return proc, found[0]
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start(service: str, flags: list[str], folder: Path) -> tuple[subprocess.Popen, str]:
+    args = [service, "--port", "0", "--metrics-port", "0", *flags]
+    return spawn_service(args, folder / f"{service}.log", dict(os.environ))
+
+
+@contextlib.contextmanager
+def local_search(
+    index_dir: str | Path | None = None, extra_args: list[str] | None = None
+) -> Iterator[str]:
+    """Yield the address of a freshly started search service (a scratch index in a
+    temporary folder unless ``index_dir``); stop it, and delete the scratch, on exit."""
+    with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
+        index = Path(index_dir) if index_dir else Path(tmp) / "index"
+        proc, search = _start("search", ["--index-dir", str(index), *(extra_args or [])], Path(tmp))
+        try:
+            with SearchClient(search) as s:
+                s.wait_ready(60)
+            yield search
+        finally:
+            _stop([proc])
+
+
 @contextlib.contextmanager
 def local_services(
     backend: str | None = None,
@@ -84,49 +117,12 @@ def local_services(
     in a temporary folder."""
     extra_args = extra_args or {}
     with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
-        index = Path(index_dir) if index_dir else Path(tmp) / "index"
-        env = dict(os.environ)
-        procs: list[subprocess.Popen] = []
+        flags = [*(["--backend", backend] if backend else []), *extra_args.get("extractor", [])]
+        proc, extractor = _start("extractor", flags, Path(tmp))
         try:
-            p1, extractor = spawn_service(
-                [
-                    "extractor",
-                    "--port",
-                    "0",
-                    "--metrics-port",
-                    "0",
-                    *(["--backend", backend] if backend else []),
-                    *extra_args.get("extractor", []),
-                ],
-                Path(tmp) / "extractor.log",
-                env,
-            )
-            procs.append(p1)
-            p2, search = spawn_service(
-                [
-                    "search",
-                    "--port",
-                    "0",
-                    "--metrics-port",
-                    "0",
-                    "--index-dir",
-                    str(index),
-                    *extra_args.get("search", []),
-                ],
-                Path(tmp) / "search.log",
-                env,
-            )
-            procs.append(p2)
-            with ExtractorClient(extractor) as e, SearchClient(search) as s:
+            with ExtractorClient(extractor) as e:
                 e.wait_ready(120)
-                s.wait_ready(60)
-            yield extractor, search
+            with local_search(index_dir, extra_args.get("search")) as search:
+                yield extractor, search
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            _stop([proc])

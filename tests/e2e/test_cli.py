@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,8 +193,7 @@ def test_a_service_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_
     assert "give --tls-cert and --tls-key" in proc.stderr.read()
 
 
-def test_eval_json_on_a_small_gallery(tmp_path):
-    root = tmp_path / "g"
+def small_gallery(root: Path) -> Path:
     from PIL import Image
 
     for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
@@ -201,7 +201,38 @@ def test_eval_json_on_a_small_gallery(tmp_path):
         img = Image.open(sample_photo(name)).convert("RGB")
         img.save(root / label / "a.png")
         img.rotate(10).crop((20, 20, img.width - 40, img.height - 30)).save(root / label / "b.png")
+    return root
+
+
+def test_eval_json_on_a_small_gallery(tmp_path):
+    root = small_gallery(tmp_path / "g")
     out = json.loads(run("eval", str(root), "--json").stdout)
     assert out["queries"] == 4 and out["top1"] == 1.0 and out["map"] == 1.0
     assert set(out["per_landmark"]) == {"astronaut", "coffee"}
     assert Path(root).exists()
+
+
+def test_eval_never_writes_into_the_index_it_is_given(services, tmp_path):
+    from landmark_client import LandmarkClient
+
+    root = small_gallery(tmp_path / "g")
+    with LandmarkClient(services["LANDMARK_EXTRACTOR"], services["LANDMARK_SEARCH"]) as c:
+        # an image of the live index under an id the gallery uses too
+        c.add_image(sample_photo("camera.png"), "astronaut/a.png", "live", on_conflict="replace")
+        deadline = time.monotonic() + 30
+        while c.search.index_info().growing_descriptors and time.monotonic() < deadline:
+            time.sleep(0.2)  # sealed: from here on only a write changes the generation
+        before = c.search.index_info()
+        listed = [(r.image_id, r.label) for r in c.search.list_images()]
+    out = json.loads(run("eval", str(root), "--json", env=services).stdout)
+    assert out["queries"] == 4 and out["top1"] == 1.0  # evaluated, in a scratch index
+    refused = run("eval", str(root), "--search", services["LANDMARK_SEARCH"], check=False)
+    assert refused.returncode == 2 and "never writes into a search service" in refused.stderr
+    with LandmarkClient(services["LANDMARK_EXTRACTOR"], services["LANDMARK_SEARCH"]) as c:
+        after = c.search.index_info()
+        assert [(r.image_id, r.label) for r in c.search.list_images()] == listed
+    assert (after.images, after.descriptors, after.generation) == (
+        before.images,
+        before.descriptors,
+        before.generation,
+    )
