@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large quality-ceiling clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest quality-ceiling clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -101,6 +101,12 @@ bench: $(STAMP) ## the benchmark suite (bench/results)
 SIZES ?= 50000
 bench-large: $(STAMP) ## one node at 50,000 images (bench/results/large.json)
 	$(PY) -m bench.large --sizes $(SIZES)
+
+# Not in CI: about 25 minutes on 2 cores (ingest through 1 and 2 extractor processes, sift
+# and aliked; adds and searches while a merge of 3M+ rows runs). PART=throughput or merge.
+PART ?= all
+bench-ingest: $(STAMP) ## how fast the service is fed (bench/results/ingest.json)
+	$(PY) -m bench.ingest --part $(PART)
 
 # The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
 BACKEND ?= sift

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from bench.common import RESULTS
+from bench.report_apart import ingest_section, large_section
 
 TARGETS = {
     "search p50 at 1,000 images": (
@@ -126,7 +130,8 @@ def write_report(report: dict, path: Path) -> None:
             f"{g['share_of_search_p50']:.1%} | {s['build_s']} | {s['bytes_per_descriptor']} | "
             f"{s['peak_rss_mib']} |"
         )
-    lines += _large_section(report.get("large"))
+    lines += large_section(report.get("large"))
+    lines += ingest_section(report.get("ingest"))
     lines += [
         "",
         "## Against the seed's algorithm (BASELINE, written inside the bench)",
@@ -217,31 +222,14 @@ def write_report(report: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def _large_section(large: dict | None) -> list[str]:
-    if not large:
-        return []
-    lines = [
-        "",
-        "## One node at scale (`make bench-large`)",
-        "",
-        f"Run {large['date']}, same machine, realistic padding. Built as a node ingests: "
-        "adds of 1,000 generated images, each followed by the merges due, then the merges "
-        "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
-        "covers the build and the searches (the bench holds one batch of features at most).",
-        "",
-        "| images | descriptors | segments (M rows) | build s (of it merging) | bytes on disk | "
-        "bytes/descr | top-1 | in-process p50 / p95 ms | neighbours | matching | "
-        "gRPC p50 / p95 ms | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in large["runs"]:
-        i, g = r["in_process"], r["grpc"]
-        segments = ", ".join(f"{n / 1e6:.1f}" for n in r["segments"])
-        lines.append(
-            f"| {r['images']:,} | {r['descriptors']:,} | {segments} | {r['build_s']} "
-            f"({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
-            f"{r['bytes_per_descriptor']} | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
-            f"{i['neighbours_ms_p50']} | {i['matching_ms_p50']} | {g['p50_ms']} / "
-            f"{g['p95_ms']} | {r['peak_rss_mib']} |"
-        )
-    return lines
+def rewrite() -> None:
+    """REPORT.md from every result file there is (bench.json holds the main run)."""
+    bench = RESULTS / "bench.json"
+    if not bench.exists():
+        return
+    report = json.loads(bench.read_text())
+    for key in ("large", "ingest"):
+        path = RESULTS / f"{key}.json"
+        if path.exists():
+            report[key] = json.loads(path.read_text())
+    write_report(report, RESULTS / "REPORT.md")

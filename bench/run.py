@@ -124,7 +124,7 @@ def main() -> int:
         return 0
 
     from bench.machine import describe
-    from bench.report import write_report
+    from bench.report import rewrite
 
     started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -169,10 +169,7 @@ def main() -> int:
         report["end_to_end"] = [row for b in ("aliked", "sift") for row in end_to_end(b)]
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
-    large = RESULTS / "large.json"  # `make bench-large`, run apart
-    if large.exists():
-        report = {**report, "large": json.loads(large.read_text())}
-    write_report(report, RESULTS / "REPORT.md")
+    rewrite()  # with `make bench-large` and `make bench-ingest`'s results, run apart
     print(
         f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'REPORT.md'} in {report['bench_seconds']} s"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -18,7 +19,9 @@ MAX_BACKOFF = 30.0  # longest pause between retries of a failed step
 class Loop:
     """Runs ``step`` (work when due) every POLL_SECONDS until ``stop`` is set. A failure
     (a full disk, say) is logged once and retried with a growing pause, up to MAX_BACKOFF;
-    the first success resets it and calls ``recovered``."""
+    the first success resets it and calls ``recovered``. The thread runs at ``nice`` (Linux
+    threads each have their own; the threads a build starts inherit it): searches and
+    adds, at 0, come first when the cores are busy."""
 
     def __init__(
         self,
@@ -26,8 +29,10 @@ class Loop:
         step: Callable[[], object],
         stop: threading.Event,
         recovered: Callable[[], None] = lambda: None,
+        nice: int = 0,
     ) -> None:
         self.name = name
+        self.nice = nice
         self._step = step
         self._stop = stop
         self._recovered = recovered
@@ -42,6 +47,11 @@ class Loop:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        if self.nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (AttributeError, OSError):  # not Linux, or not allowed: run as it is
+                log.debug("%s: could not lower its priority", self.name)
         pause = POLL_SECONDS
         while not self._stop.wait(pause):
             try:

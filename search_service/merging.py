@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# the lowest priority: a merge is never urgent, and takes what searches, adds, seals (and
+# extractors sharing the machine) leave
+NICE = 19
 GROWTH = 4  # a merge takes a segment only if it is at most this times the rows before it
 
 
@@ -66,7 +69,9 @@ class Merger:
     def __init__(self, store: IndexStore) -> None:
         self.store = store
         self._lock = threading.Lock()  # one merge at a time
-        self._loop = Loop("merger", self._step, store.stop, lambda: store.disk.set_disk_full(False))
+        self._loop = Loop(
+            "merger", self._step, store.stop, lambda: store.disk.set_disk_full(False), NICE
+        )
 
     def plan(self) -> list[Segment]:
         segments, removed = self.store.snapshot()

@@ -20,12 +20,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# below searches and adds when the cores are busy; the buffer's bound pushes back on adds
+# if sealing ever falls behind
+NICE = 5
+
 
 class Sealer:
     def __init__(self, store: IndexStore) -> None:
         self.store = store
         self._lock = threading.Lock()  # one seal at a time
-        self._loop = Loop("sealer", self._step, store.stop, lambda: store.disk.set_disk_full(False))
+        self._loop = Loop(
+            "sealer", self._step, store.stop, lambda: store.disk.set_disk_full(False), NICE
+        )
 
     def due(self) -> bool:
         store, s = self.store, self.store.settings

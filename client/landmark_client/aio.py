@@ -22,6 +22,7 @@ from landmark.wire import Features
 
 from . import _convert as conv
 from ._core import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
+from .aio_ingest import IngestTwins
 from .errors import LandmarkError
 from .images import ImageInput
 from .types import (
@@ -203,7 +204,7 @@ class SearchClient(_AsyncClient):
                 return
 
 
-class LandmarkClient:
+class LandmarkClient(IngestTwins):
     """asyncio twin of landmark_client.LandmarkClient."""
 
     def __init__(

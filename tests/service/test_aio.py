@@ -32,3 +32,24 @@ def test_async_clients_chain_both_services(extractor_server, search_server):
             assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
 
     asyncio.run(main())
+
+
+def test_async_ingest_adds_the_good_photos_and_reports_the_bad(extractor_server, search_server):
+    from landmark_client.types import Photo
+
+    photos = [
+        Photo("coffee", "coffee", sample_photo("coffee.png")),
+        Photo("astronaut", "astronaut", sample_photo("astronaut.png"), {"k": "v"}),
+        Photo("bad", "x", b"not a photo"),
+    ]
+
+    async def main():
+        async with aio.LandmarkClient(extractor_server, search_server, timeout=60) as client:
+            report = await client.ingest(photos)
+            assert (report.added, [i for i, _ in report.failed]) == (2, ["bad"])
+            again = await client.ingest(photos[:2])  # already there: skipped, nothing twice
+            assert (again.added, again.already_indexed) == (0, 2)
+            listed = {r.image_id: r.metadata async for r in client.search.list_images()}
+            assert listed == {"astronaut": {"k": "v"}, "coffee": {}}
+
+    asyncio.run(main())

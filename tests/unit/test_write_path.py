@@ -4,6 +4,8 @@ again when it commits; the growing buffer is bounded; a small add leaves the sea
 the view alone (its cost does not grow with the index)."""
 
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +149,20 @@ def test_a_small_add_leaves_the_sealed_part_of_the_view_alone(tmp_path):
     writer.remove(["img-0"])  # a tombstone changes the sealed part
     assert store.view.sealed is not sealed and "img-0" not in store.view.by_id
     store.close()
+
+
+def test_sealing_and_merging_run_below_searches_and_adds(tmp_path):
+    settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=0)
+    store = IndexStore(tmp_path / "index", settings, background=True)
+    try:
+        nice = {}
+        deadline = time.monotonic() + 5
+        while len(nice) < 2 and time.monotonic() < deadline:
+            for task in Path("/proc/self/task").iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[16]):  # the nice column
+                    nice[task.name] = int(fields[16])
+            time.sleep(0.05)
+        assert sorted(nice.values()) == [5, 19]  # the sealer, the merger
+    finally:
+        store.close()

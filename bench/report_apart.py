@@ -1,0 +1,75 @@
+"""REPORT.md's sections for the runs made apart: `make bench-large`, `make bench-ingest`."""
+
+from __future__ import annotations
+
+
+def large_section(large: dict | None) -> list[str]:
+    if not large:
+        return []
+    lines = [
+        "",
+        "## One node at scale (`make bench-large`)",
+        "",
+        f"Run {large['date']}, same machine, realistic padding. Built as a node ingests: "
+        "adds of 1,000 generated images, each followed by the merges due, then the merges "
+        "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
+        "covers the build and the searches (the bench holds one batch of features at most).",
+        "",
+        "| images | descriptors | segments (M rows) | build s (of it merging) | bytes on disk | "
+        "bytes/descr | top-1 | in-process p50 / p95 ms | neighbours | matching | "
+        "gRPC p50 / p95 ms | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in large["runs"]:
+        i, g = r["in_process"], r["grpc"]
+        segments = ", ".join(f"{n / 1e6:.1f}" for n in r["segments"])
+        lines.append(
+            f"| {r['images']:,} | {r['descriptors']:,} | {segments} | {r['build_s']} "
+            f"({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
+            f"{r['bytes_per_descriptor']} | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
+            f"{i['neighbours_ms_p50']} | {i['matching_ms_p50']} | {g['p50_ms']} / "
+            f"{g['p95_ms']} | {r['peak_rss_mib']} |"
+        )
+    return lines
+
+
+def ingest_section(ingest: dict | None) -> list[str]:
+    if not ingest:
+        return []
+    lines = ["", "## Feeding the service (`make bench-ingest`)", ""]
+    if ingest.get("throughput"):
+        lines += [
+            "Photos/s from a folder of the real photos (repeated under new ids) to a searchable "
+            "index, through `index_folder`, beside the photos/s the same extractor processes "
+            "sustain driven directly with a saturating load, in the same run. All processes "
+            "share the machine's cores.",
+            "",
+            "| backend | extractor processes | photos | direct photos/s | ingest photos/s | "
+            "ratio | photos per process |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in ingest["throughput"]:
+            shares = " / ".join(str(n) for n in r["described"].values())
+            lines.append(
+                f"| {r['backend']} | {r['processes']} | {r['photos']} | "
+                f"{r['direct_photos_per_s']} | {r['ingest_photos_per_s']} | {r['ratio']:.2f} | "
+                f"{shares} |"
+            )
+    m = ingest.get("under_merge")
+    if m:
+        lines += [
+            "",
+            f"Writes while a merge runs: one search process, {m['rows_before']:,} rows; the "
+            f"merge writes {m['merge_live_rows']:,} live rows in {m['merge_s']} s. Small adds "
+            "(1 photo), bulk adds (20 photos, a segment each) and searches (real photos) run "
+            "throughout; the largest growing buffer seen while merging: "
+            f"{m['largest_buffer_while_merging']:,} descriptors.",
+            "",
+            "| phase | small add p50 / p99 ms | bulk add p50 / p99 ms | search p50 / p99 ms |",
+            "|---|---|---|---|",
+        ]
+        for phase in ("idle", "merging"):
+            p = m[phase]
+            cells = [f"{p[k]['p50_ms']} / {p[k]['p99_ms']}" for k in ("small", "bulk", "search")]
+            lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    return lines

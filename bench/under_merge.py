@@ -1,0 +1,162 @@
+"""`make bench-ingest`'s second part: adds and searches on one search process while a merge
+of more than 3M live rows runs, beside the same with the node idle (bench/ingest.py says
+how; README and bench/results/REPORT.md show the figures)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import DATA, pct
+from bench.ingest import spawn, stop
+
+ROWS = 1_200_000  # per padding segment: 4 of them, 4.8M rows
+PER_IMAGE = 1000
+
+
+def query_features(backend: str) -> tuple[list, np.ndarray]:
+    """Features of 20 real photos (queries) and a pool of never-queried descriptors."""
+    from extractor_service.backends import create_backend
+    from extractor_service.extractor import FeatureExtractor, Limits
+    from landmark_client.gallery import scan
+
+    core = FeatureExtractor(create_backend(backend), Limits())
+    images = scan(DATA)
+    queries = [g for g in images if g.label != "distractor"][::4][:20]
+    feats = [(g.image_id, g.label, core.extract(g.path.read_bytes()).features) for g in queries]
+    pool = [
+        core.extract(g.path.read_bytes()).features.descriptors
+        for g in images
+        if g.label == "distractor"
+    ]
+    return feats, np.concatenate(pool)
+
+
+def build_node(index: Path, queries: list, pool: np.ndarray) -> list[str]:
+    """4 segments of ROWS generated rows and the queries' photos; returns padding ids."""
+    from bench.synthetic import DescriptorPool, synthetic_images
+    from search_service.store import IndexStore, StoreSettings
+    from search_service.writing import OnConflict, Writer
+
+    backend = queries[0][2].backend
+    kind = (backend, queries[0][2].dimension)
+    store = IndexStore(index, StoreSettings(max_segments=100), background=False)
+    writer = Writer(store)
+    writer.add([(i, lab, {}, f) for i, lab, f in queries], kind, OnConflict.ERROR)
+    generated = synthetic_images(DescriptorPool(pool), 4 * ROWS // PER_IMAGE, PER_IMAGE, backend)
+    ids = []
+    for _ in range(4):
+        batch = [next(generated) for _ in range(ROWS // PER_IMAGE)]
+        writer.add([(i, "padding", {}, f) for i, f in batch], kind, OnConflict.ERROR)
+        ids += [i for i, _ in batch]
+    store.close()
+    return ids
+
+
+class Load:
+    """Small adds, bulk adds and searches in threads, each latency kept with its time."""
+
+    def __init__(self, search: str, queries: list, pool: np.ndarray) -> None:
+        from bench.synthetic import DescriptorPool, synthetic_images
+
+        self.search, self.queries = search, queries
+        backend = queries[0][2].backend
+        self.images = synthetic_images(DescriptorPool(pool), 10**6, PER_IMAGE, backend, seed=7)
+        self.lock = threading.Lock()
+        self.samples: dict[str, list[tuple[float, float]]] = {"small": [], "bulk": [], "search": []}
+        self.stop = threading.Event()
+        self.n = 0
+
+    def _next(self, k: int) -> list:
+        from landmark_client import ImageToAdd
+
+        with self.lock:
+            batch = [next(self.images) for _ in range(k)]
+            self.n += k
+        return [ImageToAdd(f"load/{self.n}/{i}", "load", f) for i, f in batch]
+
+    def _loop(self, kind: str, every: float) -> None:
+        from landmark_client import SearchClient
+
+        with SearchClient(self.search, timeout=120) as client:
+            q = 0
+            while not self.stop.is_set():
+                t = time.monotonic()
+                if kind == "search":
+                    client.search(self.queries[q % len(self.queries)][2], top_k=5)
+                    q += 1
+                else:
+                    client.add_images(self._next(1 if kind == "small" else 20))
+                self.samples[kind].append((t, time.monotonic() - t))
+                self.stop.wait(max(0.0, every - (time.monotonic() - t)))
+
+    def start(self) -> list[threading.Thread]:
+        plan = {"small": 0.5, "bulk": 4.0, "search": 0.0}
+        threads = [threading.Thread(target=self._loop, args=kv) for kv in plan.items()]
+        for t in threads:
+            t.start()
+        return threads
+
+    def stats(self, lo: float, hi: float) -> dict:
+        out = {}
+        for kind, samples in self.samples.items():
+            ms = [d * 1e3 for t, d in samples if lo <= t < hi]
+            out[kind] = {"n": len(ms), "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99)}
+        return out
+
+
+def under_merge(tmp: Path, backend: str, idle_seconds: float) -> dict:
+    from landmark_client import SearchClient
+
+    queries, pool = query_features(backend)
+    index = tmp / "merge-index"
+    t = time.perf_counter()
+    padding = build_node(index, queries, pool)
+    built_s = time.perf_counter() - t
+    args = ["search", "--index-dir", str(index), "--max-segments", "100"]
+    proc, search = spawn([*args, "--idle-merge-seconds", "0"], tmp, "merge-search.log")
+    try:
+        load = Load(search, queries, pool)
+        with SearchClient(search, timeout=120) as client:
+            before = client.index_info()
+            threads = load.start()
+            idle_from = time.monotonic()
+            time.sleep(idle_seconds)
+            rng = np.random.default_rng(3)
+            gone = [i for i in padding if rng.random() < 0.35]
+            merge_from = time.monotonic()
+            client.remove_images(gone)  # dead rows past max_dead_fraction: the merge is due
+            largest_buffer, segments = 0, client.index_info().segments
+            while True:
+                info = client.index_info()
+                largest_buffer = max(largest_buffer, info.growing_descriptors)
+                if info.segments < segments - 2:  # the four became one
+                    break
+                segments = max(segments, info.segments)
+                time.sleep(0.5)
+            merge_to = time.monotonic()
+            load.stop.set()
+            for th in threads:
+                th.join()
+            sealed_after = 0.0
+            while client.index_info().growing_descriptors and sealed_after < 60:
+                time.sleep(0.2)
+                sealed_after += 0.2
+    finally:
+        stop([proc])
+    shutil.rmtree(index, ignore_errors=True)
+    return {
+        "backend": backend,
+        "rows_before": before.descriptors,
+        "merge_live_rows": (len(padding) - len(gone)) * PER_IMAGE,
+        "node_built_s": round(built_s, 1),
+        "merge_s": round(merge_to - merge_from, 1),
+        "idle": load.stats(idle_from, merge_from),
+        "merging": load.stats(merge_from, merge_to),
+        "largest_buffer_while_merging": largest_buffer,
+        "buffer_empty_after_load_s": round(sealed_after, 1),
+    }
