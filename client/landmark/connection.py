@@ -151,7 +151,9 @@ def endpoints(address: str) -> list[tuple[str, str | None]]:
         except (OSError, ValueError):
             found.append((part, None))  # let gRPC report what is wrong with it
             continue
-        ips = sorted({str(info[4][0]) for info in infos})
+        # one family: a name with an IPv4 and an IPv6 address (localhost) is one host
+        family = socket.AF_INET if any(i[0] == socket.AF_INET for i in infos) else socket.AF_INET6
+        ips = sorted({str(info[4][0]) for info in infos if info[0] == family})
         if len(ips) <= 1:
             found.append((part, None))
         else:

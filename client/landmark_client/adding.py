@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -33,6 +33,7 @@ class Job:
     photo: Photo
     attempts: int = 0
     features: Features | None = None
+    failed_on: set[str] = field(default_factory=set)  # replicas whose call failed
 
 
 class Adder:

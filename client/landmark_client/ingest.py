@@ -102,7 +102,7 @@ class Ingest:
                         return
                     self._cv.wait(0.2)
                 continue
-            replica = self._free_replica()
+            replica = self._free_replica(job)
             if replica is None:
                 return
             self._submit(job, replica)
@@ -125,16 +125,18 @@ class Ingest:
     def _busy(self) -> bool:
         return any(r.in_flight for r in self.replicas)
 
-    def _free_replica(self) -> Replica | None:
-        """The least loaded replica with room in its window (waiting for one); None when
-        the run must stop (no replica answering for GIVE_UP_SECONDS, or a fatal error)."""
+    def _free_replica(self, job: Job) -> Replica | None:
+        """The least loaded replica with room in its window, preferring one that has not
+        failed this photo (waiting for one); None when the run must stop (no replica
+        answering for GIVE_UP_SECONDS, or a fatal error)."""
         since = time.monotonic()
         with self._cv:
             while not self._stop.is_set() and self._fatal is None:
                 now = time.monotonic()
                 free = [r for r in self.replicas if r.free(now)]
+                fresh = [r for r in free if r.address not in job.failed_on]
                 if free:
-                    replica = min(free, key=lambda r: r.in_flight / r.window)
+                    replica = min(fresh or free, key=lambda r: r.in_flight / r.window)
                     replica.in_flight += 1
                     return replica
                 if not self._busy() and now - since > GIVE_UP_SECONDS:
@@ -186,6 +188,7 @@ class Ingest:
                 replica.succeeded()
             elif code not in PHOTO_ERRORS:
                 replica.failed()
+                job.failed_on.add(replica.address)
         if err is None:
             try:
                 job.features = conv.features_from_proto(call.result().features)

@@ -29,7 +29,14 @@ class Replica:
         self.described = 0  # photos it described in this run
 
     def free(self, now: float) -> bool:
-        return self.in_flight < self.window and now >= self.down_until
+        """Room for one more call: within its window, or one call at a time while on
+        probation (back from a rest, until a call succeeds)."""
+        room = 1 if self.on_probation else self.window
+        return self.in_flight < room and now >= self.down_until
+
+    @property
+    def on_probation(self) -> bool:
+        return self.pause > PAUSE[0]
 
     def failed(self) -> None:
         """Rest it, longer after each failure in a row."""
