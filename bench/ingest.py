@@ -11,9 +11,11 @@ processes driven directly.
 
 Writes under a merge (bench/under_merge.py): one search process holding 4 segments of
 1.2M generated descriptors each (real descriptors of never-queried photos, perturbed) and
-the real photos; small adds (1 image), bulk adds (20 images = a segment of their own) and
-searches (real photos) run for a while with the node idle, then while a merge rewrites the
-4 segments (removing 35% of their images makes it due: more than 3M live rows written).
+the real photos, a quarter of the padding removed, default settings; small adds (1 image
+a second), bulk adds (20 images, a segment of their own, every 4 s) and searches (real
+photos, one after another) run for 20 s with no large merge (seals, and small merges of
+what they write, go on), then while a merge rewrites the 4 segments (removing a further seventh of their images
+makes it due: more than 3M live rows written). Both phases search past tombstones alike.
 Reports add p50/p99 and search p50 in each phase, and the largest growing buffer seen
 while merging.
 """
@@ -155,7 +157,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sift,aliked")
     parser.add_argument("--repeat", default="sift=4,aliked=1", help="gallery repeats")
     parser.add_argument("--part", choices=("all", "throughput", "merge"), default="all")
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
     args = parser.parse_args()
     repeat = dict(kv.split("=") for kv in args.repeat.split(","))
     out = RESULTS / "ingest.json"

@@ -51,7 +51,7 @@ def large_run(size: int, cache: Path, out: Path) -> None:
         def merges(idle: bool) -> None:
             nonlocal merge_s
             t = time.perf_counter()
-            while (idle or store.merger.needs_merge()) and store.merger.merge():
+            while (idle or store.merger.needs_merge()) and store.merger.merge(reclaim=idle or None):
                 pass
             merge_s += time.perf_counter() - t
 

@@ -37,7 +37,9 @@ def query_features(backend: str) -> tuple[list, np.ndarray]:
 
 
 def build_node(index: Path, queries: list, pool: np.ndarray) -> list[str]:
-    """4 segments of ROWS generated rows and the queries' photos; returns padding ids."""
+    """4 segments of ROWS generated rows and the queries' photos, a quarter of the padding
+    removed (tombstones below max_dead_fraction: no merge is due); returns the padding ids
+    still live."""
     from bench.synthetic import DescriptorPool, synthetic_images
     from search_service.store import IndexStore, StoreSettings
     from search_service.writing import OnConflict, Writer
@@ -53,8 +55,9 @@ def build_node(index: Path, queries: list, pool: np.ndarray) -> list[str]:
         batch = [next(generated) for _ in range(ROWS // PER_IMAGE)]
         writer.add([(i, "padding", {}, f) for i, f in batch], kind, OnConflict.ERROR)
         ids += [i for i, _ in batch]
+    writer.remove(ids[: len(ids) // 4])
     store.close()
-    return ids
+    return ids[len(ids) // 4 :]
 
 
 class Load:
@@ -95,7 +98,7 @@ class Load:
                 self.stop.wait(max(0.0, every - (time.monotonic() - t)))
 
     def start(self) -> list[threading.Thread]:
-        plan = {"small": 0.5, "bulk": 4.0, "search": 0.0}
+        plan = {"small": 1.0, "bulk": 4.0, "search": 0.0}
         threads = [threading.Thread(target=self._loop, args=kv) for kv in plan.items()]
         for t in threads:
             t.start()
@@ -117,8 +120,9 @@ def under_merge(tmp: Path, backend: str, idle_seconds: float) -> dict:
     t = time.perf_counter()
     padding = build_node(index, queries, pool)
     built_s = time.perf_counter() - t
-    args = ["search", "--index-dir", str(index), "--max-segments", "100"]
-    proc, search = spawn([*args, "--idle-merge-seconds", "0"], tmp, "merge-search.log")
+    # default settings: seals, and small merges of what they write, go on in both phases
+    args = ["search", "--index-dir", str(index), "--idle-merge-seconds", "0"]
+    proc, search = spawn(args, tmp, "merge-search.log")
     try:
         load = Load(search, queries, pool)
         with SearchClient(search, timeout=120) as client:
@@ -126,17 +130,16 @@ def under_merge(tmp: Path, backend: str, idle_seconds: float) -> dict:
             threads = load.start()
             idle_from = time.monotonic()
             time.sleep(idle_seconds)
-            rng = np.random.default_rng(3)
-            gone = [i for i in padding if rng.random() < 0.35]
+            gone = padding[::7]  # with the first quarter, 36% of the padding: a merge is due
             merge_from = time.monotonic()
-            client.remove_images(gone)  # dead rows past max_dead_fraction: the merge is due
-            largest_buffer, segments = 0, client.index_info().segments
+            client.remove_images(gone)  # past max_dead_fraction: the merge is due
+            largest_buffer, most = 0, client.index_info().descriptors
             while True:
                 info = client.index_info()
                 largest_buffer = max(largest_buffer, info.growing_descriptors)
-                if info.segments < segments - 2:  # the four became one
+                if info.descriptors < most - 1_000_000:  # the removed rows are gone
                     break
-                segments = max(segments, info.segments)
+                most = max(most, info.descriptors)
                 time.sleep(0.5)
             merge_to = time.monotonic()
             load.stop.set()

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .build_apart import build_apart
 from .errors import DiskFull, StorageFailure
 from .segment import ImageData, Segment
-from .segment_writer import Stopped, build_segment, bytes_needed
+from .segment_writer import StoredImages, build_segment, bytes_needed
 
 if TYPE_CHECKING:
     from .store_settings import StoreSettings
@@ -57,10 +58,16 @@ class IndexDisk:
                 )
 
     def write_segment(
-        self, images: Sequence[ImageData], dimension: int, name: str, what: str, jobs: int = -1
+        self,
+        images: Sequence[ImageData],
+        dimension: int,
+        name: str,
+        what: str,
+        apart_at_nice: int | None = None,
     ) -> Segment:
         """Build a segment (no lock held), refusing up front when the disk cannot hold it;
-        on failure nothing of it is left behind."""
+        on failure nothing of it is left behind. ``apart_at_nice``: build the rows of
+        sealed segments (a merge) in a child process at that priority (build_apart.py)."""
         tmp = self.dir / f".tmp-{name}"
         s = self.settings
         need = bytes_needed(images, dimension, s.n_trees, s.projection_dim)
@@ -70,23 +77,28 @@ class IndexDisk:
                 f"index disk full: {self.free_bytes()} bytes free in {self.dir}, about {need} "
                 f"needed; {what} was not written. Free space or grow the volume"
             )
+        final = self.dir / name
         try:
+            if apart_at_nice is not None and isinstance(images, StoredImages):
+                return build_apart(
+                    images,
+                    dimension,
+                    s.n_trees,
+                    tmp,
+                    final,
+                    self.stop.is_set,
+                    s.projection_dim,
+                    apart_at_nice,
+                )
             return build_segment(
-                images,
-                dimension,
-                s.n_trees,
-                tmp,
-                self.dir / name,
-                self.stop.is_set,
-                s.projection_dim,
-                jobs,
+                images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim
             )
-        except Stopped:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise self.storage_error(exc, what) from exc
+        except BaseException:  # Stopped, or a child build that failed
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def bytes_on_disk(self) -> int:
         """Bytes of the files in the index directory. A merge may delete a segment while

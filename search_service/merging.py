@@ -1,10 +1,11 @@
-"""Merging: segments rewritten into fewer, in the merger's own thread.
+"""Merging: segments rewritten into fewer, in the merger's threads.
 
 Due when there are more than ``max_segments`` segments, when removed images take
 ``max_dead_fraction`` of the rows, or when writes have paused for ``idle_merge_seconds``
-and there is something to compact. One merge at a time (the merge lock). A merge builds
-from the segments' files with no store lock held and with one thread for Annoy's trees,
-so seals, adds and searches go on meanwhile; it then commits under the state lock, where
+and there is something to compact. Two lanes: any merge, and small merges beside a large
+one; a merge holds its segments, and no other merge takes them. A merge is built in a
+child process from the segments' files (build_apart.py), with no store lock held, so
+seals, adds and searches go on meanwhile; it then commits under the state lock, where
 images removed during the build are tombstoned in the new segment (store.py).
 """
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 # the lowest priority: a merge is never urgent, and takes what searches, adds, seals (and
 # extractors sharing the machine) leave
 NICE = 19
+# the small lane's merges: a large merge may take minutes, seals go on meanwhile
+SMALL_MERGE_ROWS = 2_000_000
 GROWTH = 4  # a merge takes a segment only if it is at most this times the rows before it
 
 
@@ -39,14 +42,19 @@ def dead_rows(segments: list[Segment], removed: set[tuple[str, str]]) -> dict[st
     return dead
 
 
-def merge_plan(segments: list[Segment], dead: dict[str, int], max_rows: int) -> list[Segment]:
-    """The segments the next merge rewrites. Those holding removed rows come first, then
-    the others from the smallest up, while they fit in ``max_rows`` live rows together (no
-    build passes the bound) and each is at most GROWTH times the rows chosen before it (a
-    large segment is not rewritten for a few small ones: a row is rewritten about once per
-    fourfold growth of its segment). When that chooses one segment only, the choice starts
-    again from the next smallest. Worth it when two or more are chosen, or one holding
-    removed rows (rewritten alone, whatever its size); [] when nothing is."""
+def merge_plan(
+    segments: list[Segment], dead: dict[str, int], max_rows: int, reclaim: bool = True
+) -> list[Segment]:
+    """The segments the next merge rewrites. When it is to ``reclaim`` the rows of removed
+    images, those holding them come first; then the others from the smallest up, while
+    they fit in ``max_rows`` live rows together (no build passes the bound) and each is at
+    most GROWTH times the rows chosen before it (a large segment is not rewritten for a few
+    small ones: a row is rewritten about once per fourfold growth of its segment). When
+    that chooses one segment only, the choice starts again from the next smallest. Worth it
+    when two or more are chosen, or, to reclaim, one holding removed rows (rewritten alone,
+    whatever its size); [] when nothing is."""
+    if not reclaim:
+        dead = dict.fromkeys(dead, 0)
     live = {s.name: s.rows - dead[s.name] for s in segments}
     order = sorted(segments, key=lambda s: (dead[s.name] == 0, live[s.name]))
     for first in range(len(order)):
@@ -66,47 +74,75 @@ def merge_plan(segments: list[Segment], dead: dict[str, int], max_rows: int) -> 
 
 
 class Merger:
+    """Two lanes, each a thread: any merge, and a merge of small segments only (each of at
+    most a quarter of SMALL_MERGE_ROWS rows, at most SMALL_MERGE_ROWS live rows in all). A
+    merge takes segments no other merge holds, so while a large merge runs for minutes, the
+    segments seals keep writing are merged beside it and searches do not slow down with
+    their number."""
+
     def __init__(self, store: IndexStore) -> None:
         self.store = store
-        self._lock = threading.Lock()  # one merge at a time
-        self._loop = Loop(
-            "merger", self._step, store.stop, lambda: store.disk.set_disk_full(False), NICE
-        )
+        self._busy: set[str] = set()  # segments a merge holds
+        self._busy_lock = threading.Lock()
+        rested = lambda: store.disk.set_disk_full(False)  # noqa: E731
+        self._loops = [
+            Loop("merger", lambda: self._step(None), store.stop, rested, NICE),
+            Loop("small-merger", lambda: self._step(SMALL_MERGE_ROWS), store.stop, rested, NICE),
+        ]
 
-    def plan(self) -> list[Segment]:
+    def _plan(
+        self, max_rows: int | None, reclaim: bool | None = None
+    ) -> tuple[list[Segment], set[tuple[str, str]]]:
+        """The plan over the segments no merge holds, and the tombstones it saw. It
+        reclaims removed rows first when they pass max_dead_fraction (or when asked, as an
+        idle node is); else it merges the smallest, which is what too many segments need."""
+        settings = self.store.settings
         segments, removed = self.store.snapshot()
-        dead = dead_rows(segments, removed)
-        return merge_plan(segments, dead, self.store.settings.max_segment_rows)
+        if reclaim is None:
+            reclaim = self._dead_share(segments, removed) > settings.max_dead_fraction
+        free = [s for s in segments if s.name not in self._busy]
+        if max_rows is not None:  # a lane of small merges takes small segments only
+            free = [s for s in free if s.rows <= max_rows // GROWTH]
+        limit = min(max_rows or settings.max_segment_rows, settings.max_segment_rows)
+        return merge_plan(free, dead_rows(free, removed), limit, reclaim), removed
 
-    def needs_merge(self) -> bool:
+    @staticmethod
+    def _dead_share(segments: list[Segment], removed: set[tuple[str, str]]) -> float:
+        rows = sum(seg.rows for seg in segments)
+        return sum(dead_rows(segments, removed).values()) / rows if rows else 0.0
+
+    def plan(self, max_rows: int | None = None, reclaim: bool | None = None) -> list[Segment]:
+        return self._plan(max_rows, reclaim)[0]
+
+    def needs_merge(self, max_rows: int | None = None) -> bool:
+        """Too many segments, or too many removed rows, and a plan for them in this lane."""
         s = self.store.settings
         segments, removed = self.store.snapshot()
-        dead = dead_rows(segments, removed)  # counted once for both questions
-        if (
+        due = (
             len(segments) > s.max_segments
-            and len(merge_plan(segments, dead, s.max_segment_rows)) > 1
-        ):
-            return True
-        rows = sum(seg.rows for seg in segments)
-        return rows > 0 and sum(dead.values()) / rows > s.max_dead_fraction
+            or self._dead_share(segments, removed) > s.max_dead_fraction
+        )
+        return due and bool(self.plan(max_rows))
 
-    def idle_due(self) -> bool:
+    def idle_due(self, max_rows: int | None = None) -> bool:
         idle = self.store.settings.idle_merge_seconds
         return (
             idle > 0
             and not self.store.growing
             and time.monotonic() - self.store.last_write >= idle
-            and bool(self.plan())
+            and bool(self.plan(max_rows, reclaim=True))
         )
 
-    def merge(self) -> bool:
-        """Rewrite the segments of the plan as one, dropping removed images' rows."""
-        with self._lock:
-            segments, removed = self.store.snapshot()
-            dead = dead_rows(segments, removed)
-            old = merge_plan(segments, dead, self.store.settings.max_segment_rows)
+    def merge(self, max_rows: int | None = None, reclaim: bool | None = None) -> bool:
+        """Rewrite the segments of the plan as one, dropping removed images' rows. With
+        ``max_rows``, a small merge: of segments of at most a quarter of it each, and of
+        at most that many live rows (default: any merge, up to max_segment_rows)."""
+        with self._busy_lock:
+            old, removed = self._plan(max_rows, reclaim)
             if not old:
                 return False
+            self._busy |= {s.name for s in old}
+        try:
             name = self.store.new_name("seg")
             keep = StoredImages(
                 [
@@ -118,21 +154,28 @@ class Merger:
             )
             merged = (
                 self.store.disk.write_segment(
-                    keep, self.store.dimension, name, "the merged segment", 1
+                    keep, self.store.dimension, name, "the merged segment", NICE
                 )
                 if keep
                 else None
             )
             self.store.commit_merge(old, merged, removed)
+        finally:
+            with self._busy_lock:
+                self._busy -= {s.name for s in old}
         log.info("merged %d segments into %s (%d images)", len(old), name, len(keep))
         return True
 
-    def _step(self) -> None:
-        if self.needs_merge() or self.idle_due():
-            self.merge()
+    def _step(self, max_rows: int | None) -> None:
+        if self.needs_merge(max_rows):
+            self.merge(max_rows)
+        elif self.idle_due(max_rows):
+            self.merge(max_rows, reclaim=True)
 
     def start(self) -> None:
-        self._loop.start()
+        for loop in self._loops:
+            loop.start()
 
     def join(self, timeout: float) -> None:
-        self._loop.join(timeout)
+        for loop in self._loops:
+            loop.join(timeout)

@@ -38,11 +38,11 @@ class Gate:
         self.entered, self._open = threading.Event(), threading.Event()
         real = store.disk.write_segment
 
-        def write_segment(images, dimension, name, kind, jobs=-1):  # noqa: ANN001, ANN202
+        def write_segment(images, dimension, name, kind, apart=None):  # noqa: ANN001, ANN202
             if kind == what and not self.entered.is_set():
                 self.entered.set()
                 assert self._open.wait(30), "the gate was never opened"
-            return real(images, dimension, name, kind, jobs)
+            return real(images, dimension, name, kind, apart)
 
         store.disk.write_segment = write_segment  # type: ignore[method-assign]
 
@@ -82,6 +82,29 @@ def test_seals_and_adds_go_on_while_a_merge_builds(tmp_path):
     again = store_at(tmp_path / "index")
     assert set(again.view.by_id) == expected
     again.close()
+
+
+def test_small_segments_are_merged_beside_a_large_merge(tmp_path):
+    store = store_at(tmp_path / "index", max_segments=3)
+    writer = Writer(store)
+    for batch in range(2):  # two large segments (1,500 rows each)
+        writer.add([image(10 * batch + i) for i in range(3)], KIND, OnConflict.ERROR)
+    gate = Gate(store, "the merged segment")
+    large, done = in_thread(store.merger.merge)  # takes the two large ones
+    assert gate.entered.wait(10)
+    for i in range(3):  # seals go on: three small segments, too many in all
+        writer.add([image(100 + i, n=200)], KIND, OnConflict.ERROR)
+        assert store.sealer.seal()
+    busy = {s.name for s in store.segments if s.rows == 1500}
+    assert store.merger.needs_merge(1000)
+    assert store.merger.merge(1000)  # the small lane: the three small ones (at most 250 rows)
+    assert large.is_alive() and {s.name for s in store.segments} >= busy
+    assert sorted(s.rows for s in store.segments) == [600, 1500, 1500]
+    gate.open()
+    large.join(30)
+    assert done == [True] and sorted(s.rows for s in store.segments) == [600, 3000]
+    assert len(store.view.by_id) == 9
+    store.close()
 
 
 def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path):
@@ -157,12 +180,32 @@ def test_sealing_and_merging_run_below_searches_and_adds(tmp_path):
     try:
         nice = {}
         deadline = time.monotonic() + 5
-        while len(nice) < 2 and time.monotonic() < deadline:
+        while len(nice) < 3 and time.monotonic() < deadline:
             for task in Path("/proc/self/task").iterdir():
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
                 if int(fields[16]):  # the nice column
                     nice[task.name] = int(fields[16])
             time.sleep(0.05)
-        assert sorted(nice.values()) == [5, 19]  # the sealer, the merger
+        assert sorted(nice.values()) == [5, 19, 19]  # the sealer, the two merge lanes
     finally:
         store.close()
+
+
+def test_too_many_segments_merge_the_smallest_removed_rows_first_only_past_their_share(
+    tmp_path,
+):
+    store = store_at(tmp_path / "index", max_segments=3, max_dead_fraction=0.3)
+    writer = Writer(store)
+    writer.add([image(i) for i in range(4)], KIND, OnConflict.ERROR)  # 2,000 rows
+    for i in range(3):  # three small segments: four in all, one too many
+        writer.add([image(10 + i, n=100)], KIND, OnConflict.ERROR)
+        assert store.sealer.seal()
+    writer.remove(["img-0"])  # 500 of 2,300 rows removed: below the share
+    large = next(s.name for s in store.segments if s.rows == 2000)
+    assert store.merger.needs_merge() and store.merger.merge()
+    assert sorted(s.rows for s in store.segments) == [300, 2000]  # the small ones
+    assert large in {s.name for s in store.segments}
+    writer.remove(["img-1"])  # 1,000 of 2,300: past the share, so reclaimed first
+    assert store.merger.needs_merge() and store.merger.merge()
+    assert [s.rows for s in store.segments] == [1300] and len(store.view.by_id) == 5
+    store.close()
