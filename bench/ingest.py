@@ -14,8 +14,9 @@ Writes under a merge (bench/under_merge.py): one search process holding 4 segmen
 the real photos, a quarter of the padding removed, default settings; small adds (1 image
 a second), bulk adds (20 images, a segment of their own, every 4 s) and searches (real
 photos, one after another) run for 20 s with no large merge (seals, and small merges of
-what they write, go on), then while a merge rewrites the 4 segments (removing a further seventh of their images
-makes it due: more than 3M live rows written). Both phases search past tombstones alike.
+what they write, go on), then while a merge rewrites the 4 segments (removing a further
+seventh of their images makes it due: more than 3M live rows written). Both phases search
+past tombstones alike.
 Reports add p50/p99 and search p50 in each phase, and the largest growing buffer seen
 while merging.
 """
