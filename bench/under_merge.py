@@ -70,7 +70,12 @@ class Load:
         backend = queries[0][2].backend
         self.images = synthetic_images(DescriptorPool(pool), 10**6, PER_IMAGE, backend, seed=7)
         self.lock = threading.Lock()
-        self.samples: dict[str, list[tuple[float, float]]] = {"small": [], "bulk": [], "search": []}
+        self.samples: dict[str, list[tuple[float, float]]] = {
+            "small": [],
+            "bulk": [],
+            "search": [],
+            "segments": [],  # the node's segments, sampled: searches cost more with more
+        }
         self.stop = threading.Event()
         self.n = 0
 
@@ -92,13 +97,17 @@ class Load:
                 if kind == "search":
                     client.search(self.queries[q % len(self.queries)][2], top_k=5)
                     q += 1
+                elif kind == "segments":
+                    self.samples[kind].append((t, client.index_info().segments))
+                    self.stop.wait(every)
+                    continue
                 else:
                     client.add_images(self._next(1 if kind == "small" else 20))
                 self.samples[kind].append((t, time.monotonic() - t))
                 self.stop.wait(max(0.0, every - (time.monotonic() - t)))
 
     def start(self) -> list[threading.Thread]:
-        plan = {"small": 1.0, "bulk": 4.0, "search": 0.0}
+        plan = {"small": 1.0, "bulk": 4.0, "search": 0.0, "segments": 0.5}
         threads = [threading.Thread(target=self._loop, args=kv) for kv in plan.items()]
         for t in threads:
             t.start()
@@ -107,7 +116,11 @@ class Load:
     def stats(self, lo: float, hi: float) -> dict:
         out = {}
         for kind, samples in self.samples.items():
-            ms = [d * 1e3 for t, d in samples if lo <= t < hi]
+            seen = [v for t, v in samples if lo <= t < hi]
+            if kind == "segments":
+                out[kind] = {"mean": round(float(np.mean(seen)), 1), "max": max(seen)}
+                continue
+            ms = [d * 1e3 for d in seen]
             out[kind] = {"n": len(ms), "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99)}
         return out
 

@@ -1,4 +1,6 @@
-"""The pure core of the extractor: bytes → decoded image → resized → backend → features."""
+"""The pure core of the extractor: bytes → decoded image → resized → backend → features,
+held to the feature contract (landmark.contract: locations inside the image, unit-length
+descriptors) whatever the backend returns."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from landmark.contract import Conformed, conform
 from landmark.wire import Features
 
 from .backends import Backend
@@ -29,6 +32,7 @@ class Extraction:
     features: Features
     processed_size: tuple[int, int]
     extract_ms: float
+    conformed: Conformed = Conformed()  # keypoints the contract clipped or dropped
 
 
 class FeatureExtractor:
@@ -90,13 +94,15 @@ class FeatureExtractor:
         scales = raw.scales
         if scales is not None:
             scales = (scales / ((sx + sy) / 2.0)).astype(np.float32)
-        features = Features(
-            backend=self.backend.name,
-            locations=to_original(raw.locations, sx, sy),
-            descriptors=raw.descriptors.astype(np.float32, copy=False),
-            image_size=(width, height),
-            scales=scales,
-            strengths=raw.strengths,
+        features, conformed = conform(
+            Features(
+                backend=self.backend.name,
+                locations=to_original(raw.locations, sx, sy),
+                descriptors=raw.descriptors.astype(np.float32, copy=False),
+                image_size=(width, height),
+                scales=scales,
+                strengths=raw.strengths,
+            )
         )
         elapsed = (time.perf_counter() - start) * 1000.0
-        return Extraction(features, (small.shape[1], small.shape[0]), elapsed)
+        return Extraction(features, (small.shape[1], small.shape[0]), elapsed, conformed)

@@ -42,10 +42,19 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self._slots = threading.BoundedSemaphore(config.max_concurrent)
-        self._features = (metrics or Metrics()).histogram(
+        metrics = metrics or Metrics()
+        self._features = metrics.histogram(
             "landmark_extractor_features_per_image",
             "keypoints returned per extracted image",
             FEATURE_BUCKETS,
+        )
+        self._clipped = metrics.counter(
+            "landmark_extractor_keypoints_clipped",
+            "keypoints the backend placed just outside the image, clipped to its edge",
+        )
+        self._dropped = metrics.counter(
+            "landmark_extractor_keypoints_dropped",
+            "keypoints dropped: far outside the image, or a descriptor not finite or zero",
         )
 
     def attach(self, backend: Backend) -> None:
@@ -92,6 +101,8 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         finally:
             self._slots.release()
         self._features.observe(len(ex.features))
+        self._clipped.inc(ex.conformed.clipped)
+        self._dropped.inc(ex.conformed.dropped)
         return ex
 
     @staticmethod

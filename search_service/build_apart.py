@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from .segment import Segment, load_segment
 from .segment_writer import Stopped, StoredImages, build_segment
 
 PR_SET_PDEATHSIG = 1  # prctl: a signal for this process when its parent dies
+POLL = 0.02  # seconds between looks at the child and at the searches
+MAX_PAUSE = 2.0  # the longest the child is paused for searches, in seconds ...
+MIN_RUN_AFTER_PAUSE = 0.5  # ... before it runs at least this long
 
 
 def build_apart(
@@ -37,10 +41,13 @@ def build_apart(
     stopping: Any,
     projection_dim: int,
     nice: int,
+    yield_to: Any = lambda: False,
 ) -> Segment:
     """``build_segment`` of ``images`` (rows of sealed segments) in a child process, with
-    one thread for Annoy's trees. Raises Stopped when ``stopping()`` turns true (the child
-    is killed), OSError as the child met it (a full disk), RuntimeError else."""
+    one thread for Annoy's trees. While ``yield_to()`` is true (searches are running) the
+    child is paused, for at most MAX_PAUSE seconds at a time. Raises Stopped when
+    ``stopping()`` turns true (the child is killed), OSError as the child met it (a full
+    disk), RuntimeError else."""
     job = {
         "parent": os.getpid(),
         "parts": [(str(segment.path), index) for segment, index in images.where],
@@ -60,13 +67,7 @@ def build_apart(
     try:
         proc.stdin.write(json.dumps(job).encode())
         proc.stdin.close()
-        while True:
-            try:
-                proc.wait(0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if stopping():
-                    raise Stopped("shutting down") from None
+        _run_yielding(proc, stopping, yield_to)
         answer = proc.stdout.read()
     except BaseException:
         proc.kill()
@@ -80,6 +81,40 @@ def build_apart(
     if "error" in outcome:
         raise RuntimeError(f"the merge's build process failed: {outcome['error']}")
     return load_segment(final)
+
+
+def _run_yielding(proc: subprocess.Popen, stopping: Any, yield_to: Any) -> None:
+    """Wait for the child, pausing it (SIGSTOP) while ``yield_to()`` holds: a merge reads
+    and writes gigabytes and builds Annoy's trees in memory, and beside a search on the
+    same cores it doubled the search's time (memory and caches, not the cores, which the
+    child's priority already yields). Paused at most MAX_PAUSE seconds in a row, then run
+    for MIN_RUN, so that a node searched without a pause still merges."""
+    paused_at: float | None = None
+    resumed_at = time.monotonic()
+    try:
+        while True:
+            try:
+                proc.wait(POLL)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping():
+                raise Stopped("shutting down")
+            now = time.monotonic()
+            if paused_at is None:
+                if yield_to() and now - resumed_at >= MIN_RUN_AFTER_PAUSE:
+                    proc.send_signal(signal.SIGSTOP)
+                    paused_at = now
+            elif not yield_to() or now - paused_at >= MAX_PAUSE:
+                proc.send_signal(signal.SIGCONT)
+                # after a full pause it runs MIN_RUN_AFTER_PAUSE whatever comes; after a
+                # short one it yields again at the next search
+                full = now - paused_at >= MAX_PAUSE
+                paused_at = None
+                resumed_at = now if full else now - MIN_RUN_AFTER_PAUSE
+    finally:
+        if paused_at is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
 
 
 def _build(job: dict) -> None:

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,8 @@ class IndexDisk:
         self.dir = directory
         self.settings = settings
         self.stop = stop  # a build stops (Stopped) once this is set
+        # a merge built apart pauses while this answers True (the engine: searches running)
+        self.yield_to: Callable[[], bool] = lambda: False
         self.disk_full = False
 
     def free_bytes(self) -> int:
@@ -89,6 +91,7 @@ class IndexDisk:
                     self.stop.is_set,
                     s.projection_dim,
                     apart_at_nice,
+                    self.yield_to,
                 )
             return build_segment(
                 images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim

@@ -8,9 +8,11 @@ Writer (writing.py) and go log → buffer → seal → merge (store.py).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,6 +61,9 @@ class SearchEngine:
         self.limits = limits or RequestLimits()
         self.store = IndexStore(self.index_dir, store_settings, background=background)
         self.writer = Writer(self.store)
+        self._searching = 0  # searches running: a merge built apart pauses for them
+        self._searching_lock = threading.Lock()
+        self.store.disk.yield_to = lambda: self._searching > 0
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
         single_threaded_blas()  # parallelism comes from the pool, not from BLAS
         info = self.info()
@@ -95,6 +100,16 @@ class SearchEngine:
 
     # -- reads --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        with self._searching_lock:
+            self._searching += 1
+        try:
+            yield
+        finally:
+            with self._searching_lock:
+                self._searching -= 1
+
     def search(
         self,
         features: Features,
@@ -108,6 +123,23 @@ class SearchEngine:
     ) -> SearchResult:
         """Rank the indexed images for ``features``. ``alive`` is polled between stages;
         when it answers False the search stops with Cancelled."""
+        with self._running():
+            return self._search(
+                features, top_k, shortlist_size, min_inliers, exclude, include_matches,
+                include_rejected, alive,
+            )  # fmt: skip
+
+    def _search(
+        self,
+        features: Features,
+        top_k: int,
+        shortlist_size: int,
+        min_inliers: int,
+        exclude: list[str] | tuple[str, ...],
+        include_matches: bool,
+        include_rejected: bool,
+        alive: Callable[[], bool] | None,
+    ) -> SearchResult:
         start = time.perf_counter()
         p = self.params
         check_search_args(self.limits, len(features), top_k, shortlist_size, min_inliers)
@@ -214,7 +246,8 @@ class SearchEngine:
         if not 0 <= k <= 100:
             raise InvalidRequest(f"k must be between 0 (default) and 100, got {k}")
         check_query_size(self.limits, len(features))
-        found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
+        with self._running():
+            found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
         if found is None:
             return [], Hits.empty()
         view, hits = found

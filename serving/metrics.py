@@ -42,6 +42,9 @@ class Metrics:
     def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
         return Histogram(name, doc, buckets=buckets, registry=self.registry)
 
+    def counter(self, name: str, doc: str) -> Counter:
+        return Counter(name, doc, registry=self.registry)
+
     def gauges(self, read: Callable[[], dict[str, float]], prefix: str, docs: dict[str, str]):
         """Gauges read at scrape time: ``read()`` returns {name: value} for names in docs."""
         self.registry.register(_Gauges(read, prefix, docs))

@@ -18,7 +18,11 @@ import numpy as np
 STRIDE = 8
 
 
-def build_fake_delf(path: Path, seed: int = 0) -> Path:
+def build_fake_delf(path: Path, seed: int = 0, centre_stride: int = STRIDE) -> Path:
+    """``centre_stride`` above STRIDE places the receptive-field centres on a coarser grid
+    than the cells (centre_stride * cell + centre_stride / 2), as a module computed on a
+    padded grid would: the last cells' centres fall past the image's border, some just
+    past it, some far."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -57,7 +61,7 @@ def build_fake_delf(path: Path, seed: int = 0) -> Path:
                 keep = att >= score_threshold
                 cells = tf.cast(tf.where(tf.reshape(keep, tf.shape(feat)[:2])), tf.float32)
                 # centre of each cell's receptive field, in pixels of the input image, (y, x)
-                yx = (cells * STRIDE + STRIDE / 2.0) / s
+                yx = (cells * centre_stride + centre_stride / 2.0) / s
                 locs = locs.write(i, yx)
                 desc = tf.math.l2_normalize(tf.boolean_mask(flat, keep) @ self.project, 1)
                 descs = descs.write(i, desc)

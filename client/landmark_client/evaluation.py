@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from . import gallery as gallery_mod
 from .client import LandmarkClient
+from .errors import LandmarkError
 from .gallery import DISTRACTOR_LABEL
 from .progress import NoProgress, ProgressBar
 from .types import ImageToAdd
@@ -155,16 +157,21 @@ def evaluate(
     images = gallery_mod.scan(folder)
     bar: Callable[[int, str], ProgressBar] = progress or (lambda total, desc: NoProgress())
     features = {}
+    failed: list[tuple[str, str]] = []  # photos left out of the evaluation, and why
     with bar(len(images), "extracting") as b:
         for item in client.extractor.extract_many(
             ((g.image_id, g.path) for g in images), timeout=max(60.0, 10.0 * len(images))
         ):
-            features[item.request_id] = item.result()
+            if item.features is None:
+                failed.append((item.request_id, str(item.error)))
+            else:
+                features[item.request_id] = item.features
             b.update(1)
-    client.search.add_images(
-        [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images],
-        on_conflict="replace",
-    )
+    entries = [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images
+               if g.image_id in features]  # fmt: skip
+    failed += add_each_refused_alone(client.search, entries)
+    left_out = {i for i, _ in failed}
+    images = [g for g in images if g.image_id not in left_out]
     by_label: dict[str, list[str]] = defaultdict(list)
     for g in images:
         by_label[g.label].append(g.image_id)
@@ -227,4 +234,20 @@ def evaluate(
         for k in ("queries", "top1", "top1_per_landmark", "map", "no_match", "wrong", "groups")
     }
     report["pr_curve"] = pr_curve([o for o in loo if o.label != distractor], negatives)
+    report["failed"] = [{"image_id": i, "reason": why} for i, why in failed]
     return report
+
+
+def add_each_refused_alone(search, entries: list[ImageToAdd]) -> list[tuple[str, str]]:  # noqa: ANN001
+    """Add ``entries``; when the search service refuses a batch's features, add them one
+    by one so that only the refused photos are left out. Returns (image id, why) of those."""
+    try:
+        search.add_images(entries, on_conflict="replace")
+        return []
+    except LandmarkError as err:
+        if err.code is not grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        if len(entries) == 1:
+            why = f"the search service refused its features: {err.details}"
+            return [(entries[0].image_id, why)]
+    return [f for e in entries for f in add_each_refused_alone(search, [e])]

@@ -55,4 +55,6 @@ def evaluation_text(report: dict, folder: str) -> str:
             f"  {label:<28} {row['queries']:>3} {row['top1']:>6.2f} {row['map']:>6.2f} "
             f"{row['no_match']:>8}"
         )
+    for f in report.get("failed", []):
+        lines.append(f"  left out: {f['image_id']}: {f['reason']}")
     return "\n".join(lines)

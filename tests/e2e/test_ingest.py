@@ -5,10 +5,12 @@ mid-run and restarted, broken files among good ones, a rerun that adds nothing."
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +189,34 @@ def test_a_full_buffer_makes_the_ingest_wait_not_lose(services, gallery, tmp_pat
     assert (report.added, report.failed) == (PHOTOS, [])
     assert report.add_retries > 0  # it was refused, waited as told, and sent again
     assert services.procs["search"].poll() is None
+
+
+def test_a_photo_whose_features_are_refused_is_named_and_the_others_indexed(
+    services, landmarks_dir, tmp_path
+):
+    from PIL import Image
+
+    folder = tmp_path / "refusing"
+    photos = sorted((landmarks_dir / "images" / "kremlin").glob("*.jpg"))[:6]
+    for p in photos:  # small: a few hundred keypoints each
+        (folder / "kremlin").mkdir(parents=True, exist_ok=True)
+        Image.open(p).convert("RGB").resize((200, 150)).save(folder / "kremlin" / f"{p.stem}.png")
+    big = folder / "notre_dame" / "big.jpg"  # 2,000 keypoints: more than one add may hold
+    big.parent.mkdir()
+    big.symlink_to(sorted((landmarks_dir / "images" / "notre_dame").glob("*.jpg"))[0])
+    extractor = services.start("ex", "extractor", "--backend", "sift", "--max-features", "2000")
+    search = services.start(
+        "search", "search", "--index-dir", str(tmp_path / "index"), "--max-add-features", "1500"
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "landmark_client.cli", "index", str(folder), "--json",
+         "--extractor", extractor, "--search", search],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode == 1, cli.stderr
+    report = json.loads(cli.stdout)
+    assert report["added"] == 6 and [f["image_id"] for f in report["failed"]] == [
+        "notre_dame/big.jpg"
+    ]
+    assert "above this service's limit of 1500" in report["failed"][0]["reason"]
+    assert len(ids_in(search)) == 6

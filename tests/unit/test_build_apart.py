@@ -51,3 +51,45 @@ def test_the_child_stops_when_the_service_does(tmp_path, rows):
         build_apart(many, 128, 2, tmp_path / "t", tmp_path / "seg", lambda: True, 16, 19)
     assert time.monotonic() - start < 2.0
     assert not (tmp_path / "seg").exists()
+
+
+def child_states() -> list[str]:
+    """The states (R, S, T, ...) of this process's build_apart children."""
+    import os
+    from pathlib import Path
+
+    states = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmd = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if b"search_service.build_apart" in cmd and int(fields[1]) == os.getpid():
+            states.append(fields[0])
+    return states
+
+
+def test_the_child_pauses_while_searches_run_and_still_finishes(tmp_path, rows):
+    import threading
+
+    many = StoredImages(rows.where * 30)
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(child_states())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:  # searches never stop: paused 2 s at a time, then it runs half a second
+        seg = build_apart(many, 128, 2, tmp_path / "t", tmp_path / "seg", lambda: False, 16, 19,
+                          yield_to=lambda: True)  # fmt: skip
+    finally:
+        done.set()
+        watcher.join()
+    assert seg.rows == many.row_count()
+    assert "T" in seen  # stopped (SIGSTOP) while the searches ran
