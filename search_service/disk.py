@@ -66,10 +66,12 @@ class IndexDisk:
         name: str,
         what: str,
         apart_at_nice: int | None = None,
+        pausable: bool = False,
     ) -> Segment:
         """Build a segment (no lock held), refusing up front when the disk cannot hold it;
         on failure nothing of it is left behind. ``apart_at_nice``: build the rows of
-        sealed segments (a merge) in a child process at that priority (build_apart.py)."""
+        sealed segments (a merge) in a child process at that priority (build_apart.py),
+        ``pausable`` while searches run (``yield_to``)."""
         tmp = self.dir / f".tmp-{name}"
         s = self.settings
         need = bytes_needed(images, dimension, s.n_trees, s.projection_dim)
@@ -91,7 +93,7 @@ class IndexDisk:
                     self.stop.is_set,
                     s.projection_dim,
                     apart_at_nice,
-                    self.yield_to,
+                    self.yield_to if pausable else (lambda: False),
                 )
             return build_segment(
                 images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim

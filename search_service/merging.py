@@ -154,7 +154,13 @@ class Merger:
             )
             merged = (
                 self.store.disk.write_segment(
-                    keep, self.store.dimension, name, "the merged segment", NICE
+                    keep,
+                    self.store.dimension,
+                    name,
+                    "the merged segment",
+                    NICE,
+                    # a large merge yields to searches; small ones must keep pace with seals
+                    pausable=keep.row_count() > SMALL_MERGE_ROWS,
                 )
                 if keep
                 else None

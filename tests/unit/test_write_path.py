@@ -38,11 +38,11 @@ class Gate:
         self.entered, self._open = threading.Event(), threading.Event()
         real = store.disk.write_segment
 
-        def write_segment(images, dimension, name, kind, apart=None):  # noqa: ANN001, ANN202
+        def write_segment(images, dimension, name, kind, apart=None, pausable=False):  # noqa: ANN001, ANN202, E501
             if kind == what and not self.entered.is_set():
                 self.entered.set()
                 assert self._open.wait(30), "the gate was never opened"
-            return real(images, dimension, name, kind, apart)
+            return real(images, dimension, name, kind, apart, pausable)
 
         store.disk.write_segment = write_segment  # type: ignore[method-assign]
 
