@@ -2,10 +2,10 @@
 
 Building a segment runs a Python loop over its rows (Annoy takes one row per call). In the
 service's process that loop holds the interpreter lock for most of a merge of millions of
-rows, and every search thread waits for it at each of its own Python steps: measured with
-`make bench-ingest`, searches took 3.4 times longer while a 3M-row merge ran in a thread.
-In a child process (a new interpreter, never a fork of a process running gRPC's threads)
-the merge shares only the cores, at the lowest priority. The child reads the old segments' files
+rows, and every search thread waits for it at each of its own Python steps. In a child
+process (a new interpreter, never a fork of a process running gRPC's threads) the merge
+shares only the cores, at the lowest priority, and a large one is paused while searches
+run (docs/index-design.md has the measurements). The child reads the old segments' files
 itself and writes the new one exactly as a build in the service would (segment_writer.py);
 the service names it in the manifest once the child has reported success. A child never
 outlives the service: it is killed when the service stops, and dies with it.

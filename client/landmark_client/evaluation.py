@@ -170,8 +170,8 @@ def evaluate(
     entries = [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images
                if g.image_id in features]  # fmt: skip
     failed += add_each_refused_alone(client.search, entries)
-    left_out = {i for i, _ in failed}
-    images = [g for g in images if g.image_id not in left_out]
+    refused = {i for i, _ in failed}
+    images = [g for g in images if g.image_id not in refused]
     by_label: dict[str, list[str]] = defaultdict(list)
     for g in images:
         by_label[g.label].append(g.image_id)

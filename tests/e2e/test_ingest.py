@@ -197,10 +197,11 @@ def test_a_photo_whose_features_are_refused_is_named_and_the_others_indexed(
     from PIL import Image
 
     folder = tmp_path / "refusing"
-    photos = sorted((landmarks_dir / "images" / "kremlin").glob("*.jpg"))[:6]
+    photos = sorted((landmarks_dir / "images" / "sacre_coeur").glob("*"))[:6]
+    (folder / "sacre_coeur").mkdir(parents=True)
     for p in photos:  # small: a few hundred keypoints each
-        (folder / "kremlin").mkdir(parents=True, exist_ok=True)
-        Image.open(p).convert("RGB").resize((200, 150)).save(folder / "kremlin" / f"{p.stem}.png")
+        small = Image.open(p).convert("RGB").resize((200, 150))
+        small.save(folder / "sacre_coeur" / f"{p.stem}.png")
     big = folder / "notre_dame" / "big.jpg"  # 2,000 keypoints: more than one add may hold
     big.parent.mkdir()
     big.symlink_to(sorted((landmarks_dir / "images" / "notre_dame").glob("*.jpg"))[0])
