@@ -178,15 +178,17 @@ def test_sealing_and_merging_run_below_searches_and_adds(tmp_path):
     settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=0)
     store = IndexStore(tmp_path / "index", settings, background=True)
     try:
-        nice = {}
+        loops = [store.sealer._loop, *store.merger._loops]
+
+        def nice_of(loop) -> int | None:  # noqa: ANN001
+            tid = loop._thread.native_id
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[16])  # the nice column
+
         deadline = time.monotonic() + 5
-        while len(nice) < 3 and time.monotonic() < deadline:
-            for task in Path("/proc/self/task").iterdir():
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[16]):  # the nice column
-                    nice[task.name] = int(fields[16])
-            time.sleep(0.05)
-        assert sorted(nice.values()) == [5, 19, 19]  # the sealer, the two merge lanes
+        while [nice_of(loop) for loop in loops] != [5, 19, 19] and time.monotonic() < deadline:
+            time.sleep(0.05)  # each thread sets its own as it starts
+        assert [nice_of(loop) for loop in loops] == [5, 19, 19]  # sealer, the two merge lanes
     finally:
         store.close()
 
