@@ -12,7 +12,7 @@ processes driven directly.
 Writes under a merge (bench/under_merge.py): one search process holding 4 segments of
 1.2M generated descriptors each (real descriptors of never-queried photos, perturbed) and
 the real photos, a quarter of the padding removed, default settings; small adds (1 image
-a second), bulk adds (20 images, a segment of their own, every 4 s) and searches (real
+a second), bulk adds (20 images, a segment of their own, every 15 s) and searches (real
 photos, one after another) run for 20 s with no large merge (seals, and small merges of
 what they write, go on), then while a merge rewrites the 4 segments (removing a further
 seventh of their images makes it due: more than 3M live rows written). Both phases search

@@ -65,11 +65,16 @@ def ingest_section(ingest: dict | None) -> list[str]:
             "throughout; the largest growing buffer seen while merging: "
             f"{m['largest_buffer_while_merging']:,} descriptors.",
             "",
-            "| phase | small add p50 / p99 ms | bulk add p50 / p99 ms | search p50 / p99 ms |",
-            "|---|---|---|---|",
+            "| phase | small add p50 / p99 ms | bulk add p50 / p99 ms | search p50 / p99 ms | "
+            "segments (mean / max) |",
+            "|---|---|---|---|---|",
         ]
-        for phase in ("idle", "merging"):
-            p = m[phase]
+        for phase in ("idle", "merging_first_30s", "merging"):
+            p = m.get(phase)
+            if not p:
+                continue
             cells = [f"{p[k]['p50_ms']} / {p[k]['p99_ms']}" for k in ("small", "bulk", "search")]
-            lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+            seg = p.get("segments", {})
+            cells.append(f"{seg.get('mean', '')} / {seg.get('max', '')}")
+            lines.append(f"| {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return lines

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
+from landmark.connection import RETRY_AFTER_MS
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2
 from serving import runtime
 from serving.metrics import Metrics
@@ -148,6 +149,9 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 f"{exc}; search with allow_partial for an answer from the others",
             )
         if isinstance(exc, ShardError):
+            if exc.retry_after is not None:
+                hint = str(int(exc.retry_after * 1000))
+                context.set_trailing_metadata(((RETRY_AFTER_MS, hint),))
             context.abort(exc.code, str(exc))
         abort(context, exc)
 

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from landmark.connection import Connection
+from landmark.connection import Connection, retry_hint
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2_grpc
 
 from ..matching import Hits
@@ -38,6 +38,7 @@ class ShardError(Exception):
 
     def __init__(self, shard: str, error: grpc.RpcError) -> None:
         self.code = error.code()
+        self.retry_after = retry_hint(error)  # a full buffer's hint, passed on too
         super().__init__(f"{shard}: {error.details()}")
 
 

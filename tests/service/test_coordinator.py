@@ -163,3 +163,30 @@ def test_the_coordinator_reaches_tls_shards(tmp_path, monkeypatch):
         for server, _, engine in running:
             server.stop(0)
             engine.close()
+
+
+def test_a_shards_full_buffer_reaches_the_caller_with_its_retry_hint(tmp_path):
+    cfg = SearchConfig(
+        port=0,
+        metrics_port=-1,
+        index_dir=str(tmp_path / "s0"),
+        shard_index=0,
+        max_growing_descriptors=100,
+        seal_seconds=3600,
+        seal_descriptors=1_000_000,
+    )
+    shard, shard_port, engine = create_search(cfg)
+    co, port, _ = create_server(
+        CoordinatorConfig(port=0, metrics_port=-1, shards=(f"127.0.0.1:{shard_port}",))
+    )
+    try:
+        with SearchClient(f"127.0.0.1:{port}", timeout=20) as client:
+            client.add_images([ImageToAdd("a", "x", features(1))])  # 60 descriptors
+            with pytest.raises(LandmarkError) as refused:
+                client.add_images([ImageToAdd("b", "x", features(2))])
+            assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.retry_after == 0.5  # the ingest waits, then sends it again
+    finally:
+        co.stop(0)
+        shard.stop(0)
+        engine.close()
