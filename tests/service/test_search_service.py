@@ -242,3 +242,28 @@ def test_a_full_buffer_refuses_small_adds_with_a_retry_hint(tmp_path, gallery_fe
     finally:
         server.stop(0)
         engine.close()
+
+
+def test_eval_leaves_out_only_the_photos_whose_features_are_refused(tmp_path):
+    from landmark_client.evaluation import add_each_refused_alone
+    from tests.service.test_security import features
+
+    config = SearchConfig(
+        port=0, metrics_port=0, index_dir=str(tmp_path / "index"), max_add_features=1500
+    )
+    server, port, engine = create_server(config)
+    try:
+        with SearchClient(f"127.0.0.1:{port}") as client:
+            entries = [ImageToAdd(f"small-{i}", "x", features(i)) for i in range(3)]
+            entries.insert(1, ImageToAdd("big", "x", features(9, n=2000)))
+            refused = add_each_refused_alone(client, entries)
+            assert [i for i, _ in refused] == ["big"]
+            assert "above this service's limit of 1500" in refused[0][1]
+            assert sorted(r.image_id for r in client.list_images()) == [
+                "small-0",
+                "small-1",
+                "small-2",
+            ]
+    finally:
+        server.stop(0)
+        engine.close()
