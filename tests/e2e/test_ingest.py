@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,46 +16,15 @@ from pathlib import Path
 import pytest
 
 from landmark_client import LandmarkClient, SearchClient
-from landmark_client.local import spawn_service
 from landmark_client.types import Photo
+from tests.e2e.test_scale_out import Topology
 
 PHOTOS = 32
 
 
-class Services:
-    """Real service processes on loopback, stopped at the end."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, *args: str, port: int = 0) -> str:
-        proc, address = spawn_service(
-            [*args, "--port", str(port), "--metrics-port", "-1"],
-            self.folder / f"{name}.log",
-            dict(os.environ),
-        )
-        self.procs[name] = proc
-        return address
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 @pytest.fixture
 def services(tmp_path):
-    s = Services(tmp_path)
+    s = Topology(tmp_path, settings={})  # the services' default settings: sealing on
     yield s
     s.stop()
 
@@ -92,7 +60,7 @@ def ids_in(search: str) -> list[str]:
         return [r.image_id for r in client.list_images()]
 
 
-def two_extractors(services: Services) -> str:
+def two_extractors(services: Topology) -> str:
     return ",".join(services.start(f"ex{i}", "extractor", "--backend", "sift") for i in (0, 1))
 
 

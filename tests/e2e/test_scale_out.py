@@ -26,15 +26,17 @@ EXACT = {
 
 
 class Topology:
-    def __init__(self, folder: Path) -> None:
+    """Service processes on loopback, by name; ``settings``: environment added to theirs."""
+
+    def __init__(self, folder: Path, settings: dict[str, str] | None = None) -> None:
         self.folder = folder
-        self.env = {**os.environ, **EXACT}
+        self.env = {**os.environ, **(EXACT if settings is None else settings)}
         self.procs: dict[str, object] = {}
         self.addresses: dict[str, str] = {}
 
-    def start(self, name: str, *args: str) -> str:
+    def start(self, name: str, *args: str, port: int = 0) -> str:
         proc, address = spawn_service(
-            [*args, "--port", "0", "--metrics-port", "-1"],
+            [*args, "--port", str(port), "--metrics-port", "-1"],
             self.folder / f"{name}.log",
             self.env,
         )
