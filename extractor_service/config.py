@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from serving.config import HOST_HELP, MAX_RPCS_HELP, METRICS_PORT_HELP, PORT_HELP, ServingConfig
 from serving.settings import check_positive, setting
 
 from .backends import NAMES, AlikedSettings, DelfSettings
+from .backends.aliked import MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class ExtractorConfig(ServingConfig):
     aliked_variant: str = setting(
         AlikedSettings.variant, "LANDMARK_ALIKED_VARIANT", "aliked: model variant t16, n16 or n32"
     )
+    aliked_model_dir: str = setting(
+        "",
+        "LANDMARK_ALIKED_MODEL_DIR",
+        "aliked: folder of model files with their SHA256SUMS (empty = those shipped)",
+    )
     aliked_threshold: float = setting(
         AlikedSettings.threshold,
         "LANDMARK_ALIKED_THRESHOLD",
@@ -71,7 +78,11 @@ class ExtractorConfig(ServingConfig):
             )
 
     def aliked_settings(self) -> AlikedSettings:
-        return AlikedSettings(variant=self.aliked_variant, threshold=self.aliked_threshold)
+        return AlikedSettings(
+            variant=self.aliked_variant,
+            threshold=self.aliked_threshold,
+            model_dir=Path(self.aliked_model_dir) if self.aliked_model_dir else MODEL_DIR,
+        )
 
     def delf_settings(self) -> DelfSettings:
         return DelfSettings(

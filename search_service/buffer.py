@@ -8,12 +8,23 @@ from pathlib import Path
 
 from landmark.wire import Features
 
+from .compact import (
+    dequantize_descriptors,
+    dequantize_locations,
+    quantize_descriptors,
+    quantize_locations,
+)
 from .segment import ImageData
 
 
 def image_data(image_id: str, label: str, metadata: dict, f: Features) -> ImageData:
+    """An image as the index keeps it: descriptors and locations already in the form a
+    sealed segment reads back (int8 rows, uint16 positions), so that the image scores the
+    same in the buffer as after its seal."""
     w, h = f.image_size
-    return ImageData(image_id, label, f.descriptors, f.locations, w, h, dict(metadata))
+    descriptors = dequantize_descriptors(quantize_descriptors(f.descriptors))
+    locations = dequantize_locations(quantize_locations(f.locations, (w, h)), (w, h))
+    return ImageData(image_id, label, descriptors, locations, w, h, dict(metadata))
 
 
 class GrowingBuffer(dict[str, ImageData]):

@@ -33,6 +33,24 @@ def encode(array: np.ndarray, fmt: str = "PNG", **kw) -> bytes:
     return buf.getvalue()
 
 
+def other_view(name: str = "astronaut.png") -> Image.Image:
+    """A second photo of what ``sample_photo(name)`` shows, not a copy of it: turned 10
+    degrees, cropped and scaled to 80%."""
+    img = Image.open(sample_photo(name)).convert("RGB")
+    view = img.rotate(10).crop((20, 20, img.width - 40, img.height - 30))
+    return view.resize((view.width * 4 // 5, view.height * 4 // 5), Image.Resampling.LANCZOS)
+
+
+def two_view_gallery(root: Path, names: tuple[str, ...] = ("astronaut.png", "coffee.png")) -> Path:
+    """root/<label>/a.png (the photo) and b.png (another view of it), one label per name."""
+    for name in names:
+        folder = root / name.split(".")[0]
+        folder.mkdir(parents=True)
+        Image.open(sample_photo(name)).convert("RGB").save(folder / "a.png")
+        other_view(name).save(folder / "b.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     return np.asarray(Image.open(sample_photo()).convert("RGB"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from landmark_client.local import local_services
-from tests.conftest import sample_photo
+from tests.conftest import sample_photo, two_view_gallery
 
 LANDMARK = [sys.executable, "-m", "landmark_client.cli"]
 
@@ -192,19 +192,8 @@ def test_a_service_reads_its_port_from_the_environment_and_stops_on_sigterm(tmp_
     assert "give --tls-cert and --tls-key" in proc.stderr.read()
 
 
-def small_gallery(root: Path) -> Path:
-    from PIL import Image
-
-    for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
-        (root / label).mkdir(parents=True)
-        img = Image.open(sample_photo(name)).convert("RGB")
-        img.save(root / label / "a.png")
-        img.rotate(10).crop((20, 20, img.width - 40, img.height - 30)).save(root / label / "b.png")
-    return root
-
-
-def test_eval_json_on_a_small_gallery(tmp_path):
-    root = small_gallery(tmp_path / "g")
+def test_eval_json_on_a_two_view_gallery(tmp_path):
+    root = two_view_gallery(tmp_path / "g")
     out = json.loads(run("eval", str(root), "--json").stdout)
     assert out["queries"] == 4 and out["top1"] == 1.0 and out["map"] == 1.0
     assert set(out["per_landmark"]) == {"astronaut", "coffee"}
@@ -214,7 +203,7 @@ def test_eval_json_on_a_small_gallery(tmp_path):
 def test_eval_never_writes_into_the_index_it_is_given(services, tmp_path):
     from landmark_client import LandmarkClient
 
-    root = small_gallery(tmp_path / "g")
+    root = two_view_gallery(tmp_path / "g")
     with LandmarkClient(services["LANDMARK_EXTRACTOR"], services["LANDMARK_SEARCH"]) as c:
         # an image of the live index under an id the gallery uses too
         c.add_image(sample_photo("camera.png"), "astronaut/a.png", "live", on_conflict="replace")

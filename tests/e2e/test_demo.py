@@ -29,15 +29,9 @@ def test_demo(tmp_path):
 
 
 def test_demo_on_your_own_gallery(tmp_path):
-    import shutil
+    from tests.conftest import two_view_gallery
 
-    from tests.conftest import sample_photo
-
-    gallery = tmp_path / "mine"
-    for label, name in (("astronaut", "astronaut.png"), ("coffee", "coffee.png")):
-        (gallery / label).mkdir(parents=True)
-        shutil.copy(sample_photo(name), gallery / label / "a.png")
-        shutil.copy(sample_photo(name), gallery / label / "b.png")
+    gallery = two_view_gallery(tmp_path / "mine")
     proc = subprocess.run(
         [
             sys.executable,

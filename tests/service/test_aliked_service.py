@@ -45,27 +45,31 @@ def test_per_request_threshold_is_checked(aliked_server):
         assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def _serve(*flags: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "extractor_service", "--port", "0", "--backend", "aliked"]
+    return subprocess.run([*argv, *flags], capture_output=True, text=True, timeout=120)
+
+
 def test_serve_with_a_damaged_model_exits_with_what_to_do(tmp_path):
     model_dir = tmp_path / "aliked"
     shutil.copytree(MODEL_DIR, model_dir)
-    (model_dir / "aliked-t16.onnx").write_bytes(b"not a model")
+    graph = model_dir / "aliked-n16.onnx"
+    damaged = bytearray(graph.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    graph.write_bytes(bytes(damaged))
     with pytest.raises(Exception, match="damaged"):
-        AlikedBackend(AlikedSettings(variant="t16", model_dir=model_dir))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "extractor_service",
-            "--port",
-            "0",
-            "--backend",
-            "aliked",
-            "--aliked-variant",
-            "n64",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        AlikedBackend(AlikedSettings(variant="n16", model_dir=model_dir))
+    proc = _serve("--aliked-model-dir", str(model_dir))
     assert proc.returncode == 1, proc.stderr
-    assert "unknown ALIKED variant 'n64'" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"model file {graph} is damaged" in proc.stderr, proc.stderr
+    assert "make export-aliked" in proc.stderr and "Traceback" not in proc.stderr
+    graph.unlink()
+    proc = _serve("--aliked-model-dir", str(model_dir))
+    assert proc.returncode == 1 and f"model file {graph} is missing" in proc.stderr, proc.stderr
+
+
+def test_serve_with_an_unknown_variant_exits_with_the_choices():
+    proc = _serve("--aliked-variant", "n64")
+    assert proc.returncode == 1, proc.stderr
+    assert "unknown ALIKED variant 'n64'; choose one of t16, n16, n32" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -15,11 +15,11 @@ from tests.service.test_security import READ_TOKEN, WRITE_TOKEN, features
 
 
 def test_shard_of_is_stable_and_spreads():
-    # fixed values: a change here would move every stored image to another shard
-    assert [shard_of(f"img-{i}", 3) for i in range(8)] == [
-        shard_of(f"img-{i}", 3) for i in range(8)
-    ]
-    assert shard_of("eiffel/1.jpg", 1) == 0
+    # fixed values (the first 8 bytes of SHA-256, big-endian, modulo the shard count): a
+    # change here would move every stored image to another shard
+    assert [shard_of(f"img-{i}", 3) for i in range(8)] == [1, 2, 2, 2, 0, 1, 2, 1]
+    assert [shard_of(f"img-{i}", 5) for i in range(8)] == [2, 4, 0, 4, 1, 2, 0, 0]
+    assert [shard_of("eiffel/1.jpg", n) for n in (1, 2, 3, 4, 7)] == [0, 1, 1, 3, 0]
     counts = [0, 0, 0]
     for i in range(3000):
         counts[shard_of(f"photo-{i}.jpg", 3)] += 1
