@@ -17,11 +17,11 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv with the services, the SDK and the development tools
 
-$(STAMP): pyproject.toml client/pyproject.toml requirements-dev.txt constraints-dev.txt
+$(STAMP): pyproject.toml protos/pyproject.toml client/pyproject.toml requirements-dev.txt constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip "setuptools<81" wheel
 	$(PIP) install --quiet -c constraints-dev.txt -r requirements-dev.txt \
-		-e "./client[cli]" -e ".[search,delf,aliked]"
+		-e ./protos -e "./client[cli]" -e ".[search,delf,aliked]"
 	touch $(STAMP)
 
 # PyTorch (CPU build), kornia and the ONNX exporter: for `make export-aliked` and the
@@ -38,10 +38,10 @@ WEIGHTS ?=
 export-aliked: $(EXPORT_STAMP) ## rebuild the shipped ALIKED model files from the official weights
 	$(PY) -m extractor_service.models.export_aliked $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
-# Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) from protos/.
-protos: $(STAMP) ## regenerate the stubs in client/landmark/v1 from protos/
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
-		--grpc_python_out=client $(PROTOS)
+# Regenerate the checked-in stubs (_pb2.py, _pb2_grpc.py, .pyi) beside the .proto files.
+protos: $(STAMP) ## regenerate the stubs in protos/landmark/v1 from the .proto files
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos $(PROTOS)
 
 # Fail when the checked-in stubs differ from what protos/ generates.
 protos-check: $(STAMP) ## fail when the checked-in stubs differ from protos/
@@ -49,7 +49,7 @@ protos-check: $(STAMP) ## fail when the checked-in stubs differ from protos/
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp \
 		--grpc_python_out=$$tmp $(PROTOS) && \
 	for f in $$(cd $$tmp && find landmark -type f); do \
-		cmp -s $$tmp/$$f client/$$f || { echo "stale generated stub: client/$$f (run 'make protos')"; exit 1; }; \
+		cmp -s $$tmp/$$f protos/$$f || { echo "stale generated stub: protos/$$f (run 'make protos')"; exit 1; }; \
 	done && echo "generated stubs are up to date"
 
 demo: $(STAMP) ## start the services, index a gallery, query it, draw a match (GALLERY=dir)

@@ -71,12 +71,9 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         self.ready.set()
 
     def _core(self, context: grpc.ServicerContext) -> FeatureExtractor:
+        # calls reach a servicer once the server is SERVING, after attach()
         if self.core is None:
-            context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "the extractor is still loading its backend; retry shortly "
-                "(the health service reports SERVING when it is ready)",
-            )
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the extractor has no backend")
         assert self.core is not None
         return self.core
 
@@ -194,6 +191,7 @@ def create_server(
         metrics,
         max_receive_bytes=config.max_image_bytes + (1 << 20),
         thread_prefix="extract",
+        starting="the extractor is still loading its backend",
     )
 
     def load() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 from serving.launch import Started, main
 
@@ -11,11 +12,25 @@ from .errors import IndexCorrupt, IndexLocked
 
 
 def start(config: SearchConfig) -> Started:
-    from .server import create_server
+    from .server import start_server
 
-    running, port, engine = create_server(config)
-    # close: flushes and closes the write-ahead log, stops the sealer, releases the lock
-    return Started(running, port, close=engine.close)
+    running, port, loading = start_server(config)
+
+    def ready(stop: threading.Event) -> str | None:
+        while not loading.done.wait(0.2):
+            if stop.is_set():
+                return None
+        if loading.error is not None:
+            raise loading.error  # IndexCorrupt, IndexLocked: exit 2 with the reason
+        return None
+
+    def close() -> None:
+        # flushes and closes the write-ahead log, stops the sealer, releases the lock
+        loading.done.wait()
+        if loading.engine is not None:
+            loading.engine.close()
+
+    return Started(running, port, ready=ready, close=close)
 
 
 def run(argv: list[str] | None = None) -> int:

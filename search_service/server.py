@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -49,9 +52,10 @@ def on_conflict(value: int) -> OnConflict:
 
 class SearchServicer(search_pb2_grpc.SearchServicer):
     def __init__(
-        self, engine: SearchEngine, metrics: Metrics | None = None, shard_index: int = -1
+        self, engine: SearchEngine | None, metrics: Metrics | None = None, shard_index: int = -1
     ) -> None:
-        self.engine = engine
+        # None while the index loads: calls reach the servicer once the server is SERVING
+        self.engine: SearchEngine = engine  # type: ignore[assignment]
         self.shard_index = shard_index
         metrics = metrics or Metrics()
         self._verified = metrics.histogram(
@@ -145,8 +149,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 class ShardServicer(shard_pb2_grpc.ShardServicer):
     """The two halves of a search a coordinator asks of each shard (landmark.v1.Shard)."""
 
-    def __init__(self, engine: SearchEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: SearchEngine | None) -> None:
+        self.engine: SearchEngine = engine  # type: ignore[assignment]
 
     def Neighbours(self, request, context):  # noqa: N802
         try:
@@ -181,35 +185,90 @@ INDEX_GAUGES = {
 }
 
 
-def create_server(
-    config: SearchConfig, engine: SearchEngine | None = None
-) -> tuple[runtime.Running, int, SearchEngine]:
-    """Load the index in ``config.index_dir`` and serve it on ``config.address``.
+@dataclass
+class Loading:
+    """The index loading behind a listening server: ``done`` is set once ``engine`` is
+    serving or ``error`` says why it never will."""
 
-    Returns the running server (``.stop(grace)``), its port and the engine (close it after
-    the server has stopped)."""
-    engine = engine or SearchEngine(
+    done: threading.Event = field(default_factory=threading.Event)
+    engine: SearchEngine | None = None
+    error: BaseException | None = None
+
+
+def open_engine(config: SearchConfig) -> SearchEngine:
+    """The index in ``config.index_dir``, loaded (its log replayed) and ready to search."""
+    return SearchEngine(
         Path(config.index_dir),
         config.search_params(),
         threads=config.threads,
         store_settings=config.store_settings(),
         limits=config.request_limits(),
     )
+
+
+def start_server(
+    config: SearchConfig, load: Callable[[SearchConfig], SearchEngine] = open_engine
+) -> tuple[runtime.Running, int, Loading]:
+    """Listen on ``config.address`` at once, then load the index in a background thread:
+    until it is loaded, health checks answer NOT_SERVING (a probe sees a live process, not
+    a refused connection) and calls UNAVAILABLE; then SERVING."""
     metrics = Metrics()
-    metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
-    servicer = SearchServicer(engine, metrics, config.shard_index)
-    shard = ShardServicer(engine)
+    servicer = SearchServicer(None, metrics, config.shard_index)
+    shard = ShardServicer(None)
     services = {
         SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s),
         SHARD_SERVICE_NAME: lambda s: shard_pb2_grpc.add_ShardServicer_to_server(shard, s),
     }
-    running = serve_search(config, services, {**ROLES, **SHARD_ROLES}, metrics, "search")
-    return running, running.port, engine
+    running = runtime.start(
+        config,
+        services,
+        {**ROLES, **SHARD_ROLES},
+        metrics,
+        max_receive_bytes=config.max_message_mb << 20,
+        thread_prefix="search",
+        starting=f"the index in {config.index_dir} is still loading",
+    )
+    loading = Loading()
+
+    def run() -> None:
+        try:
+            engine = load(config)
+        except BaseException as exc:  # reported by create_server / main
+            loading.error = exc
+            loading.done.set()
+            return
+        servicer.engine = shard.engine = loading.engine = engine
+        metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
+        running.set_serving(True)
+        loading.done.set()
+        log.info("index loaded: %d images", engine.info()["images"])
+
+    threading.Thread(target=run, name="index-load", daemon=True).start()
+    return running, running.port, loading
+
+
+def create_server(
+    config: SearchConfig, engine: SearchEngine | None = None
+) -> tuple[runtime.Running, int, SearchEngine]:
+    """Serve the index in ``config.index_dir`` (or ``engine``, already loaded) on
+    ``config.address``; returns once it is SERVING (raises what stopped the load).
+
+    Returns the running server (``.stop(grace)``), its port and the engine (close it after
+    the server has stopped)."""
+    running, port, loading = start_server(
+        config, open_engine if engine is None else (lambda _config: engine)
+    )
+    loading.done.wait()
+    if loading.error is not None:
+        running.stop(0)
+        raise loading.error
+    assert loading.engine is not None
+    return running, port, loading.engine
 
 
 def serve_search(config, services: dict, roles: dict, metrics: Metrics, thread_prefix: str):
-    """Serve ``services`` (the search service's, or a coordinator's), SERVING at once:
-    whatever they need is loaded before they are handed over."""
+    """Serve a coordinator's ``services``, SERVING at once: whatever they need is loaded
+    before they are handed over."""
     running = runtime.start(
         config,
         services,

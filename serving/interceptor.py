@@ -1,7 +1,8 @@
 """One server interceptor: auth, the in-flight limit, metrics and a log line per call.
 
 Methods without a role (health checks, reflection) pass straight through: load balancers
-probe health without tokens, and probes must not be refused when the server is busy.
+probe health without tokens, and probes must not be refused when the server is busy. Until
+the server is ready (``starting`` is None) every other call is refused with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class ServingInterceptor(grpc.ServerInterceptor):
         self.auth = auth
         self.metrics = metrics
         self.max_rpcs = max_rpcs
+        # why calls are refused before the server is ready (None once it is)
+        self.starting: str | None = "the server is starting"
         self._lock = threading.Lock()
         self._in_flight = 0
 
@@ -59,6 +62,12 @@ class ServingInterceptor(grpc.ServerInterceptor):
         if handler is None or role is None:
             return handler
         denial = self.auth.check(handler_call_details.invocation_metadata, role)
+        starting = self.starting
+        if denial is None and starting is not None:
+            denial = (
+                grpc.StatusCode.UNAVAILABLE,
+                f"{starting}; retry shortly (the health service reports SERVING when it is ready)",
+            )
         if denial is None and not self._admit(method):
             denial = (
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -36,8 +36,8 @@ METAVARS = {int: "N", float: "X", bool: "{true,false}", tuple[str, ...]: "A,B,..
 @dataclass
 class Started:
     """A service that is listening: its server and port; ``ready`` blocks until it can
-    answer (None = at once) and returns why it cannot, if it never will; ``close`` runs
-    after the server has stopped (e.g. flushing an index)."""
+    answer (None = at once) and returns (or raises, for a startup error) why it cannot, if
+    it never will; ``close`` runs after the server has stopped (e.g. flushing an index)."""
 
     running: Running
     port: int
@@ -111,7 +111,12 @@ def main(
         return 2
     print(f"{READY_PREFIX}{config.bind_host}:{started.port}", flush=True)
     if started.ready is not None:
-        problem = started.ready(stop)
+        try:
+            problem = started.ready(stop)
+        except (ValueError, OSError, *startup_errors) as exc:  # type: ignore[misc]
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            started.running.stop(0)
+            return 2
         if problem is not None:
             print(f"{prog}: error: {problem}", file=sys.stderr)
             started.running.stop(0)

@@ -34,8 +34,12 @@ class Running:
     health: health.HealthServicer
     metrics: Metrics
     metrics_port: int | None
+    interceptor: ServingInterceptor
 
     def set_serving(self, serving: bool = True) -> None:
+        """SERVING opens the services to calls (until then they answer UNAVAILABLE)."""
+        if serving:
+            self.interceptor.starting = None
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -60,17 +64,22 @@ def start(
     metrics: Metrics,
     max_receive_bytes: int,
     thread_prefix: str,
+    starting: str = "the server is starting",
 ) -> Running:
-    """Start a server for ``services`` ({full service name: function adding its servicer}).
+    """Start a server for ``services`` ({full service name: function adding its servicer}),
+    health NOT_SERVING and calls refused with UNAVAILABLE and ``starting`` until
+    ``set_serving``.
 
     ``roles`` maps full method paths ("/pkg.Service/Method") to "read" or "write".
     """
     auth = TokenAuth(config.read_tokens, config.write_tokens)
+    interceptor = ServingInterceptor(roles, auth, metrics, config.max_rpcs)
+    interceptor.starting = starting
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=config.max_rpcs + SPARE_THREADS, thread_name_prefix=thread_prefix
         ),
-        interceptors=[ServingInterceptor(roles, auth, metrics, config.max_rpcs)],
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", 256 << 20),
@@ -94,7 +103,7 @@ def start(
         port = 0
     if port == 0:
         raise OSError(f"cannot listen on {config.address}: is the port in use?")
-    running = Running(server, port, tuple(services), health_servicer, metrics, None)
+    running = Running(server, port, tuple(services), health_servicer, metrics, None, interceptor)
     running.set_serving(False)
     if config.metrics_port >= 0:
         try:

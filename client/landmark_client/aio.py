@@ -8,20 +8,18 @@ async with LandmarkClient(extractor_addr, search_addr, timeout=10) as client:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 from landmark.connection import Connection
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
 from landmark.wire import Features
 
 from . import _convert as conv
-from ._core import DEFAULT_TIMEOUT, _ClientCore, extractor_address, search_address
+from ._aio_core import _AsyncClient
+from ._core import DEFAULT_TIMEOUT, extractor_address, search_address
 from .aio_ingest import IngestTwins
 from .errors import LandmarkError
 from .images import ImageInput
@@ -36,43 +34,6 @@ from .types import (
     Recognition,
     SearchResult,
 )
-
-
-class _AsyncClient(_ClientCore):
-    _aio = True
-
-    async def _call(
-        self,
-        method: str,
-        request: Any,
-        timeout: float | None,
-        *,
-        retry: bool = True,
-        stubs: list[Any] | None = None,
-    ) -> Any:
-        deadline = self._deadline(timeout)
-        for attempt in itertools.count():
-            call, kwargs = self._attempt(method, stubs, deadline)
-            try:
-                return await call(request, **kwargs)
-            except grpc.RpcError as err:
-                wait = self._backoff(err, attempt, deadline, retry)
-            await asyncio.sleep(wait)
-
-    async def health(self, timeout: float | None = None) -> str:
-        request = health_pb2.HealthCheckRequest(service=self._health_name)
-        response = await self._call("Check", request, timeout, retry=False, stubs=self._health)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
-
-    async def __aenter__(self):  # noqa: ANN204
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 class ExtractorClient(_AsyncClient):
@@ -103,10 +64,15 @@ class ExtractorClient(_AsyncClient):
         *,
         max_features: int = 0,
         max_image_size: int = 0,
+        score_threshold: float | None = None,
+        image_scales: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[ExtractItem]:
         requests = (
-            conv.extract_request(img, max_features, max_image_size, rid) for rid, img in images
+            conv.extract_request(
+                img, max_features, max_image_size, rid, score_threshold, image_scales
+            )
+            for rid, img in images
         )
         call = self._stubs[self._rotation.pick()].ExtractStream(
             requests,
@@ -253,6 +219,20 @@ class LandmarkClient(IngestTwins):
         query = await self.extractor.extract(image, timeout=left())
         ref = await self.extractor.extract(reference, timeout=left())
         return await self.search.compare(query, ref, timeout=left())
+
+    async def add_image(
+        self,
+        image: ImageInput,
+        image_id: str,
+        label: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        on_conflict: str = "error",
+        timeout: float | None = None,
+    ) -> AddResult:
+        features = await self.extractor.extract(image, timeout=timeout)
+        entry = ImageToAdd(image_id, label, features, dict(metadata or {}))
+        return await self.search.add_images([entry], on_conflict=on_conflict, timeout=timeout)
 
     async def close(self) -> None:
         await asyncio.gather(self.extractor.close(), self.search.close())

@@ -15,12 +15,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from landmark import READY_PREFIX
 
 from .client import ExtractorClient, SearchClient
+from .errors import LandmarkError
 
 MODULES = {
     "extractor": "extractor_service",
@@ -30,11 +32,12 @@ MODULES = {
 
 
 def spawn_service(
-    args: list[str], log_path: Path, env: dict[str, str] | None = None
+    args: list[str], log_path: Path, env: dict[str, str] | None = None, ready: float = 300.0
 ) -> tuple[subprocess.Popen, str]:
     """Run the service ``args[0]`` (extractor, search or coordinator) with the flags
     ``args[1:]`` as a child process logging to ``log_path``; return it and the address it
-    printed once listening."""
+    printed once listening, after its health reports SERVING (its model or index loaded;
+    at most ``ready`` seconds, 0 = do not wait)."""
     service, flags = args[0], args[1:]
     module = MODULES[service]
     if importlib.util.find_spec(module.split(".")[0]) is None:
@@ -64,13 +67,32 @@ def spawn_service(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(timeout=120)
-    if not found:
+    if not found or (ready and not _serving(proc, found[0], ready)):
         proc.kill()
         raise RuntimeError(
             f"`python -m {module} {' '.join(flags)}` did not start:\n"
             + log_path.read_text(errors="replace")[-3000:]
         )
     return proc, found[0]
+
+
+class _AnyService(SearchClient):
+    _health_name = ""  # a server's overall health: every service answers it
+
+
+def _serving(proc: subprocess.Popen, address: str, timeout: float) -> bool:
+    """Whether the service at ``address`` reports SERVING within ``timeout`` seconds
+    (False at once if its process ends)."""
+    deadline = time.monotonic() + timeout
+    with _AnyService(address) as client:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.health(timeout=2.0) == "SERVING" and proc.poll() is None:
+                    return True
+            except LandmarkError:
+                pass
+            time.sleep(0.1)
+    return False
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

@@ -50,7 +50,10 @@ def start(index_dir, log=None, **settings: str) -> tuple[subprocess.Popen, str]:
     )
     line = proc.stdout.readline()
     assert line.startswith("LISTENING"), f"the search service did not start: {line!r}"
-    return proc, line.split()[1]
+    address = line.split()[1]
+    with SearchClient(address) as client:
+        client.wait_ready(60)  # listening at once, serving once the index is loaded
+    return proc, address
 
 
 def test_acknowledged_adds_survive_kill_9(tmp_path):

@@ -1,4 +1,6 @@
-"""The SDK installs and works in a virtual environment without TensorFlow, OpenCV or Annoy."""
+"""Each side installs alone with the contract (protos/, the `landmark` package): the SDK
+works in a virtual environment without TensorFlow, OpenCV, Annoy or a server package, and a
+search node works without the SDK."""
 
 import subprocess
 import sys
@@ -12,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent("""
     import importlib.util, sys
-    for heavy in ("cv2", "annoy", "tensorflow", "PIL", "extractor_service", "search_service"):
+    for heavy in ("cv2", "annoy", "tensorflow", "PIL", "extractor_service", "search_service",
+                  "serving"):
         assert importlib.util.find_spec(heavy) is None, heavy + " must not be installed"
     import numpy as np
     from landmark_client import LandmarkClient, ImageToAdd, LandmarkError
@@ -36,17 +39,23 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sdk_alone(tmp_path, extractor_server, search_server):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
+def venv_with(path, *requirements: str):  # noqa: ANN001, ANN201
+    """A new virtual environment at ``path`` with ``requirements`` installed by pip."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    py = path / "bin" / "python"
     install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", str(REPO / "client")],
+        [str(py), "-m", "pip", "install", "--quiet", *requirements],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    return py
+
+
+def test_sdk_alone(tmp_path, extractor_server, search_server):
+    venv = tmp_path / "venv"
+    py = venv_with(venv, str(REPO / "protos"), str(REPO / "client"))
     script = tmp_path / "use_sdk.py"
     script.write_text(SCRIPT)
     run = subprocess.run(
@@ -61,7 +70,15 @@ def test_sdk_alone(tmp_path, extractor_server, search_server):
 
     # the command line with the SDK's `cli` extra (progress bars, pictures) and no server
     install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", f"{REPO / 'client'}[cli]"],
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            str(REPO / "protos"),
+            f"{REPO / 'client'}[cli]",
+        ],
         capture_output=True,
         text=True,
         timeout=900,
@@ -85,3 +102,47 @@ def test_sdk_alone(tmp_path, extractor_server, search_server):
     assert evaluation.returncode == 2
     assert "service is not installed in this Python" in evaluation.stderr
     assert "Traceback" not in evaluation.stderr
+
+
+SERVER_SCRIPT = textwrap.dedent("""
+    import importlib.util, sys
+    assert importlib.util.find_spec("landmark_client") is None, "the SDK must not be installed"
+    import grpc
+    import numpy as np
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from landmark.v1 import search_pb2, search_pb2_grpc
+    from landmark.wire import Features, features_to_proto
+    from search_service.config import SearchConfig
+    from search_service.server import create_server
+
+    config = SearchConfig(port=0, metrics_port=-1, index_dir=sys.argv[1])
+    running, port, engine = create_server(config)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    check = health_pb2.HealthCheckRequest(service="landmark.v1.Search")
+    assert health_pb2_grpc.HealthStub(channel).Check(check).status == 1  # SERVING
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(50, 128)).astype("f4")
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    f = Features("sift", rng.uniform(0, 99, (50, 2)).astype("f4"), d, (100, 100))
+    search = search_pb2_grpc.SearchStub(channel)
+    image = search_pb2.ImageEntry(image_id="a", label="x", features=features_to_proto(f))
+    added = search.AddImages(search_pb2.AddImagesRequest(images=[image]))
+    print("SERVER OK", added.added, added.index.images)
+    running.stop(0)
+    engine.close()
+""")
+
+
+def test_search_node_alone(tmp_path):
+    py = venv_with(tmp_path / "venv", str(REPO / "protos"), f"{REPO}[search]")
+    script = tmp_path / "serve.py"
+    script.write_text(SERVER_SCRIPT)
+    run = subprocess.run(
+        [str(py), str(script), str(tmp_path / "index")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SERVER OK 1 1" in run.stdout

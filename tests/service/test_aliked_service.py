@@ -7,7 +7,12 @@ import sys
 import grpc
 import pytest
 
-from extractor_service.backends.aliked import MODEL_DIR, AlikedBackend, AlikedSettings
+from extractor_service.backends.aliked import (
+    MODEL_DIR,
+    AlikedBackend,
+    AlikedLoadError,
+    AlikedSettings,
+)
 from extractor_service.config import ExtractorConfig
 from extractor_service.server import create_server
 from landmark_client import ExtractorClient, ImageToAdd, LandmarkError, SearchClient
@@ -57,7 +62,7 @@ def test_serve_with_a_damaged_model_exits_with_what_to_do(tmp_path):
     damaged = bytearray(graph.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
     graph.write_bytes(bytes(damaged))
-    with pytest.raises(Exception, match="damaged"):
+    with pytest.raises(AlikedLoadError, match="is damaged: its SHA-256 is"):
         AlikedBackend(AlikedSettings(variant="n16", model_dir=model_dir))
     proc = _serve("--aliked-model-dir", str(model_dir))
     assert proc.returncode == 1, proc.stderr

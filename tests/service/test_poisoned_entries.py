@@ -51,7 +51,8 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
     real = ranking.verify
 
     def verify(src, dst, size, params):
-        if len(src) and np.isclose(dst, features(2).locations[: len(dst)]).all():
+        # img-2's locations, as the index keeps them (uint16 steps of a fraction of a pixel)
+        if len(src) and np.isclose(dst, features(2).locations[: len(dst)], atol=0.05).all():
             raise np.linalg.LinAlgError("SVD did not converge")
         return real(src, dst, size, params)
 

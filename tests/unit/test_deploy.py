@@ -59,7 +59,6 @@ def test_compose_file_parses_and_names_its_shards():
 
 def test_the_commands_the_images_run_are_the_projects_console_scripts():
     import re
-
     import tomllib
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

@@ -11,6 +11,12 @@ import pytest
 
 from landmark.wire import Features
 from search_service import records
+from search_service.compact import (
+    dequantize_descriptors,
+    dequantize_locations,
+    quantize_descriptors,
+    quantize_locations,
+)
 from search_service.errors import IndexCorrupt
 from search_service.store import IndexStore, StoreSettings
 from search_service.wal import scan
@@ -43,10 +49,17 @@ def test_a_format_2_directory_loads_with_its_logged_changes(old_index):
     store = IndexStore(old_index, QUIET, background=False)
     view = store.view
     assert sorted(view.by_id) == ["logged-0", "logged-1", "sealed-0", "sealed-2"]
-    for image_id, seed in [("sealed-2", 2), ("logged-1", 11)]:
-        d, loc = view.features_of(view.by_id[image_id])
-        np.testing.assert_array_equal(d, features(seed).descriptors)
-        np.testing.assert_array_equal(loc, features(seed).locations)
+    d, loc = view.features_of(view.by_id["sealed-2"])  # a float32 segment, read as written
+    np.testing.assert_array_equal(d, features(2).descriptors)
+    np.testing.assert_array_equal(loc, features(2).locations)
+    d, loc = view.features_of(view.by_id["logged-1"])  # a logged add, as a seal will keep it
+    f = features(11)
+    np.testing.assert_array_equal(d, dequantize_descriptors(quantize_descriptors(f.descriptors)))
+    np.testing.assert_array_equal(
+        loc, dequantize_locations(quantize_locations(f.locations, f.image_size), f.image_size)
+    )
+    np.testing.assert_allclose(d, f.descriptors, atol=0.01)
+    np.testing.assert_allclose(loc, f.locations, atol=0.01)
     meta = view.images[view.by_id["sealed-0"]]
     assert (meta.label, meta.metadata, meta.width, meta.height) == ("label-0", {"n": "0"}, 100, 80)
     store.close()

@@ -51,3 +51,33 @@ def test_every_flag_the_readme_names_exists():
     text = (REPO / "README.md").read_text()
     named = set(re.findall(r"`(--[a-z][a-z-]+)", text))
     assert named - flags - cli == set()
+
+
+def _text(path: str) -> str:
+    return " ".join((REPO / path).read_text().split())  # line breaks as spaces
+
+
+def test_the_docs_quote_the_index_defaults_the_code_declares():
+    from search_service.matching import NODES_PER_NEIGHBOUR
+    from search_service.store_settings import StoreSettings
+
+    s = StoreSettings()
+    design, quality = _text("docs/index-design.md"), _text("docs/quality.md")
+    segment = f"{s.n_trees} trees over a {s.projection_dim}-D PCA projection"
+    assert segment in quality
+    assert f"**{s.projection_dim}-D PCA projection** fitted" in design
+    assert f"**{s.n_trees} trees**" in design
+    nodes = f"{NODES_PER_NEIGHBOUR} nodes per neighbour kept ({5 * NODES_PER_NEIGHBOUR} for k = 5)"
+    assert nodes in quality
+    assert f"`LANDMARK_SEAL_DESCRIPTORS` ({s.seal_descriptors:,})" in design
+    assert f"`LANDMARK_SEAL_SECONDS` ({s.seal_seconds:g} s)" in design
+    assert f"`LANDMARK_MAX_GROWING_DESCRIPTORS` ({s.max_growing_descriptors:,})" in design
+
+
+def test_the_python_version_is_stated_as_the_packages_require_it():
+    import tomllib
+
+    for project in ("pyproject.toml", "protos/pyproject.toml", "client/pyproject.toml"):
+        meta = tomllib.loads((REPO / project).read_text())["project"]
+        assert meta["requires-python"] == ">=3.11", project
+    assert "Python 3.11 or newer" in _text("README.md")
