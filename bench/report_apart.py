@@ -1,6 +1,38 @@
-"""REPORT.md's sections for the runs made apart: `make bench-large`, `make bench-ingest`."""
+"""REPORT.md's sections for the runs made apart (`make bench-large`, `make bench-ingest`)
+and for the comparison of the search path with the previous one, measured in each run."""
 
 from __future__ import annotations
+
+
+def lookups_section(report: dict) -> list[str]:
+    """The default search beside the previous path (every query descriptor looking up
+    neighbours), on the same index in the same run, at every size measured."""
+    runs = [s for s in report["search"] if "every_lookup" in s]
+    runs += [r for r in report.get("large", {}).get("runs", []) if "every_lookup" in r]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## The strongest query descriptors look up, all are matched",
+        "",
+        "The default search (`lookup_features`: only the strongest query descriptors look up "
+        "neighbours; exact matching and verification use all of them) beside the previous "
+        "path, where every query descriptor looked up, on the same index in the same run.",
+        "",
+        "| images | padding | top-1 every / default | p50 ms every / default | p95 ms every / "
+        "default | neighbours ms every / default | p50 ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in runs:
+        e, d = s["every_lookup"], s["in_process"]
+        size = s.get("images", s["size"])
+        lines.append(
+            f"| {size:,} | {s.get('padding', 'gaussian')} | {e['top1']:.3f} / {d['top1']:.3f} | "
+            f"{e['p50_ms']} / {d['p50_ms']} | {e['p95_ms']} / {d['p95_ms']} | "
+            f"{e['neighbours_ms_p50']} / {d['neighbours_ms_p50']} | "
+            f"{d['p50_ms'] / e['p50_ms']:.2f} |"
+        )
+    return lines
 
 
 def large_section(large: dict | None) -> list[str]:

@@ -34,7 +34,7 @@ SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
     from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
     from search_service.engine import RequestLimits, SearchEngine
-    from search_service.ranking import SearchParams
+    from search_service.search_params import SearchParams
     from search_service.store import StoreSettings
 
     real = load_real(cache)
@@ -73,11 +73,14 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         )
         del entries
 
-        def run(eng, search_k=0):
-            return search_queries(eng, queries, correct, search_k)
+        def run(eng, params=None):
+            return search_queries(eng, queries, correct, params)
 
         correct: dict[str, bool] = {}
         run(engine)  # warm the page cache and code paths
+        # the previous path, on the same index in the same run: every query descriptor
+        # looks up neighbours (lookup_features 0)
+        result["every_lookup"] = run(engine, SearchParams(lookup_features=0))
         result["in_process"] = run(engine)
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]
@@ -86,7 +89,11 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
 
         if size == 1000 and padding == "gaussian":
             result["annoy_sweep"] = [
-                {"n_trees": StoreSettings().n_trees, "search_k": k, **run(engine, k)}
+                {
+                    "n_trees": StoreSettings().n_trees,
+                    "search_k": k,
+                    **run(engine, SearchParams(search_k=k)),
+                }
                 for k in SWEEP_SEARCH_K
             ]
             pool, engine._pool = engine._pool, None  # the same index, on one thread

@@ -10,13 +10,13 @@ import numpy as np
 from bench.common import pct
 
 
-def search_queries(engine, queries, correct: dict[str, bool], search_k: int = 0) -> dict:  # noqa: ANN001
-    """top-1 and latency of ``queries`` ((image id, label, Features)) on ``engine``;
-    whether each was right goes into ``correct``."""
-    from search_service.ranking import SearchParams
+def search_queries(engine, queries, correct: dict[str, bool], params=None) -> dict:  # noqa: ANN001
+    """top-1 and latency of ``queries`` ((image id, label, Features)) on ``engine``, with
+    ``params`` (SearchParams; default: the service's); whether each was right goes into
+    ``correct``."""
+    from search_service.search_params import SearchParams
 
-    if search_k:
-        engine.params = SearchParams(search_k=search_k)
+    engine.params = params or SearchParams()
     rows, per_candidate = [], []
     for image_id, label, f in queries:
         # include_rejected: every verified candidate comes back, so their count is known;

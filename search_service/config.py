@@ -14,7 +14,7 @@ from serving.settings import check_positive, setting
 
 from .engine import THREADS
 from .limits import RequestLimits
-from .ranking import MIN_INLIERS, SearchParams
+from .search_params import MIN_INLIERS, SearchParams
 from .store import StoreSettings
 
 _SEARCH = SearchParams()
@@ -93,6 +93,12 @@ class SearchConfig(RankingConfig):
         "LANDMARK_ANNOY_SEARCH_K",
         "Annoy nodes inspected per lookup, shared among segments by size (0 = neighbours x 48)",
     )
+    lookup_features: int = setting(
+        _SEARCH.lookup_features,
+        "LANDMARK_LOOKUP_FEATURES",
+        "query descriptors that look up neighbours, the strongest first (0 = all); "
+        "matching and verification use all",
+    )
     seal_descriptors: int = setting(
         _STORE.seal_descriptors,
         "LANDMARK_SEAL_DESCRIPTORS",
@@ -139,9 +145,13 @@ class SearchConfig(RankingConfig):
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:
             raise ValueError("search_k must not be negative (0 = automatic)")
+        if self.lookup_features < 0:
+            raise ValueError("lookup_features must not be negative (0 = all)")
 
     def search_params(self) -> SearchParams:
-        return replace(super().search_params(), search_k=self.search_k)
+        return replace(
+            super().search_params(), search_k=self.search_k, lookup_features=self.lookup_features
+        )
 
     def store_settings(self) -> StoreSettings:
         return StoreSettings(

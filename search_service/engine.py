@@ -1,8 +1,9 @@
 """The pure core of the search service: add, remove, search and describe one index.
 
 Searches read the store's current View (immutable, swapped whole by every change), so they
-never wait for writers and never see a half-applied change. Writes are decided by the
-Writer (writing.py) and go log → buffer → seal → merge (store.py).
+never wait for writers and never see a half-applied change; a search is lookup (here, over
+the view) and then searching.from_hits: votes → exact matches → verification → ranking.
+Writes are decided by the Writer (writing.py) and go log → buffer → seal → merge (store.py).
 """
 
 from __future__ import annotations
@@ -20,22 +21,17 @@ import numpy as np
 
 from landmark.wire import Features
 
+from .blas import single_threaded_blas
 from .errors import Cancelled, FeatureMismatch, InvalidRequest
+from .exact_matches import view_matcher
 from .limits import RequestLimits, check_add, check_query_size, check_search_args
-from .matching import Hits, gather_hits, knn, mutual_matches, single_threaded_blas
-from .ranking import (
-    VERIFY_FAILURES,
-    Comparison,
-    Matcher,
-    Putative,
-    SearchParams,
-    SearchResult,
-    Timing,
-    compare,
-    rank,
-)
+from .lookup import Hits, gather_hits, knn, lookup_rows
+from .ranking import SearchResult, Timing
+from .search_params import SearchParams
+from .searching import Comparison, compare, from_hits
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings
+from .verify import VERIFY_FAILURES
 from .view import View
 from .writing import AddResult, OnConflict, Writer
 
@@ -151,40 +147,22 @@ class SearchEngine:
         if found is None:
             return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
         view, hits = found
-        t1 = time.perf_counter()
-        candidates, verified, aggregate_ms, verify_ms = rank(
+        return from_hits(
             features,
             hits,
             view.images,
-            self._matcher(view, features, alive),
+            view_matcher(view, features.descriptors, p.ratio, p.max_distance, self._pool, alive),
             p,
+            top_k=top_k,
             shortlist_size=shortlist_size,
             min_inliers=min_inliers,
+            neighbours_ms=_ms(t0),
+            started=start,
             include_matches=include_matches,
             include_rejected=include_rejected,
             alive=alive,
             pool=self._pool,
         )
-        timing = Timing((t1 - t0) * 1e3, aggregate_ms, verify_ms, _ms(start))
-        return SearchResult(candidates[:top_k], min_inliers, timing, verified)
-
-    def _matcher(self, view: View, features: Features, alive: Callable[[], bool]) -> Matcher:
-        """Exact mutual matching of the query with images of ``view`` (on the pool)."""
-        p = self.params
-
-        def one(image: int) -> Putative:
-            if not alive():
-                raise Cancelled("the caller went away during matching")
-            descriptors, locations = view.features_of(int(image))
-            q, d = mutual_matches(features.descriptors, descriptors, p.ratio, p.max_distance)
-            return Putative(int(image), q, locations[d])
-
-        def match(images: np.ndarray) -> list[Putative]:
-            if self._pool is not None and len(images) > 1:
-                return list(self._pool.map(one, images))
-            return [one(i) for i in images]
-
-        return match
 
     def match(
         self,
@@ -203,7 +181,11 @@ class SearchEngine:
         present = np.array([view.by_id[i] for i in image_ids if i in view.by_id], np.int64)
         if present.size:
             _check_kind(view, features)
-        puts = self._matcher(view, features, alive or (lambda: True))(present)
+        p = self.params
+        matcher = view_matcher(
+            view, features.descriptors, p.ratio, p.max_distance, self._pool, alive or (lambda: True)
+        )
+        puts = matcher(present)
         return [(view.images[p.image], p.query, p.locations) for p in puts]
 
     def compare(self, query: Features, reference: Features, min_inliers: int = 0) -> Comparison:
@@ -225,13 +207,14 @@ class SearchEngine:
             return None
         _check_kind(view, features)
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
+        which = lookup_rows(features.strengths, len(features), self.params.lookup_features)
         rows, images, dists = knn(
-            view, features.descriptors, k, self.params.search_k, self._pool, skip
+            view, features.descriptors[which], k, self.params.search_k, self._pool, skip
         )
         excluded = np.concatenate([view.dead, skip])
         if not alive():
             raise Cancelled("the caller went away during the neighbour search")
-        return view, gather_hits(rows, images, dists, excluded)
+        return view, gather_hits(rows, images, dists, excluded, which)
 
     def neighbours(
         self,

@@ -10,7 +10,7 @@ import numpy as np
 from landmark.v1 import shard_pb2
 from landmark.wire import matrix_from_proto, matrix_to_proto
 
-from .matching import Hits
+from .lookup import Hits
 from .segment import ImageMeta
 
 

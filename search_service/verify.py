@@ -1,4 +1,5 @@
-"""Geometric verification: a robust affine fit (OpenCV USAC MAGSAC++) on matched locations.
+"""Verification, a search's fourth step: a robust affine fit (OpenCV USAC MAGSAC++) on
+the matched locations of each shortlisted image.
 
 The score is the number of inliers, counted over distinct locations on both sides, and a
 fit whose transform is degenerate (collapsed, extremely stretched or scaled) scores zero:
@@ -7,10 +8,20 @@ that is how many-to-one or one-point clusters are kept from passing as matches.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .errors import Cancelled
+from .exact_matches import Putative
+from .segment import ImageMeta
+
+log = logging.getLogger(__name__)
 
 MIN_MATCHES = 4
 
@@ -76,3 +87,58 @@ def verify(
     inlier = mask.ravel().astype(bool)
     count = min(distinct_count(src[inlier]), distinct_count(dst[inlier]))
     return Verification(count, inlier, transform.astype(np.float32))
+
+
+class _Count:
+    """A thread-safe count (candidates whose verification raised), for the metrics."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+VERIFY_FAILURES = _Count()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One shortlisted image verified: its putative matches, their locations on both
+    sides and the fit."""
+
+    putative: Putative
+    src: np.ndarray  # [M, 2] query (x, y)
+    dst: np.ndarray  # [M, 2] database (x, y)
+    result: Verification
+
+
+def verify_candidates(
+    query_locations: np.ndarray,
+    putatives: Sequence[Putative],
+    images: Sequence[ImageMeta],
+    params: VerifyParams,
+    pool: ThreadPoolExecutor | None = None,
+    alive: Callable[[], bool] = lambda: True,
+) -> Iterable[Checked]:
+    """Each putative set verified against its image (``images`` indexed by
+    ``Putative.image``), on the pool's threads (OpenCV releases the GIL). A candidate whose
+    verification raises scores 0 and is logged: one bad image must not fail the search."""
+
+    def check(put: Putative) -> Checked:
+        if not alive():
+            raise Cancelled("the caller went away during verification")
+        src, dst = query_locations[put.query], put.locations
+        meta = images[put.image]
+        try:
+            return Checked(put, src, dst, verify(src, dst, (meta.width, meta.height), params))
+        except Exception:
+            log.exception("verifying candidate %r failed; skipped", meta.image_id)
+            VERIFY_FAILURES.add()
+            return Checked(put, src, dst, _rejected(len(src)))
+
+    if pool is not None and len(putatives) > 1:
+        return pool.map(check, putatives)
+    return map(check, putatives)

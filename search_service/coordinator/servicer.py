@@ -16,9 +16,10 @@ from serving import runtime
 from serving.metrics import Metrics
 
 from ..errors import InvalidRequest
+from ..exact_matches import Matcher, Putative
 from ..limits import RequestLimits, check_query_size, check_search_args
 from ..messages import compare_request, compare_response, search_response
-from ..ranking import Matcher, Putative, SearchResult, Timing, compare, rank
+from ..searching import compare, from_hits
 from ..segment import ImageMeta
 from ..server import ROLES, SERVICE_NAME, serve_search
 from ..sharding import match_from_proto, shard_of
@@ -77,26 +78,23 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 exclude_image_ids=opts.exclude_image_ids,
             )
             answers, missing = self._all("Neighbours", ask, context, opts.allow_partial)
-            t1 = time.perf_counter()
             images, hits = merge_neighbours(answers, self.params.k)
-
-            candidates, verified, matching_ms, verify_ms = rank(
+            result = from_hits(
                 features,
                 hits,
                 images,
                 self._matcher(request, len(features), images, context, missing),
                 self.params,
+                top_k=request.top_k,
                 shortlist_size=opts.shortlist or self.params.shortlist,
                 min_inliers=min_inliers,
+                neighbours_ms=(time.perf_counter() - start) * 1e3,
+                started=start,
                 include_matches=opts.include_matches,
                 include_rejected=opts.include_rejected,
                 alive=context.is_active,
                 pool=self._pool,
             )
-            timing = Timing(
-                (t1 - start) * 1e3, matching_ms, verify_ms, (time.perf_counter() - start) * 1e3
-            )
-            result = SearchResult(candidates[: request.top_k], min_inliers, timing, verified)
             response = search_response(result)
             response.partial = bool(missing)
             response.missing_shards.extend(sorted(missing))

@@ -14,7 +14,7 @@ import numpy as np
 from landmark.connection import Connection, retry_hint
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2_grpc
 
-from ..matching import Hits
+from ..lookup import Hits
 from ..segment import ImageMeta
 from ..sharding import neighbours_from_proto, resolve
 from .config import CoordinatorConfig

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from landmark_client import Features, ImageToAdd, LandmarkError
-from search_service import ranking
+from search_service import verify as verification
 from tests.e2e.test_durability import features
 
 
@@ -48,7 +48,7 @@ def test_poisoned_features_are_refused_at_the_door(search, kind, message):
 
 def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, caplog):
     search.add_images([ImageToAdd(f"img-{i}", f"l{i}", features(i)) for i in range(3)])
-    real = ranking.verify
+    real = verification.verify
 
     def verify(src, dst, size, params):
         # img-2's locations, as the index keeps them (uint16 steps of a fraction of a pixel)
@@ -56,8 +56,8 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
             raise np.linalg.LinAlgError("SVD did not converge")
         return real(src, dst, size, params)
 
-    before = ranking.VERIFY_FAILURES.value
-    monkeypatch.setattr(ranking, "verify", verify)
+    before = verification.VERIFY_FAILURES.value
+    monkeypatch.setattr(verification, "verify", verify)
     # the query matches img-2 (whose verification raises) and img-0 by construction
     query = features(2)
     mixed = Features(
@@ -68,5 +68,5 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
     )
     result = search.search(mixed, top_k=3)
     assert result.best is not None and result.best.image_id == "img-0"
-    assert ranking.VERIFY_FAILURES.value > before
+    assert verification.VERIFY_FAILURES.value > before
     assert "verifying candidate 'img-2' failed" in caplog.text

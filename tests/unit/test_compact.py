@@ -15,7 +15,7 @@ from search_service.compact import (
     quantize_descriptors,
     quantize_locations,
 )
-from search_service.matching import mutual_matches
+from search_service.exact_matches import mutual_matches
 from search_service.segment import ImageData, load_segment
 from search_service.segment_writer import StoredImages, build_segment, bytes_needed
 

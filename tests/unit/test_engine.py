@@ -221,3 +221,19 @@ def test_an_image_scores_the_same_before_and_after_its_seal(tmp_path, feats):
         assert all(answer[0][1] >= 20 for answer in before)
     finally:
         eng.close()
+
+
+def test_fewer_lookups_vote_and_every_descriptor_is_matched(engine, feats):
+    from search_service.search_params import SearchParams
+
+    full = {n: engine.search(feats["view:" + n], top_k=1).best for n in PHOTOS}
+    for name in PHOTOS:
+        query = feats["view:" + name]
+        half = len(query) // 2  # the strongest half looks up neighbours
+        engine.params = SearchParams(lookup_features=half)
+        found, hits = engine._hits(query, 5, (), lambda: True)
+        strongest = set(np.argsort(-query.strengths, kind="stable")[:half].tolist())
+        assert set(hits.query.tolist()) == strongest
+        best = engine.search(query, top_k=1).best
+        # the same image, with the same inliers: exact matching used every descriptor
+        assert (best.image.image_id, best.inliers) == (name, full[name].inliers)

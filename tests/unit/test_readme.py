@@ -58,7 +58,7 @@ def _text(path: str) -> str:
 
 
 def test_the_docs_quote_the_index_defaults_the_code_declares():
-    from search_service.matching import NODES_PER_NEIGHBOUR
+    from search_service.lookup import NODES_PER_NEIGHBOUR
     from search_service.store_settings import StoreSettings
 
     s = StoreSettings()

@@ -5,7 +5,7 @@ old segments for a merge does not map their pages into the process."""
 import numpy as np
 
 from landmark_client import Features
-from search_service import matching
+from search_service import lookup
 from search_service.segment import load_segment
 from search_service.segment_writer import build_segment
 from search_service.store import IndexStore, StoreSettings
@@ -140,17 +140,17 @@ def test_segments_share_the_search_budget_by_their_rows(tmp_path, monkeypatch):
     add(store, [image(i, n=1000) for i in range(8)] + [image(8, n=400), image(9, n=600)])
     assert [s.rows for s in store.segments] == [4000, 4000, 1000]
     asked: dict[int, int] = {}
-    real_lookup = matching.segment_lookup
+    real_lookup = lookup.segment_lookup
 
     def spy(seg, queries, n, search_k, pool=None):
         asked[seg.rows] = search_k
         return real_lookup(seg, queries, n, search_k, pool)
 
-    monkeypatch.setattr(matching, "segment_lookup", spy)
+    monkeypatch.setattr(lookup, "segment_lookup", spy)
     query = image(3, n=1000)[3].descriptors
-    rows, images, _ = matching.knn(store.view, query, 5, 900)
+    rows, images, _ = lookup.knn(store.view, query, 5, 900)
     assert asked == {4000: 400, 1000: 100}
     assert (images[:, 0] == store.view.by_id["img-3"]).mean() > 0.99  # still its own rows
-    matching.knn(store.view, query, 5, 90)  # a small budget: each at least 6 per neighbour
+    lookup.knn(store.view, query, 5, 90)  # a small budget: each at least 6 per neighbour
     assert asked == {4000: 40, 1000: 30}
     store.close()

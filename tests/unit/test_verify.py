@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from search_service.ranking import MIN_INLIERS
+from search_service.search_params import MIN_INLIERS
 from search_service.verify import VerifyParams, is_degenerate, verify
 
 P = VerifyParams()

@@ -1,13 +1,8 @@
 import numpy as np
 
-from search_service.matching import (
-    Hits,
-    exact_knn,
-    gather_hits,
-    mutual_matches,
-    shortlist,
-    vote,
-)
+from search_service.exact_matches import mutual_matches
+from search_service.lookup import Hits, exact_knn, gather_hits
+from search_service.votes import shortlist, vote
 
 
 def _hits(rows):
@@ -91,7 +86,7 @@ def test_ratio_test_rejects_ambiguous_matches():
 
 
 def test_mutual_matches_in_blocks_equal_one_block(monkeypatch):
-    from search_service import matching
+    from search_service import blas
 
     rng = np.random.default_rng(5)
     database = _unit(rng.normal(size=(60, 16)))
@@ -99,7 +94,7 @@ def test_mutual_matches_in_blocks_equal_one_block(monkeypatch):
         np.vstack([database[:40] + 0.1 * rng.normal(size=(40, 16)), rng.normal(size=(30, 16))])
     )
     whole = mutual_matches(queries, database, ratio=0.9, max_distance=2.0)
-    monkeypatch.setattr(matching, "EXACT_BLOCK", 7 * 60)  # 7 query rows per block
+    monkeypatch.setattr(blas, "EXACT_BLOCK", 7 * 60)  # 7 query rows per block
     blocked = mutual_matches(queries, database, ratio=0.9, max_distance=2.0)
     assert whole[0].size > 20
     for a, b in zip(whole, blocked, strict=True):
@@ -119,15 +114,35 @@ def test_distance_cap_and_empty_sides():
 
 
 def test_exact_knn_in_blocks_equals_one_block(monkeypatch):
-    from search_service import matching
+    from search_service import blas, lookup
 
     rng = np.random.default_rng(3)
     queries = rng.normal(size=(37, 16)).astype(np.float32)
     base = rng.normal(size=(50, 16)).astype(np.float32)
-    whole = matching.exact_knn(queries, base, 5)
-    monkeypatch.setattr(matching, "EXACT_BLOCK", 100)  # two queries per block
-    blocked = matching.exact_knn(queries, base, 5)
+    whole = lookup.exact_knn(queries, base, 5)
+    monkeypatch.setattr(blas, "EXACT_BLOCK", 100)  # two queries per block
+    blocked = lookup.exact_knn(queries, base, 5)
     np.testing.assert_array_equal(whole[0], blocked[0])
     np.testing.assert_allclose(whole[1], blocked[1], rtol=1e-6)
     brute = np.argsort(((queries[:, None] - base[None]) ** 2).sum(-1), axis=1)[:, :5]
     np.testing.assert_array_equal(blocked[0], brute)
+
+
+def test_lookup_rows_are_the_strongest_in_keypoint_order():
+    from search_service.lookup import lookup_rows
+
+    strengths = np.array([0.1, 0.9, 0.5, 0.9, 0.2], np.float32)
+    assert lookup_rows(strengths, 5, 3).tolist() == [1, 2, 3]
+    assert lookup_rows(strengths, 5, 2).tolist() == [1, 3]  # ties: the first
+    everything = [0, 1, 2, 3, 4]
+    assert lookup_rows(strengths, 5, 0).tolist() == everything  # 0 = all
+    assert lookup_rows(strengths, 5, 5).tolist() == everything
+    assert lookup_rows(None, 5, 3).tolist() == everything  # no scores: all
+
+
+def test_gather_hits_names_the_looked_up_keypoints():
+    rows = np.array([[7, -1], [8, 9]])
+    images = np.array([[0, -1], [1, 1]])
+    dists = np.zeros((2, 2), np.float32)
+    hits = gather_hits(rows, images, dists, queries=np.array([3, 10], np.int32))
+    assert hits.query.tolist() == [3, 10, 10] and hits.row.tolist() == [7, 8, 9]

@@ -1,24 +1,21 @@
-"""Nearest-neighbour lookup and the gathering of hits per database image (vectorised).
+"""Lookup, a search's first step: the k nearest database descriptors of each looked-up
+query descriptor, over the sealed segments (Annoy) and the growing buffer (exact), as
+Hits: one entry per (query keypoint, database row) pair.
 
-From the k nearest database descriptors of every query descriptor:
-  votes     — per database image, the number of distinct query keypoints with a hit in it,
-              which chooses the shortlist;
-  mutual    — per shortlisted image, exact one-to-one matches: a query keypoint and a
-              database keypoint that are each other's nearest neighbour, with Lowe's ratio
-              test against the query keypoint's second nearest in that image.
+Only the strongest ``SearchParams.lookup_features`` query descriptors look up neighbours
+(``lookup_rows``): their hits only vote for the shortlist, and exact matching and
+verification use every query descriptor (docs/index-design.md has the measurements).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from annoy import AnnoyIndex
-from threadpoolctl import threadpool_limits
 
+from . import blas
 from .segment import Segment
 from .view import View
 
@@ -36,22 +33,6 @@ class Hits:
     def empty(cls) -> Hits:
         i32 = np.zeros(0, np.int32)
         return cls(i32, np.zeros(0, np.int64), i32.copy(), np.zeros(0, np.float32))
-
-
-EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search
-# OpenBLAS keeps a work buffer (tens of MB) for every call running at once and never
-# returns it; two at a time use both cores and keep that memory bounded however many
-# searches run in parallel.
-_BLAS = threading.BoundedSemaphore(2)
-
-
-def single_threaded_blas() -> None:
-    """Make BLAS (numpy's matrix products) use one thread per call, for the whole process.
-
-    A search parallelises over its own pool (Annoy lookups, exact matching, RANSAC). BLAS
-    worker threads spin between calls and took the cores from those threads: measured on
-    2 cores, a search took 124 ms with BLAS's own threads and 66 ms with one."""
-    threadpool_limits(limits=1, user_api="blas")
 
 
 RERANK = 3  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
@@ -106,7 +87,7 @@ def segment_lookup(
     ids, _ = ann_lookup(seg.annoy, seg.projection(queries), wide, search_k, pool)
     valid = ids >= 0
     rows = seg.unit_rows(np.where(valid, ids, 0).ravel()).reshape(*ids.shape, -1)
-    with _BLAS:
+    with blas.SLOTS:
         cosine = np.einsum("qd,qkd->qk", queries, rows)
     # unit vectors: distance = sqrt(2 - 2 cosine)
     dist = np.where(valid, np.sqrt(np.maximum(2.0 - 2.0 * cosine, 0.0)), np.inf)
@@ -121,7 +102,7 @@ def exact_knn(
     """Brute-force k nearest rows of ``base`` (the small growing buffer), never returning
     the rows where ``ignore`` [N] is True.
 
-    Queries go in blocks so that the distance matrix stays near EXACT_BLOCK entries
+    Queries go in blocks so that the distance matrix stays near blas.EXACT_BLOCK entries
     (a few MB) however many searches run at once."""
     n = queries.shape[0]
     kk = min(k, base.shape[0])
@@ -130,7 +111,7 @@ def exact_knn(
     if kk == 0:
         return ids, dists
     base_sq = (base * base).sum(1)[None, :]
-    step = max(1, EXACT_BLOCK // base.shape[0])
+    step = max(1, blas.EXACT_BLOCK // base.shape[0])
     # Candidates come from the fast |q|² + |b|² - 2 q·b, whose last bits depend on the
     # matrix shapes BLAS sees; a few spare ones are kept and the final distances are
     # computed pair by pair, so the answer does not depend on how many rows the buffer
@@ -138,7 +119,7 @@ def exact_knn(
     spare = min(kk + 2, base.shape[0])
     for lo in range(0, n, step):
         q = queries[lo : lo + step]
-        with _BLAS:
+        with blas.SLOTS:
             d2 = (q * q).sum(1)[:, None] + base_sq - 2 * q @ base.T
         if ignore is not None:
             d2[:, ignore] = np.inf
@@ -218,79 +199,29 @@ def knn(
     return take(r, best, axis=1), take(i, best, axis=1), take(d, best, axis=1)
 
 
+def lookup_rows(strengths: np.ndarray | None, n: int, limit: int) -> np.ndarray:
+    """Which of ``n`` query descriptors look up neighbours: the ``limit`` strongest by
+    detector score (ties: the first), all of them when ``limit`` is 0 or not below n or
+    when there are no scores; ascending."""
+    if not limit or limit >= n or strengths is None:
+        return np.arange(n, dtype=np.int32)
+    strongest = np.argsort(-np.asarray(strengths, np.float64), kind="stable")[:limit]
+    return np.sort(strongest).astype(np.int32)
+
+
 def gather_hits(
-    rows: np.ndarray, images: np.ndarray, dists: np.ndarray, excluded: np.ndarray | None = None
+    rows: np.ndarray,
+    images: np.ndarray,
+    dists: np.ndarray,
+    excluded: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
 ) -> Hits:
-    """Flatten k-NN results, drop empty slots and excluded images."""
-    q = np.repeat(np.arange(rows.shape[0], dtype=np.int32), rows.shape[1])
+    """Flatten k-NN results, drop empty slots and excluded images. ``queries`` [Q] gives
+    the query keypoint of each row of results (default: row i is keypoint i)."""
+    which = np.arange(rows.shape[0], dtype=np.int32) if queries is None else queries
+    q = np.repeat(which.astype(np.int32), rows.shape[1])
     r, img, d = rows.ravel(), images.ravel(), dists.ravel()
     keep = r >= 0
     if excluded is not None and excluded.size:
         keep &= ~np.isin(img, excluded)
     return Hits(q[keep], r[keep], img[keep].astype(np.int32), d[keep])
-
-
-def vote(hits: Hits, num_images: int) -> np.ndarray:
-    """Per database image: distinct query keypoints with at least one hit in it."""
-    if hits.query.size == 0:
-        return np.zeros(num_images, np.int64)
-    pair = hits.image.astype(np.int64) * (int(hits.query.max()) + 1) + hits.query
-    return np.bincount(hits.image[np.unique(pair, return_index=True)[1]], minlength=num_images)
-
-
-def shortlist(
-    votes: np.ndarray, size: int, min_votes: int, name_of: Callable[[int], str]
-) -> np.ndarray:
-    """The ``size`` best-voted images with at least ``min_votes`` votes, best first. Equal
-    votes are ordered by ``name_of(image)`` (the image id), so that the choice does not
-    depend on where images sit in the index (one index or several shards)."""
-    if size <= 0 or votes.size == 0:
-        return np.zeros(0, np.int64)
-    pool = np.arange(votes.size)
-    if votes.size > size:  # only images at or above the size-th best vote can be chosen
-        cutoff = np.partition(votes, votes.size - size)[votes.size - size]
-        pool = np.nonzero(votes >= max(cutoff, min_votes))[0]
-    order = np.array(sorted(pool.tolist(), key=lambda i: (-votes[i], name_of(i))), np.int64)
-    order = order[:size]
-    return order[votes[order] >= min_votes]
-
-
-def mutual_matches(
-    query: np.ndarray, database: np.ndarray, ratio: float, max_distance: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact one-to-one matches between two sets of L2-normalised descriptors: query
-    keypoint i and database keypoint j match when each is the other's nearest neighbour
-    (mutual), i's nearest is clearly nearer than its second nearest (Lowe's ratio test)
-    and within max_distance. Returns (query indices, database indices), in query order.
-
-    The similarity matrix is computed in blocks of query rows (at most EXACT_BLOCK
-    entries each), so memory stays bounded whatever the sizes of the two sets."""
-    n, m = query.shape[0], database.shape[0]
-    empty = np.zeros(0, np.int64)
-    if n == 0 or m == 0:
-        return empty, empty.copy()
-    q = np.ascontiguousarray(query, np.float32)
-    d = np.ascontiguousarray(database, np.float32)
-    nearest = np.empty(n, np.int64)
-    s1 = np.empty(n, np.float32)
-    s2 = np.full(n, -np.inf, np.float32)
-    column_best = np.full(m, -np.inf, np.float32)
-    step = max(1, EXACT_BLOCK // m)
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        with _BLAS:
-            sim = q[lo:hi] @ d.T
-        rows = np.arange(hi - lo)
-        best = sim.argmax(axis=1)
-        nearest[lo:hi] = best
-        s1[lo:hi] = sim[rows, best]
-        np.maximum(column_best, sim.max(axis=0), out=column_best)
-        if m > 1:
-            sim[rows, best] = -np.inf
-            s2[lo:hi] = sim.max(axis=1)
-    mutual = s1 >= column_best[nearest]
-    # unit vectors: squared distance = 2 - 2 * cosine similarity
-    d1 = np.sqrt(np.maximum(2.0 - 2.0 * s1, 0.0))
-    d2 = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))
-    ok = mutual & (d1 < ratio * d2) & (d1 <= max_distance)
-    return np.nonzero(ok)[0].astype(np.int64), nearest[ok]

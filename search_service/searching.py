@@ -1,0 +1,104 @@
+"""A search, as one story: lookup → votes → exact matches → verification → ranking.
+
+The lookup (lookup.py) gives the k nearest database descriptors of the query's strongest
+descriptors; a single index looks them up in its own view (engine.py), a coordinator asks
+its shards (coordinator/). From those hits on, both run ``from_hits``. ``compare`` is the
+same matching and verification for two photos, without an index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from landmark.wire import Features
+
+from .errors import Cancelled, InvalidRequest
+from .exact_matches import Matcher, mutual_matches
+from .lookup import Hits
+from .ranking import SearchResult, Timing, ranked
+from .search_params import SearchParams
+from .segment import ImageMeta
+from .verify import verify, verify_candidates
+from .votes import shortlist, vote
+
+
+def from_hits(
+    features: Features,
+    hits: Hits,
+    images: Sequence[ImageMeta],
+    match: Matcher,
+    params: SearchParams,
+    *,
+    top_k: int,
+    shortlist_size: int,
+    min_inliers: int,
+    neighbours_ms: float,
+    started: float,
+    include_matches: bool = False,
+    include_rejected: bool = False,
+    alive: Callable[[], bool] = lambda: True,
+    pool: ThreadPoolExecutor | None = None,
+) -> SearchResult:
+    """The rest of a search once the lookup has found ``hits`` (``hits.image`` indexes
+    ``images``): votes choose the shortlist, ``match`` matches it exactly with the query,
+    each candidate is verified, and the candidates are ranked. ``started`` is the search's
+    time.perf_counter() at its start."""
+    t0 = time.perf_counter()
+    votes = vote(hits, len(images))
+    chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
+    if not alive():
+        raise Cancelled("the caller went away before matching")
+    putatives = match(chosen)
+    t1 = time.perf_counter()
+    checked = verify_candidates(features.locations, putatives, images, params.verify, pool, alive)
+    candidates = ranked(checked, votes, images, min_inliers, include_matches, include_rejected)
+    t2 = time.perf_counter()
+    timing = Timing(neighbours_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - started) * 1e3)
+    return SearchResult(candidates[:top_k], min_inliers, timing, len(putatives))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two feature sets matched with each other and verified: what a search would score."""
+
+    inliers: int
+    putative: int
+    min_inliers: int
+    query_locations: np.ndarray  # [M, 2] inlier (x, y) in the query
+    reference_locations: np.ndarray  # [M, 2] the same inliers in the reference
+    transform: np.ndarray | None
+
+    @property
+    def match(self) -> bool:
+        return self.inliers >= self.min_inliers
+
+
+def compare(
+    query: Features, reference: Features, params: SearchParams, min_inliers: int = 0
+) -> Comparison:
+    """Exact mutual matching and verification of ``query`` against ``reference``, with the
+    parameters and threshold a search uses for the feature kind."""
+    if (query.backend, query.dimension) != (reference.backend, reference.dimension):
+        raise InvalidRequest(
+            f"the query's features are {query.backend} ({query.dimension}-D) and the "
+            f"reference's {reference.backend} ({reference.dimension}-D): extract both photos "
+            "with the same extractor"
+        )
+    q, r = mutual_matches(
+        query.descriptors, reference.descriptors, params.ratio, params.max_distance
+    )
+    src, dst = query.locations[q], reference.locations[r]
+    result = verify(src, dst, reference.image_size, params.verify)
+    return Comparison(
+        inliers=result.inliers,
+        putative=int(q.size),
+        min_inliers=params.min_inliers_for(query.backend, min_inliers),
+        query_locations=src[result.mask],
+        reference_locations=dst[result.mask],
+        transform=result.transform,
+    )
