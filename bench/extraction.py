@@ -25,6 +25,8 @@ def extract_real(cache: Path, backend: str) -> dict:
     for i, g in enumerate(images):
         f = feats[g.image_id]
         arrays[f"d{i}"], arrays[f"l{i}"] = f.descriptors, f.locations
+        # the detector's scores: a search looks up neighbours for the strongest only
+        arrays[f"s{i}"] = f.strengths
     never_queried = [feats[g.image_id].descriptors for g in images if g.label == "distractor"]
     never_queried += [f.descriptors for f in _sample_photo_features(core)]
     np.savez(
@@ -76,7 +78,8 @@ def load_real(cache: Path):
     out = []
     for i, (image_id, label) in enumerate(zip(z["ids"], z["labels"], strict=True)):
         size = tuple(int(v) for v in z["sizes"][i])
-        out.append((str(image_id), str(label), Features(backend, z[f"l{i}"], z[f"d{i}"], size)))
+        f = Features(backend, z[f"l{i}"], z[f"d{i}"], size, strengths=z[f"s{i}"])
+        out.append((str(image_id), str(label), f))
     return out
 
 

@@ -20,7 +20,7 @@ class SearchParams:
     search_k: int = 0  # Annoy nodes per lookup, shared among segments; 0 = k * 48 (lookup.py)
     # query descriptors that look up neighbours, the strongest first (0 = all); exact
     # matching and verification use all of them (docs/index-design.md)
-    lookup_features: int = 0
+    lookup_features: int = 500
     shortlist: int = 20  # best-voted images matched exactly and verified
     min_votes: int = 4
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
