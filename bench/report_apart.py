@@ -4,6 +4,11 @@ and for the comparison of the search path with the previous one, measured in eac
 from __future__ import annotations
 
 
+def _machine(run: dict) -> str:
+    m = run.get("machine") or {}
+    return f"{m.get('cpu', 'an unnamed machine')}, {m.get('cores', '?')} cores"
+
+
 def lookups_section(report: dict) -> list[str]:
     """The default search beside the previous path (every query descriptor looking up
     neighbours), on the same index in the same run, at every size measured."""
@@ -42,7 +47,7 @@ def large_section(large: dict | None) -> list[str]:
         "",
         "## One node at scale (`make bench-large`)",
         "",
-        f"Run {large['date']}, same machine, realistic padding. Built as a node ingests: "
+        f"Run {large['date']} on {_machine(large)}, realistic padding. Built as a node ingests: "
         "adds of 1,000 generated images, each followed by the merges due, then the merges "
         "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
         "covers the build and the searches (the bench holds one batch of features at most).",
@@ -68,7 +73,13 @@ def large_section(large: dict | None) -> list[str]:
 def ingest_section(ingest: dict | None) -> list[str]:
     if not ingest:
         return []
-    lines = ["", "## Feeding the service (`make bench-ingest`)", ""]
+    lines = [
+        "",
+        "## Feeding the service (`make bench-ingest`)",
+        "",
+        f"Run on {_machine(ingest)}.",
+        "",
+    ]
     if ingest.get("throughput"):
         lines += [
             "Photos/s from a folder of the real photos (repeated under new ids) to a searchable "
