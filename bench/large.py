@@ -32,7 +32,7 @@ BATCH = 1000  # generated images per add (1M descriptors, 0.5 GB as float32)
 def large_run(size: int, cache: Path, out: Path) -> None:
     from bench.synthetic import DescriptorPool, synthetic_images
     from search_service.engine import RequestLimits, SearchEngine
-    from search_service.search_params import SearchParams
+    from search_service.search_params import EVERY_DESCRIPTOR, SearchParams
 
     real = load_real(cache)
     pool = DescriptorPool(load_pool(cache))
@@ -83,7 +83,7 @@ def large_run(size: int, cache: Path, out: Path) -> None:
         search_queries(engine, queries, correct)  # warm the page cache and code paths
         # the previous path, on the same index in the same run: every query descriptor
         # looks up neighbours
-        every = SearchParams(lookup_features=0)
+        every = SearchParams(lookup_features=EVERY_DESCRIPTOR)
         result["every_lookup"] = search_queries(engine, queries, correct, every)
         result["in_process"] = search_queries(engine, queries, correct)
         result["grpc"] = grpc_latency(engine, tmp, queries)

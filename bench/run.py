@@ -34,7 +34,7 @@ SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
     from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
     from search_service.engine import RequestLimits, SearchEngine
-    from search_service.search_params import SearchParams
+    from search_service.search_params import EVERY_DESCRIPTOR, SearchParams
     from search_service.store import StoreSettings
 
     real = load_real(cache)
@@ -79,8 +79,8 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         correct: dict[str, bool] = {}
         run(engine)  # warm the page cache and code paths
         # the previous path, on the same index in the same run: every query descriptor
-        # looks up neighbours (lookup_features 0)
-        result["every_lookup"] = run(engine, SearchParams(lookup_features=0))
+        # looks up neighbours
+        result["every_lookup"] = run(engine, SearchParams(lookup_features=EVERY_DESCRIPTOR))
         result["in_process"] = run(engine)
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]

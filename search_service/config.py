@@ -14,13 +14,14 @@ from serving.settings import check_positive, setting
 
 from .engine import THREADS
 from .limits import RequestLimits
-from .search_params import MIN_INLIERS, SearchParams
+from .search_params import LOOKUP_FEATURES, MIN_INLIERS, SearchParams
 from .store import StoreSettings
 
 _SEARCH = SearchParams()
 _STORE = StoreSettings()
 _LIMITS = RequestLimits()
 _BY_KIND = ", ".join(f"{kind} {n}" for kind, n in MIN_INLIERS.items())
+_LOOKUP_BY_KIND = ", ".join(f"{kind} {n}" for kind, n in LOOKUP_FEATURES.items())
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class SearchConfig(RankingConfig):
     lookup_features: int = setting(
         _SEARCH.lookup_features,
         "LANDMARK_LOOKUP_FEATURES",
-        "query descriptors that look up neighbours, the strongest first (0 = all); "
-        "matching and verification use all",
+        f"query descriptors that look up neighbours, the strongest first (0 = by feature "
+        f"kind: {_LOOKUP_BY_KIND}, others all); matching and verification use all",
     )
     seal_descriptors: int = setting(
         _STORE.seal_descriptors,
@@ -146,7 +147,7 @@ class SearchConfig(RankingConfig):
         if self.search_k < 0:
             raise ValueError("search_k must not be negative (0 = automatic)")
         if self.lookup_features < 0:
-            raise ValueError("lookup_features must not be negative (0 = all)")
+            raise ValueError("lookup_features must not be negative (0 = by feature kind)")
 
     def search_params(self) -> SearchParams:
         return replace(

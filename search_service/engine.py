@@ -207,7 +207,8 @@ class SearchEngine:
             return None
         _check_kind(view, features)
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
-        which = lookup_rows(features.strengths, len(features), self.params.lookup_features)
+        limit = self.params.lookup_features_for(features.backend)
+        which = lookup_rows(features.strengths, len(features), limit)
         rows, images, dists = knn(
             view, features.descriptors[which], k, self.params.search_k, self._pool, skip
         )

@@ -13,14 +13,20 @@ from .verify import VerifyParams
 MIN_INLIERS = {"sift": 7, "aliked": 9}
 FALLBACK_MIN_INLIERS = 7  # feature kinds not measured here (delf)
 
+# Query descriptors that look up neighbours, by feature kind, unless the operator says
+# otherwise: the strongest 500 keep every answer of ALIKED's features at 1,000 to 50,000
+# images and halve the lookups (docs/index-design.md). SIFT's less distinctive descriptors
+# lose an answer that way, so SIFT and the kinds not measured here look up with all.
+LOOKUP_FEATURES = {"aliked": 500}
+
 
 @dataclass(frozen=True)
 class SearchParams:
     k: int = 5  # neighbours per looked-up query descriptor (they only choose the shortlist)
     search_k: int = 0  # Annoy nodes per lookup, shared among segments; 0 = k * 48 (lookup.py)
-    # query descriptors that look up neighbours, the strongest first (0 = all); exact
-    # matching and verification use all of them (docs/index-design.md)
-    lookup_features: int = 500
+    # query descriptors that look up neighbours, the strongest first (0 = LOOKUP_FEATURES
+    # of the query's feature kind); exact matching and verification use all of them
+    lookup_features: int = 0
     shortlist: int = 20  # best-voted images matched exactly and verified
     min_votes: int = 4
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
@@ -32,3 +38,11 @@ class SearchParams:
         """The threshold of one search: the request's, else the configured one, else the
         feature kind's."""
         return requested or self.min_inliers or MIN_INLIERS.get(backend, FALLBACK_MIN_INLIERS)
+
+    def lookup_features_for(self, backend: str) -> int:
+        """How many of a query's strongest descriptors look up neighbours (0 = all)."""
+        return self.lookup_features or LOOKUP_FEATURES.get(backend, 0)
+
+
+# More than any query holds: every query descriptor looks up (the path before lookup_features).
+EVERY_DESCRIPTOR = 1 << 30

@@ -146,3 +146,12 @@ def test_gather_hits_names_the_looked_up_keypoints():
     dists = np.zeros((2, 2), np.float32)
     hits = gather_hits(rows, images, dists, queries=np.array([3, 10], np.int32))
     assert hits.query.tolist() == [3, 10, 10] and hits.row.tolist() == [7, 8, 9]
+
+
+def test_lookups_by_feature_kind_unless_the_operator_says():
+    from search_service.search_params import SearchParams
+
+    assert SearchParams().lookup_features_for("aliked") == 500
+    assert SearchParams().lookup_features_for("sift") == 0  # all: SIFT loses answers with 500
+    assert SearchParams().lookup_features_for("delf") == 0
+    assert SearchParams(lookup_features=300).lookup_features_for("sift") == 300
