@@ -209,9 +209,10 @@ class SearchEngine:
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
         limit = self.params.lookup_features_for(features.backend)
         which = lookup_rows(features.strengths, len(features), limit)
-        rows, images, dists = knn(
-            view, features.descriptors[which], k, self.params.search_k, self._pool, skip
+        queries = (
+            features.descriptors if len(which) == len(features) else features.descriptors[which]
         )
+        rows, images, dists = knn(view, queries, k, self.params.search_k, self._pool, skip)
         excluded = np.concatenate([view.dead, skip])
         if not alive():
             raise Cancelled("the caller went away during the neighbour search")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from landmark import READY_PREFIX
 
-from .client import ExtractorClient, SearchClient
+from .client import SearchClient
 from .errors import LandmarkError
 
 MODULES = {
@@ -82,16 +82,15 @@ class _AnyService(SearchClient):
 
 def _serving(proc: subprocess.Popen, address: str, timeout: float) -> bool:
     """Whether the service at ``address`` reports SERVING within ``timeout`` seconds
-    (False at once if its process ends)."""
+    (False as soon as its process ends): wait_ready, a second at a time."""
     deadline = time.monotonic() + timeout
     with _AnyService(address) as client:
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                if client.health(timeout=2.0) == "SERVING" and proc.poll() is None:
-                    return True
+                client.wait_ready(timeout=1.0)
+                return proc.poll() is None
             except LandmarkError:
-                pass
-            time.sleep(0.1)
+                continue
     return False
 
 
@@ -121,9 +120,7 @@ def local_search(
         index = Path(index_dir) if index_dir else Path(tmp) / "index"
         proc, search = _start("search", ["--index-dir", str(index), *(extra_args or [])], Path(tmp))
         try:
-            with SearchClient(search) as s:
-                s.wait_ready(60)
-            yield search
+            yield search  # spawn_service has seen it SERVING
         finally:
             _stop([proc])
 
@@ -142,8 +139,6 @@ def local_services(
         flags = [*(["--backend", backend] if backend else []), *extra_args.get("extractor", [])]
         proc, extractor = _start("extractor", flags, Path(tmp))
         try:
-            with ExtractorClient(extractor) as e:
-                e.wait_ready(120)
             with local_search(index_dir, extra_args.get("search")) as search:
                 yield extractor, search
         finally:

@@ -39,10 +39,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def venv_with(path, *requirements: str):  # noqa: ANN001, ANN201
-    """A new virtual environment at ``path`` with ``requirements`` installed by pip."""
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-    py = path / "bin" / "python"
+def pip_install(py, *requirements: str) -> None:  # noqa: ANN001
     install = subprocess.run(
         [str(py), "-m", "pip", "install", "--quiet", *requirements],
         capture_output=True,
@@ -50,6 +47,13 @@ def venv_with(path, *requirements: str):  # noqa: ANN001, ANN201
         timeout=900,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+
+
+def venv_with(path, *requirements: str):  # noqa: ANN001, ANN201
+    """A new virtual environment at ``path`` with ``requirements`` installed by pip."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    py = path / "bin" / "python"
+    pip_install(py, *requirements)
     return py
 
 
@@ -69,21 +73,7 @@ def test_sdk_alone(tmp_path, extractor_server, search_server):
     assert "SDK OK" in run.stdout
 
     # the command line with the SDK's `cli` extra (progress bars, pictures) and no server
-    install = subprocess.run(
-        [
-            str(py),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            str(REPO / "protos"),
-            f"{REPO / 'client'}[cli]",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    pip_install(py, str(REPO / "protos"), f"{REPO / 'client'}[cli]")
     landmark = venv / "bin" / "landmark"
     addresses = ["--extractor", extractor_server, "--search", search_server]
     photo = str(sample_photo())

@@ -62,8 +62,6 @@ def test_sixteen_clients_mixing_extract_search_and_add(tmp_path, capsys):
         procs.append(se_proc)
         photos = [sample_photo(p).read_bytes() for p in PHOTOS]
         with ExtractorClient(ex_addr, timeout=60) as ex, SearchClient(se_addr, timeout=60) as se:
-            ex.wait_ready(60)
-            se.wait_ready(60)
             gallery = [ex.extract(p, max_features=500) for p in photos]
             se.add_images(
                 [
