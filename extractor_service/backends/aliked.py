@@ -2,11 +2,14 @@
 Deformable Transformation", IEEE TIM 2023): learned keypoints and descriptors that hold up
 across day and night, seasons and wide baselines, where SIFT fails.
 
-The dense network runs in ONNX Runtime from the graphs shipped in
-``extractor_service/models/aliked`` (official weights, BSD-3; see the README there), on a
-CUDA GPU when onnxruntime-gpu sees one and on the CPU otherwise. Keypoint detection and the
-descriptor head are numpy (``aliked_heads``). Descriptors are 128-D for n16 and n32, 64-D
-for t16, L2-normalised; strengths are the keypoints' detection scores.
+The whole extraction (network, keypoint detection, descriptor head) runs in ONNX Runtime
+as one graph shipped in ``extractor_service/models/aliked`` (official weights, BSD-3; see
+the README there), on a CUDA GPU when onnxruntime-gpu sees one and on the CPU otherwise:
+only keypoints, scores and descriptors leave the device, and a batch of photos of one
+size runs as one call (``extract_batch``). ``head="numpy"`` selects the previous path, kept
+for comparison: the network graph, then detection and the head in numpy
+(``aliked_heads``). Descriptors are 128-D for n16 and n32, 64-D for t16, L2-normalised;
+strengths are the keypoints' detection scores.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from .aliked_heads import HeadWeights, describe, detect
-from .base import Backend, RawFeatures
+from .base import BatchBackend, RawFeatures
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "aliked"
 VARIANTS = ("t16", "n16", "n32")
+HEADS = ("onnx", "numpy")  # where detection and the descriptor head run
+RADIUS = 2  # keypoints lie at least this far from the border
 PADDING = 32  # the network's total stride: maps are exact for sides that are multiples of it
 HOW_TO_FIX = (
     "The files ship with the project in extractor_service/models/aliked; restore them with "
@@ -43,6 +48,9 @@ class AlikedSettings:
     threshold: float = 0.2  # detection score a keypoint needs; <= 0 keeps the strongest only
     model_dir: Path = MODEL_DIR
     threads: int = 0  # ONNX Runtime intra-op threads on the CPU; 0 = one per core
+    head: str = "onnx"  # "onnx": one graph does everything; "numpy": the previous path
+    cpu_only: bool = False  # never the GPU, even where ONNX Runtime offers one
+    profile: str = ""  # file prefix for ONNX Runtime's profile of every node (make gpu-check)
 
 
 def verify_files(model_dir: Path, names: list[str]) -> None:
@@ -69,7 +77,29 @@ def verify_files(model_dir: Path, names: list[str]) -> None:
             )
 
 
-class AlikedBackend(Backend):
+DIMENSIONS = {"t16": 64, "n16": 128, "n32": 128}
+
+
+def pad_to_stride(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` edge-padded around its centre to multiples of PADDING (as the reference
+    does), and the (top, left) of the photo inside it."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % PADDING, -width % PADDING
+    top, left = pad_h // 2, pad_w // 2
+    padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="edge")
+    return padded, (top, left)
+
+
+def no_features(dimension: int) -> RawFeatures:
+    return RawFeatures(
+        np.zeros((0, 2), np.float32),
+        np.zeros((0, dimension), np.float32),
+        None,
+        np.zeros((0,), np.float32),
+    )
+
+
+class AlikedBackend(BatchBackend):
     name = "aliked"
     enlarge = True  # one scale only: a photo and its half-size copy must look alike to it
 
@@ -78,49 +108,82 @@ class AlikedBackend(Backend):
             raise AlikedLoadError(
                 f"unknown ALIKED variant {settings.variant!r}; choose one of {', '.join(VARIANTS)}"
             )
+        if settings.head not in HEADS:
+            raise AlikedLoadError(
+                f"unknown ALIKED head {settings.head!r}; choose one of {', '.join(HEADS)}"
+            )
         self.settings = settings
-        graph, head = f"aliked-{settings.variant}.onnx", f"aliked-{settings.variant}-head.npz"
-        verify_files(settings.model_dir, [graph, head])
-        with np.load(settings.model_dir / head) as arrays:
-            self.head = HeadWeights.from_arrays(dict(arrays))
-        self.dimension = self.head.dimension
-        self._session, self.device = _session(settings.model_dir / graph, settings.threads)
+        self.head: HeadWeights | None = None
+        if settings.head == "onnx":
+            graph = f"aliked-{settings.variant}-extract.onnx"
+            verify_files(settings.model_dir, [graph])
+        else:
+            graph, head = f"aliked-{settings.variant}.onnx", f"aliked-{settings.variant}-head.npz"
+            verify_files(settings.model_dir, [graph, head])
+            with np.load(settings.model_dir / head) as arrays:
+                self.head = HeadWeights.from_arrays(dict(arrays))
+        self._session, self.device = _session(settings.model_dir / graph, settings)
+        self.dimension = DIMENSIONS[settings.variant]
         log.info("ALIKED-%s loaded on %s", settings.variant.upper(), self.device)
 
     def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's maps for an RGB uint8 image [H, W, 3]: features [C, H, W] and
-        scores [H, W]. The image is edge-padded around its centre to multiples of 32 (as
-        the reference does) and the maps cropped back."""
+        """The numpy-head path's network maps for an RGB uint8 image [H, W, 3]: features
+        [C, H, W] and scores [H, W], cropped back from the padded image."""
         height, width = image.shape[:2]
-        pad_h, pad_w = -height % PADDING, -width % PADDING
-        top, left = pad_h // 2, pad_w // 2
-        padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="edge")
+        padded, (top, left) = pad_to_stride(image)
         tensor = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         features, scores = self._session.run(None, {"image": np.ascontiguousarray(tensor)})
         crop = (slice(top, top + height), slice(left, left + width))
         return features[0][:, crop[0], crop[1]], scores[0, 0][crop]
 
-    def extract(
-        self,
-        image: np.ndarray,
-        max_features: int,
-        score_threshold: float | None = None,
-        image_scales: tuple[float, ...] | None = None,
-    ) -> RawFeatures:
+    def extract_batch(
+        self, images: list[np.ndarray], max_features: int, threshold: float
+    ) -> list[RawFeatures]:
+        """Features of photos of one shape [H, W, 3], run through the graph as one batch."""
+        height, width = images[0].shape[:2]
+        if any(image.shape != images[0].shape for image in images):
+            raise ValueError("a batch holds photos of one size only")
+        if self.head is not None:
+            return [self._numpy_path(image, max_features, threshold) for image in images]
+        if min(height, width) < 2 * RADIUS + 1:  # no keypoint fits RADIUS from the border
+            return [no_features(self.dimension) for _ in images]
+        padded = [pad_to_stride(image) for image in images]
+        top, left = padded[0][1]
+        batch = np.stack([p for p, _ in padded])
+        budget = min(max_features, batch.shape[1] * batch.shape[2])
+        feed = {
+            "image": batch,
+            "crop": np.array([top, left, height, width], np.int64),
+            "budget": np.zeros(budget, np.float32),
+            "threshold": np.array(threshold, np.float32),
+        }
+        keypoints, scores, descriptors, valid = self._session.run(None, feed)
+        out = []
+        for i in range(len(images)):
+            kept = np.flatnonzero(valid[i])
+            kept = kept[np.argsort(-scores[i, kept], kind="stable")]  # by the refined score
+            out.append(RawFeatures(keypoints[i, kept], descriptors[i, kept], None, scores[i, kept]))
+        return out
+
+    def _numpy_path(self, image: np.ndarray, max_features: int, threshold: float) -> RawFeatures:
+        assert self.head is not None
+        features, scores = self.dense(image)
+        xy, strengths = detect(np.ascontiguousarray(scores), max_features, threshold)
+        return RawFeatures(xy, describe(features, xy, self.head), None, strengths)
+
+    def threshold_for(
+        self, score_threshold: float | None, image_scales: tuple[float, ...] | None
+    ) -> float:
         if image_scales is not None:
             raise ValueError(
                 "image_scales is an option of the delf backend; this extractor runs aliked"
             )
         if score_threshold is not None and not 0 <= score_threshold < 1:
             raise ValueError(f"score_threshold={score_threshold} must be in [0, 1) for aliked")
-        threshold = self.settings.threshold if score_threshold is None else score_threshold
-        features, scores = self.dense(image)
-        xy, strengths = detect(np.ascontiguousarray(scores), max_features, threshold)
-        descriptors = describe(features, xy, self.head)
-        return RawFeatures(locations=xy, descriptors=descriptors, strengths=strengths)
+        return self.settings.threshold if score_threshold is None else score_threshold
 
 
-def _session(path: Path, threads: int):  # noqa: ANN202 (onnxruntime types)
+def _session(path: Path, settings: AlikedSettings):  # noqa: ANN202 (onnxruntime types)
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -130,10 +193,13 @@ def _session(path: Path, threads: int):  # noqa: ANN202 (onnxruntime types)
         ) from None
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-    available = ort.get_available_providers()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if settings.threads:
+        options.intra_op_num_threads = settings.threads
+    if settings.profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = settings.profile
+    available = [] if settings.cpu_only else ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -53,3 +53,31 @@ class Backend(ABC):
         """Run once on a small image so the first request pays no start-up cost."""
         rng = np.random.default_rng(0)
         self.extract(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), 100)
+
+
+class BatchBackend(Backend):
+    """A backend that runs several photos of one size as one batch (on an accelerator a
+    batch costs little more than one photo)."""
+
+    @abstractmethod
+    def threshold_for(
+        self, score_threshold: float | None, image_scales: tuple[float, ...] | None
+    ) -> float:
+        """Check one request's options (ValueError if they do not apply); return the
+        detection threshold it runs with."""
+
+    @abstractmethod
+    def extract_batch(
+        self, images: list[np.ndarray], max_features: int, threshold: float
+    ) -> list[RawFeatures]:
+        """``extract`` for photos of one shape [H, W, 3], in their order."""
+
+    def extract(
+        self,
+        image: np.ndarray,
+        max_features: int,
+        score_threshold: float | None = None,
+        image_scales: tuple[float, ...] | None = None,
+    ) -> RawFeatures:
+        threshold = self.threshold_for(score_threshold, image_scales)
+        return self.extract_batch([image], max_features, threshold)[0]

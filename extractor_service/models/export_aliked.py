@@ -10,8 +10,11 @@ For each variant it writes, beside this file in ``aliked/``:
   and W, so one graph serves every image size;
 - ``aliked-VARIANT-head.npz``: the sparse descriptor head's six tensors, for
   ``backends.aliked_heads.describe``;
+- ``aliked-VARIANT-extract.onnx``: the whole extraction (``aliked_graph.Extraction``: image
+  -> keypoints, scores, descriptors) with symbolic batch, height, width and keypoint budget;
 
-then checks each graph against PyTorch on three sizes and writes ``SHA256SUMS``. PyTorch,
+then checks each graph against PyTorch on three sizes and writes ``SHA256SUMS``. The first
+two serve the numpy-head path (``--aliked-head numpy``), the third the default. PyTorch,
 kornia, onnx and onnxscript are needed here only (``requirements-export.txt``); the service
 runs the result with ONNX Runtime.
 """
@@ -39,6 +42,7 @@ OFFICIAL_SHA256 = {
     "n32": "055283fd1624d3ab46a05c3b617b1a79a3f28d1f551737eef2d653e8c8232890",
 }
 TOLERANCE = 1e-4  # float32 graph vs PyTorch eager, any output element
+KEYPOINT_TOLERANCE = 1e-3  # pixels, whole extraction vs kornia's ALIKED.forward
 
 
 def sha256(path: Path) -> str:
@@ -121,6 +125,78 @@ def export(variant: str, weights: Path, out: Path) -> None:
         print(f"aliked-{variant} {h}x{w}: largest difference from PyTorch {worst:.2e}")
         if worst > TOLERANCE:
             sys.exit(f"aliked-{variant}: the ONNX graph differs from PyTorch by {worst}")
+    export_extraction(variant, state, out)
+
+
+def export_extraction(variant: str, state: dict, out: Path) -> None:
+    """The whole extraction as one graph, checked against kornia's ``ALIKED.forward``."""
+    import onnxruntime as ort
+    import torch
+    from kornia.feature.aliked.aliked import ALIKED
+
+    from extractor_service.models.aliked_graph import Extraction
+
+    def official(**kwargs):  # noqa: ANN202
+        model = ALIKED(model_name=f"aliked-{variant}", **kwargs)
+        model.load_state_dict(state, strict=False)
+        return model.eval()
+
+    dim = torch.export.Dim
+    example = (
+        torch.randint(0, 256, (2, 480, 640, 3), dtype=torch.uint8),
+        torch.tensor([3, 5, 470, 630]),
+        torch.zeros(1000),
+        torch.tensor(0.2),
+    )
+    program = torch.onnx.export(
+        Extraction(official()).eval(),
+        example,
+        dynamo=True,
+        dynamic_shapes={
+            "image": {
+                0: dim("batch", min=1, max=64),
+                1: 32 * dim("height", min=1, max=256),
+                2: 32 * dim("width", min=1, max=256),
+            },
+            "crop": None,
+            "budget": {0: dim("keypoints", min=1, max=1 << 20)},
+            "threshold": None,
+        },
+        # opset 18: GridSample in its opset-16 form, which ONNX Runtime's CUDA provider
+        # implements (so the head's sampling stays on the GPU)
+        opset_version=18,
+        input_names=["image", "crop", "budget", "threshold"],
+        output_names=["keypoints", "scores", "descriptors", "valid"],
+    )
+    path = out / f"aliked-{variant}-extract.onnx"
+    program.save(str(path))
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = official(max_num_keypoints=1000, detection_threshold=0.2)
+    rng = np.random.default_rng(0)
+    for h, w in CHECK_SIZES:
+        image = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        feed = {
+            "image": image,
+            "crop": np.array([0, 0, h, w]),
+            "budget": np.zeros(1000, np.float32),
+            "threshold": np.array(0.2, np.float32),
+        }
+        keypoints, _, descriptors, valid = session.run(None, feed)
+        keypoints, descriptors = keypoints[0][valid[0]], descriptors[0][valid[0]]
+        with torch.no_grad():
+            want = reference(torch.from_numpy(image).permute(0, 3, 1, 2).float() / 255)[0]
+        distance = np.linalg.norm(keypoints[:, None] - want.keypoints.numpy()[None], axis=2)
+        nearest = distance.argmin(axis=1)
+        moved = float(distance.min(axis=1).max())
+        worst = float(np.abs(descriptors - want.descriptors.numpy()[nearest]).max())
+        print(
+            f"aliked-{variant} extraction {h}x{w}: {len(keypoints)} keypoints, largest "
+            f"move {moved:.1e} px, largest descriptor difference {worst:.1e}"
+        )
+        same = len(keypoints) == len(want.keypoints) == len(set(nearest))
+        if not same or moved > KEYPOINT_TOLERANCE or worst > TOLERANCE:
+            sys.exit(f"aliked-{variant}: the extraction graph differs from PyTorch")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,11 +61,15 @@ def test_t16_has_64_dimensional_descriptors(photo):
 def test_a_missing_or_damaged_model_file_is_named_with_the_fix(tmp_path):
     model_dir = tmp_path / "aliked"
     shutil.copytree(MODEL_DIR, model_dir)
+    (model_dir / "aliked-n16-extract.onnx").unlink()
+    with pytest.raises(AlikedLoadError, match="aliked-n16-extract.onnx is missing.*git checkout"):
+        AlikedBackend(AlikedSettings(model_dir=model_dir))
+    # the numpy-head path reads the network graph and the head's tensors instead
     (model_dir / "aliked-n16-head.npz").unlink()
     with pytest.raises(AlikedLoadError, match="aliked-n16-head.npz is missing.*git checkout"):
-        AlikedBackend(AlikedSettings(model_dir=model_dir))
-    shutil.copy(MODEL_DIR / "aliked-n16-head.npz", model_dir)
-    graph = model_dir / "aliked-n16.onnx"
+        AlikedBackend(AlikedSettings(model_dir=model_dir, head="numpy"))
+    shutil.copy(MODEL_DIR / "aliked-n16-extract.onnx", model_dir)
+    graph = model_dir / "aliked-n16-extract.onnx"
     data = bytearray(graph.read_bytes())
     data[len(data) // 2] ^= 0x01
     graph.write_bytes(bytes(data))
@@ -73,6 +77,8 @@ def test_a_missing_or_damaged_model_file_is_named_with_the_fix(tmp_path):
         AlikedBackend(AlikedSettings(model_dir=model_dir))
     with pytest.raises(AlikedLoadError, match="unknown ALIKED variant"):
         AlikedBackend(AlikedSettings(variant="n64"))
+    with pytest.raises(AlikedLoadError, match="unknown ALIKED head"):
+        AlikedBackend(AlikedSettings(head="torch"))
 
 
 def test_detect_keeps_strict_maxima_away_from_the_border():
