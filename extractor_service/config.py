@@ -53,6 +53,22 @@ class ExtractorConfig(ServingConfig):
         "LANDMARK_ALIKED_MODEL_DIR",
         "aliked: folder of model files with their SHA256SUMS (empty = those shipped)",
     )
+    aliked_head: str = setting(
+        AlikedSettings.head,
+        "LANDMARK_ALIKED_HEAD",
+        "aliked: onnx (the whole extraction in one graph) or numpy (the previous path: "
+        "detection and descriptor head in numpy)",
+    )
+    batch_size: int = setting(
+        1,
+        "LANDMARK_EXTRACTOR_BATCH_SIZE",
+        "aliked: most photos of one size run as one batch (1 = no batching; for GPUs)",
+    )
+    batch_delay_ms: float = setting(
+        5.0,
+        "LANDMARK_EXTRACTOR_BATCH_DELAY_MS",
+        "how long a photo waits for others to fill its batch",
+    )
     aliked_threshold: float = setting(
         AlikedSettings.threshold,
         "LANDMARK_ALIKED_THRESHOLD",
@@ -70,7 +86,17 @@ class ExtractorConfig(ServingConfig):
             "max_image_size",
             "max_pixels",
             "max_image_bytes",
+            "batch_size",
         )
+        if self.batch_delay_ms < 0:
+            raise ValueError(f"batch_delay_ms ({self.batch_delay_ms}) must not be negative")
+        if self.batch_size > 1 and self.backend != "aliked":
+            raise ValueError(f"batch_size above 1 needs the aliked backend, not {self.backend}")
+        if self.batch_size > self.max_concurrent:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is above max_concurrent "
+                f"({self.max_concurrent}): no batch could fill; raise max_concurrent"
+            )
         if self.max_features > self.max_features_limit:
             raise ValueError(
                 f"max_features ({self.max_features}) is above max_features_limit "
@@ -81,6 +107,7 @@ class ExtractorConfig(ServingConfig):
         return AlikedSettings(
             variant=self.aliked_variant,
             threshold=self.aliked_threshold,
+            head=self.aliked_head,
             model_dir=Path(self.aliked_model_dir) if self.aliked_model_dir else MODEL_DIR,
         )
 

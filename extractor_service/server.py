@@ -18,6 +18,7 @@ from serving.metrics import Metrics
 from serving.security import READ
 
 from .backends import Backend, create_backend
+from .batching import BatchedBackend
 from .config import ExtractorConfig
 from .decode import FORMATS
 from .extractor import Extraction, FeatureExtractor, Limits
@@ -67,6 +68,8 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
             max_pixels=cfg.max_pixels,
             max_image_bytes=cfg.max_image_bytes,
         )
+        if cfg.batch_size > 1:
+            backend = BatchedBackend(backend, cfg.batch_size, cfg.batch_delay_ms / 1000.0)
         self.core = FeatureExtractor(backend, limits)
         self.ready.set()
 

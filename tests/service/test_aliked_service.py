@@ -1,10 +1,13 @@
 """The aliked backend behind the real extractor service, with a real search index."""
 
+import io
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 import pytest
 
 from extractor_service.backends.aliked import (
@@ -50,6 +53,43 @@ def test_per_request_threshold_is_checked(aliked_server):
         assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_concurrent_calls_run_as_one_batch_with_the_features_of_single_calls(aliked_server):
+    config = ExtractorConfig(
+        port=0,
+        metrics_port=0,
+        backend="aliked",
+        batch_size=3,
+        max_concurrent=3,
+        batch_delay_ms=10_000,
+    )
+    server, port, servicer = create_server(config)
+    names = ("astronaut.png", "coffee.png", "chelsea.png")
+    photos = [_resized(sample_photo(name)) for name in names]
+    try:
+        with ExtractorClient(f"127.0.0.1:{port}", timeout=60) as batched:
+            with ThreadPoolExecutor(3) as pool:
+                got = list(pool.map(lambda p: batched.extract(p, max_features=300), photos))
+        assert servicer.core.backend.batcher.batches == [3]
+    finally:
+        server.stop(0)
+    with ExtractorClient(aliked_server, timeout=60) as single:
+        for photo, features in zip(photos, got, strict=True):
+            alone = single.extract(photo, max_features=300)
+            assert len(features) == len(alone) == 300
+            np.testing.assert_allclose(features.locations, alone.locations, atol=1e-3)
+            np.testing.assert_allclose(features.descriptors, alone.descriptors, atol=1e-5)
+
+
+def _resized(path) -> bytes:
+    """The photo at 480 x 360, so that every photo has one size and can share a batch."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(path) as img:
+        img.convert("RGB").resize((480, 360)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _serve(*flags: str) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "extractor_service", "--port", "0", "--backend", "aliked"]
     return subprocess.run([*argv, *flags], capture_output=True, text=True, timeout=120)
@@ -58,7 +98,7 @@ def _serve(*flags: str) -> subprocess.CompletedProcess:
 def test_serve_with_a_damaged_model_exits_with_what_to_do(tmp_path):
     model_dir = tmp_path / "aliked"
     shutil.copytree(MODEL_DIR, model_dir)
-    graph = model_dir / "aliked-n16.onnx"
+    graph = model_dir / "aliked-n16-extract.onnx"
     damaged = bytearray(graph.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
     graph.write_bytes(bytes(damaged))
