@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest quality-ceiling clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest gpu-check cpu-options quality-ceiling clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -107,6 +107,16 @@ bench-large: $(STAMP) ## one node at 50,000 images (bench/results/large.json)
 PART ?= all
 bench-ingest: $(STAMP) ## how fast the service is fed (bench/results/ingest.json)
 	$(PY) -m bench.ingest --part $(PART)
+
+# Which ONNX Runtime provider the aliked extractor uses, ms per photo at batch 1 and 8 per
+# variant, parity with the CPU path; says "no GPU" (and exits 0) on a CPU-only machine.
+gpu-check: $(STAMP) ## the aliked extractor on this machine's GPU (bench/results/gpu.json)
+	$(PY) -m bench.gpu_check
+
+# The aliked extractor's CPU options side by side (bench/results/cpu_options.json), about
+# 10 minutes on 2 cores; needs onnx for the int8 quantisation (make export-tools).
+cpu-options: $(EXPORT_STAMP) ## photos/s of each CPU option of the aliked extractor
+	$(PY) -m bench.cpu_options
 
 # The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
 BACKEND ?= sift

@@ -12,6 +12,8 @@ import numpy as np
 
 from bench.common import DATA
 
+PREVIOUS_ALIKED = "aliked, previous path (numpy head)"
+
 
 def extract_real(cache: Path, backend: str) -> dict:
     from extractor_service.backends import create_backend
@@ -84,15 +86,25 @@ def load_real(cache: Path):
 
 
 def extraction_throughput(n_images: int = 16) -> list[dict]:
-    from extractor_service.backends import DelfSettings, create_backend
+    """Photos per second of each backend at each size, one and two calls at once. The
+    aliked extractor's previous path (network graph, then detection and descriptor head in
+    numpy: ``--aliked-head numpy``) runs beside the default in the same run."""
+    from extractor_service.backends import AlikedSettings, DelfSettings, create_backend
     from extractor_service.extractor import FeatureExtractor, Limits
     from landmark_client.gallery import scan
 
     blobs = [g.path.read_bytes() for g in scan(DATA)[:n_images]]
     rows = []
-    backends = ["sift", "aliked"] + (["delf"] if os.environ.get("LANDMARK_DELF_MODEL") else [])
-    for name in backends:
-        backend = create_backend(name, delf=DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", "")))
+    backends = [
+        ("sift", "sift", None),
+        ("aliked", "aliked", AlikedSettings()),
+        (PREVIOUS_ALIKED, "aliked", AlikedSettings(head="numpy")),
+    ]
+    if os.environ.get("LANDMARK_DELF_MODEL"):
+        backends.append(("delf", "delf", None))
+    for label, name, aliked in backends:
+        delf = DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", ""))
+        backend = create_backend(name, aliked=aliked, delf=delf)
         backend.warmup()
         core = FeatureExtractor(backend, Limits())
         for size in (512, 768, 1024):
@@ -105,7 +117,7 @@ def extraction_throughput(n_images: int = 16) -> list[dict]:
                 cores = threads if name == "sift" else os.cpu_count() or 1
                 rows.append(
                     {
-                        "backend": name,
+                        "backend": label,
                         "max_image_size": size,
                         "threads": threads,
                         "cores_used": cores,
@@ -113,7 +125,7 @@ def extraction_throughput(n_images: int = 16) -> list[dict]:
                         "images_per_s_per_core": round(rate / cores, 2),
                     }
                 )
-    if "delf" not in backends:
+    if "delf" not in [b[0] for b in backends]:
         rows.append(
             {
                 "backend": "delf",
@@ -122,6 +134,24 @@ def extraction_throughput(n_images: int = 16) -> list[dict]:
             }
         )
     return rows
+
+
+def aliked_speedups(rows: list[dict]) -> list[dict]:
+    """The default aliked extractor's photos/s over the previous path's, size by size."""
+    previous = {
+        (r["max_image_size"], r["threads"]): r["images_per_s"]
+        for r in rows
+        if r["backend"] == PREVIOUS_ALIKED
+    }
+    return [
+        {
+            "max_image_size": r["max_image_size"],
+            "threads": r["threads"],
+            "speedup": round(r["images_per_s"] / previous[r["max_image_size"], r["threads"]], 2),
+        }
+        for r in rows
+        if r["backend"] == "aliked" and (r["max_image_size"], r["threads"]) in previous
+    ]
 
 
 # -- one database size, in a child process (so peak memory is its own) ------------------

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bench.common import RESULTS
+from bench.extraction import aliked_speedups
 from bench.report_apart import ingest_section, large_section, lookups_section
 
 TARGETS = {
@@ -206,6 +207,19 @@ def write_report(report: dict, path: Path) -> None:
                 f"{row.get('cores_used', row['threads'])} | {row['images_per_s']} | "
                 f"{row['images_per_s_per_core']} |"
             )
+    speedups = aliked_speedups(report["extraction"])
+    if speedups:
+        lines += [
+            "",
+            "The default aliked extractor (the whole extraction in one ONNX graph) against the "
+            "previous path (the network graph, then detection and descriptor head in numpy), "
+            "same photos, same run: "
+            + ", ".join(
+                f"{s['speedup']}x at {s['max_image_size']} px with {s['threads']} at once"
+                for s in speedups
+            )
+            + ".",
+        ]
     lines += [
         "",
         "## End to end: recognize(photo) through both services (95 real photos indexed)",

@@ -1,0 +1,216 @@
+"""`make cpu-options`: the aliked extractor's CPU options side by side, in one run.
+
+Each option is measured the way the extractor runs a photo (decode, resize, extract) on
+the same 16 real photos: photos per second of one process on this machine's cores, and
+how far its features are from the default's (the same keypoints and descriptors within
+1e-4 means the same answers; anything else needs `landmark eval`, docs/quality.md).
+
+Options: the previous path (the network graph, then detection and descriptor head in
+numpy); ONNX Runtime's graph optimisation levels; thread layouts (one call at a time on
+every core, two calls at once on every core as the service runs by default, two calls at
+once with one thread each); 768 against 1024 px; int8 static quantisation (QDQ, per-channel)
+of the convolutions, calibrated on photos outside the landmark set (scikit-image's samples
+and generated views of them). Writes bench/results/cpu_options.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import DATA, RESULTS
+from bench.machine import describe
+
+PHOTOS = 16
+MAX_FEATURES = 1000
+
+
+def rate(backend, blobs: list[bytes], size: int, at_once: int) -> float:  # noqa: ANN001
+    from extractor_service.extractor import FeatureExtractor, Limits
+
+    core = FeatureExtractor(backend, Limits())
+    core.extract(blobs[0], MAX_FEATURES, size)  # warm up at this size
+    start = time.perf_counter()
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(lambda b: core.extract(b, MAX_FEATURES, size), blobs))
+    return round(len(blobs) / (time.perf_counter() - start), 2)
+
+
+def difference(backend, reference, blobs: list[bytes], size: int) -> dict:  # noqa: ANN001
+    """How far ``backend``'s features are from ``reference``'s on the same photos."""
+    from extractor_service.extractor import FeatureExtractor, Limits
+
+    ours, theirs = FeatureExtractor(backend, Limits()), FeatureExtractor(reference, Limits())
+    moved = differs = 0.0
+    same = True
+    for blob in blobs[:4]:
+        a = ours.extract(blob, MAX_FEATURES, size).features
+        b = theirs.extract(blob, MAX_FEATURES, size).features
+        if len(a) != len(b) or not len(a):
+            return {"same_keypoint_counts": False}
+        distance = np.linalg.norm(a.locations[:, None] - b.locations[None], axis=2)
+        nearest = distance.argmin(axis=1)
+        same &= len(set(nearest)) == len(a)
+        moved = max(moved, float(distance.min(axis=1).max()))
+        differs = max(differs, float(np.abs(a.descriptors - b.descriptors[nearest]).max()))
+    return {
+        "same_keypoint_counts": same,
+        "largest_keypoint_move_px": round(moved, 6),
+        "largest_descriptor_difference": round(differs, 6),
+    }
+
+
+def with_optimisation(backend, level: str):  # noqa: ANN001, ANN201
+    """``backend`` with its graph loaded again at ONNX Runtime optimisation ``level``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if backend.settings.threads:
+        options.intra_op_num_threads = backend.settings.threads
+    path = backend.settings.model_dir / f"aliked-{backend.settings.variant}-extract.onnx"
+    backend._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return backend
+
+
+def calibration_images(size: int = 1024) -> list[np.ndarray]:
+    """scikit-image's sample photos and two generated views of each, none of them in the
+    landmark set, brought to ``size`` px as the extractor brings photos."""
+    import skimage
+    from PIL import Image
+
+    from extractor_service.backends.aliked import pad_to_stride
+    from extractor_service.resize import resize_to_fit
+    from landmark_client.demo import synthetic_views
+
+    folder = Path(skimage.__file__).parent / "data"
+    out = []
+    for i, path in enumerate(sorted(folder.glob("*.png")) + sorted(folder.glob("*.jpg"))):
+        with Image.open(path) as img:
+            if min(img.size) < 256:
+                continue
+        views = [Image.open(path).convert("RGB")] + [v for _, v in synthetic_views(path, i)]
+        for view in views:
+            image, _, _ = resize_to_fit(np.asarray(view.convert("RGB")), size, True)
+            out.append(pad_to_stride(image)[0])
+    return out
+
+
+def quantised_model_dir(variant: str, into: Path) -> Path:
+    """A model folder holding the extraction graph with int8 (QDQ) convolutions."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from extractor_service.backends.aliked import MODEL_DIR
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(
+                {
+                    "image": image[None],
+                    "crop": np.array([0, 0, image.shape[0], image.shape[1]]),
+                    "budget": np.zeros(MAX_FEATURES, np.float32),
+                    "threshold": np.array(0.2, np.float32),
+                }
+                for image in calibration_images()
+            )
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    name = f"aliked-{variant}-extract.onnx"
+    quantize_static(
+        str(MODEL_DIR / name),
+        str(into / name),
+        Photos(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    digest = hashlib.sha256((into / name).read_bytes()).hexdigest()
+    (into / "SHA256SUMS").write_text(f"{digest}  {name}\n")
+    return into
+
+
+def measure() -> dict:
+    from extractor_service.backends.aliked import AlikedBackend, AlikedSettings
+    from landmark_client.gallery import scan
+
+    blobs = [g.path.read_bytes() for g in scan(DATA)[:PHOTOS]]
+    cores = os.cpu_count() or 1
+    default = AlikedSettings()
+    reference = AlikedBackend(default)
+    rows = []
+
+    def row(
+        option: str, settings: AlikedSettings, size: int, at_once: int, level: str = ""
+    ) -> None:
+        """One option; its features are compared with the default's at the same size."""
+        backend = AlikedBackend(settings)
+        if level:
+            backend = with_optimisation(backend, level)
+        print(f"  {option} ...", flush=True)
+        rows.append(
+            {
+                "option": option,
+                "max_image_size": size,
+                "calls_at_once": at_once,
+                "ort_threads_per_call": settings.threads or cores,
+                "photos_per_s": rate(backend, blobs, size, at_once),
+                "features_against_default": difference(backend, reference, blobs, size)
+                if size == 1024
+                else "another image size: its quality is landmark eval's (docs/quality.md)",
+            }
+        )
+
+    row("previous path: numpy head", replace(default, head="numpy"), 1024, 2)
+    row("default: whole graph", default, 1024, 2)
+    for level in ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
+        row(f"optimisation {level}", default, 1024, 2, level)
+    row("one call at a time, every core", default, 1024, 1)
+    row("two calls at once, one thread each", replace(default, threads=1), 1024, 2)
+    row("768 px", default, 768, 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("  calibrating int8 ...", flush=True)
+        int8_dir = quantised_model_dir(default.variant, Path(tmp))
+        row("int8 QDQ convolutions", replace(default, model_dir=int8_dir), 1024, 2)
+    previous = rows[0]["photos_per_s"]
+    for r in rows:
+        r["against_previous_path"] = round(r["photos_per_s"] / previous, 2)
+    return {"machine": describe(), "photos": len(blobs), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS / "cpu_options.json")
+    args = parser.parse_args(argv)
+    report = measure()
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print("| option | px | calls at once | threads per call | photos/s | x previous |")
+    for r in report["rows"]:
+        print(
+            f"| {r['option']} | {r['max_image_size']} | {r['calls_at_once']} | "
+            f"{r['ort_threads_per_call']} | {r['photos_per_s']} | {r['against_previous_path']} |"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
