@@ -95,36 +95,41 @@ def extraction_throughput(n_images: int = 16) -> list[dict]:
 
     blobs = [g.path.read_bytes() for g in scan(DATA)[:n_images]]
     rows = []
+    cores = os.cpu_count() or 1
+    # (label, backend, its aliked settings for n calls at once): the default is run as the
+    # service runs it (ONNX Runtime threads = cores / calls at once), the previous path as
+    # the service ran it (every core for each call)
     backends = [
-        ("sift", "sift", None),
-        ("aliked", "aliked", AlikedSettings()),
-        (PREVIOUS_ALIKED, "aliked", AlikedSettings(head="numpy")),
+        ("sift", "sift", lambda n: None),
+        ("aliked", "aliked", lambda n: AlikedSettings(threads=max(1, cores // n))),
+        (PREVIOUS_ALIKED, "aliked", lambda n: AlikedSettings(head="numpy")),
     ]
     if os.environ.get("LANDMARK_DELF_MODEL"):
-        backends.append(("delf", "delf", None))
+        backends.append(("delf", "delf", lambda n: None))
+    delf = DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", ""))
     for label, name, aliked in backends:
-        delf = DelfSettings(os.environ.get("LANDMARK_DELF_MODEL", ""))
-        backend = create_backend(name, aliked=aliked, delf=delf)
-        backend.warmup()
-        core = FeatureExtractor(backend, Limits())
-        for size in (512, 768, 1024):
-            for threads in (1, 2):
+        for threads in (1, 2):
+            backend = create_backend(name, aliked=aliked(threads), delf=delf)
+            backend.warmup()
+            core = FeatureExtractor(backend, Limits())
+            for size in (512, 768, 1024):
                 t = time.perf_counter()
                 with ThreadPoolExecutor(threads) as pool:
                     list(pool.map(lambda b, s=size, c=core: c.extract(b, 1000, s), blobs))
                 rate = len(blobs) / (time.perf_counter() - t)
                 # SIFT runs one call per core; the networks spread each call over all cores.
-                cores = threads if name == "sift" else os.cpu_count() or 1
+                used = threads if name == "sift" else cores
                 rows.append(
                     {
                         "backend": label,
                         "max_image_size": size,
                         "threads": threads,
-                        "cores_used": cores,
+                        "cores_used": used,
                         "images_per_s": round(rate, 2),
-                        "images_per_s_per_core": round(rate / cores, 2),
+                        "images_per_s_per_core": round(rate / used, 2),
                     }
                 )
+    rows.sort(key=lambda r: [b[0] for b in backends].index(r["backend"]))
     if "delf" not in [b[0] for b in backends]:
         rows.append(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from serving.settings import check_positive, setting
 
 from .backends import NAMES, AlikedSettings, DelfSettings
 from .backends.aliked import MODEL_DIR
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container's cpuset sets)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,12 @@ class ExtractorConfig(ServingConfig):
         "aliked: onnx (the whole extraction in one graph) or numpy (the previous path: "
         "detection and descriptor head in numpy)",
     )
+    aliked_threads: int = setting(
+        0,
+        "LANDMARK_ALIKED_THREADS",
+        "aliked: ONNX Runtime threads per extraction (0 = cores / max-concurrent: the "
+        "extractions at once share the cores)",
+    )
     batch_size: int = setting(
         1,
         "LANDMARK_EXTRACTOR_BATCH_SIZE",
@@ -88,6 +100,8 @@ class ExtractorConfig(ServingConfig):
             "max_image_bytes",
             "batch_size",
         )
+        if self.aliked_threads < 0:
+            raise ValueError(f"aliked_threads ({self.aliked_threads}) must not be negative")
         if self.batch_delay_ms < 0:
             raise ValueError(f"batch_delay_ms ({self.batch_delay_ms}) must not be negative")
         if self.batch_size > 1 and self.backend != "aliked":
@@ -108,6 +122,7 @@ class ExtractorConfig(ServingConfig):
             variant=self.aliked_variant,
             threshold=self.aliked_threshold,
             head=self.aliked_head,
+            threads=self.aliked_threads or max(1, usable_cores() // self.max_concurrent),
             model_dir=Path(self.aliked_model_dir) if self.aliked_model_dir else MODEL_DIR,
         )
 

@@ -47,7 +47,7 @@ class AlikedSettings:
     variant: str = "n16"
     threshold: float = 0.2  # detection score a keypoint needs; <= 0 keeps the strongest only
     model_dir: Path = MODEL_DIR
-    threads: int = 0  # ONNX Runtime intra-op threads on the CPU; 0 = one per core
+    threads: int = 0  # ONNX Runtime threads per call; 0 = one per core (the service sets it)
     head: str = "onnx"  # "onnx": one graph does everything; "numpy": the previous path
     cpu_only: bool = False  # never the GPU, even where ONNX Runtime offers one
     profile: str = ""  # file prefix for ONNX Runtime's profile of every node (make gpu-check)

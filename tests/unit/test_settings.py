@@ -70,3 +70,20 @@ def test_a_bad_flag_value_names_the_flag():
     parser = build_parser(SearchConfig, "landmark-search", "")
     with pytest.raises(SystemExit):
         parser.parse_args(["--port", "abc"])
+
+
+def test_aliked_threads_share_the_cores_among_the_extractions_at_once(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert ExtractorConfig(max_concurrent=2).aliked_settings().threads == 4
+    assert ExtractorConfig(max_concurrent=16).aliked_settings().threads == 1
+    assert ExtractorConfig(aliked_threads=3).aliked_settings().threads == 3
+
+
+def test_batching_settings_are_checked():
+    assert ExtractorConfig(batch_size=4, max_concurrent=4).batch_size == 4
+    with pytest.raises(ValueError, match="no batch could fill; raise max_concurrent"):
+        ExtractorConfig(batch_size=8, max_concurrent=2)
+    with pytest.raises(ValueError, match="needs the aliked backend, not sift"):
+        ExtractorConfig(batch_size=2, backend="sift")
+    with pytest.raises(ValueError, match="batch_delay_ms"):
+        ExtractorConfig(batch_delay_ms=-1)
