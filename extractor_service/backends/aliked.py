@@ -144,7 +144,8 @@ class AlikedBackend(BatchBackend):
         if any(image.shape != images[0].shape for image in images):
             raise ValueError("a batch holds photos of one size only")
         if self.head is not None:
-            return [self._numpy_path(image, max_features, threshold) for image in images]
+            head = self.head
+            return [self._numpy_path(image, max_features, threshold, head) for image in images]
         if min(height, width) < 2 * RADIUS + 1:  # no keypoint fits RADIUS from the border
             return [no_features(self.dimension) for _ in images]
         padded = [pad_to_stride(image) for image in images]
@@ -165,11 +166,12 @@ class AlikedBackend(BatchBackend):
             out.append(RawFeatures(keypoints[i, kept], descriptors[i, kept], None, scores[i, kept]))
         return out
 
-    def _numpy_path(self, image: np.ndarray, max_features: int, threshold: float) -> RawFeatures:
-        assert self.head is not None
+    def _numpy_path(
+        self, image: np.ndarray, max_features: int, threshold: float, head: HeadWeights
+    ) -> RawFeatures:
         features, scores = self.dense(image)
         xy, strengths = detect(np.ascontiguousarray(scores), max_features, threshold)
-        return RawFeatures(xy, describe(features, xy, self.head), None, strengths)
+        return RawFeatures(xy, describe(features, xy, head), None, strengths)
 
     def threshold_for(
         self, score_threshold: float | None, image_scales: tuple[float, ...] | None

@@ -3,9 +3,10 @@
 ``detect`` picks keypoints from the score map (the DKD step: strict local maxima, a
 threshold or a budget, soft-argmax refinement) and ``describe`` computes each keypoint's
 descriptor with the sparse deformable head (SDDH). Both follow kornia's ``ALIKED``
-(``DKD.forward`` and ``SDDH.forward``) operation by operation; the parity test checks them
-against it on real photos. They run outside the ONNX graph because their shapes depend on
-the data (how many keypoints there are), which is exactly what graph export handles badly.
+(``DKD.forward`` and ``SDDH.forward``) operation by operation. The default path runs both
+inside the extraction graph (``models/aliked_graph.py``); these serve the previous path,
+``--aliked-head numpy``, kept for comparison, and ``tests/unit/test_batching.py`` checks that
+the two give the same features.
 """
 
 from __future__ import annotations
