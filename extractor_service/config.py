@@ -24,7 +24,7 @@ class ExtractorConfig(ServingConfig):
     port: int = setting(50051, "LANDMARK_EXTRACTOR_PORT", PORT_HELP)
     metrics_port: int = setting(9151, "LANDMARK_EXTRACTOR_METRICS_PORT", METRICS_PORT_HELP)
     max_rpcs: int = setting(16, "LANDMARK_EXTRACTOR_MAX_RPCS", MAX_RPCS_HELP)
-    # aliked: learned features, the better answers (docs/quality.md); sift: ~4x cheaper on a CPU.
+    # aliked: learned features, the better answers (docs/quality.md); sift: ~3x cheaper on a CPU.
     backend: str = setting("aliked", "LANDMARK_BACKEND", f"feature backend: {', '.join(NAMES)}")
     max_concurrent: int = setting(
         2,
