@@ -19,3 +19,27 @@ def pct(values, q) -> float:  # noqa: ANN001
 def peak_rss_mib() -> int:
     """This process's peak resident memory so far."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def feature_difference(pairs) -> dict:  # noqa: ANN001
+    """How far two extractions of the same photos are apart: ``pairs`` of features (each
+    with ``locations`` [N, 2] and ``descriptors`` [N, D]). Keypoints are paired with their
+    nearest; the sets are the same when every keypoint pairs with a different one."""
+    moved = differs = 0.0
+    same, photos = True, 0
+    for a, b in pairs:
+        photos += 1
+        if not len(a.locations) or len(a.locations) != len(b.locations):
+            same = False
+            continue
+        distance = np.linalg.norm(a.locations[:, None] - b.locations[None], axis=2)
+        nearest = distance.argmin(axis=1)
+        same &= len(set(nearest)) == len(nearest)
+        moved = max(moved, float(distance.min(axis=1).max()))
+        differs = max(differs, float(np.abs(a.descriptors - b.descriptors[nearest]).max()))
+    return {
+        "photos": photos,
+        "same_keypoint_sets": bool(same),
+        "largest_keypoint_move_px": round(moved, 6),
+        "largest_descriptor_difference": round(differs, 6),
+    }

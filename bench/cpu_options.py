@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DATA, RESULTS
+from bench.common import DATA, RESULTS, feature_difference
 from bench.machine import describe
 
 PHOTOS = 16
@@ -74,27 +74,17 @@ def batch_rate(backend, blobs: list[bytes], batch: int) -> float:  # noqa: ANN00
 
 
 def difference(backend, reference, blobs: list[bytes], size: int) -> dict:  # noqa: ANN001
-    """How far ``backend``'s features are from ``reference``'s on the same photos."""
+    """How far ``backend``'s features are from ``reference``'s on the same 4 photos."""
     from extractor_service.extractor import FeatureExtractor, Limits
 
     ours, theirs = FeatureExtractor(backend, Limits()), FeatureExtractor(reference, Limits())
-    moved = differs = 0.0
-    same = True
-    for blob in blobs[:4]:
-        a = ours.extract(blob, MAX_FEATURES, size).features
-        b = theirs.extract(blob, MAX_FEATURES, size).features
-        if len(a) != len(b) or not len(a):
-            return {"same_keypoint_counts": False}
-        distance = np.linalg.norm(a.locations[:, None] - b.locations[None], axis=2)
-        nearest = distance.argmin(axis=1)
-        same &= len(set(nearest)) == len(a)
-        moved = max(moved, float(distance.min(axis=1).max()))
-        differs = max(differs, float(np.abs(a.descriptors - b.descriptors[nearest]).max()))
-    return {
-        "same_keypoint_counts": same,
-        "largest_keypoint_move_px": round(moved, 6),
-        "largest_descriptor_difference": round(differs, 6),
-    }
+    return feature_difference(
+        (
+            ours.extract(b, MAX_FEATURES, size).features,
+            theirs.extract(b, MAX_FEATURES, size).features,
+        )
+        for b in blobs[:4]
+    )
 
 
 def with_optimisation(backend, level: str):  # noqa: ANN001, ANN201

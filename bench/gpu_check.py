@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DATA, RESULTS
+from bench.common import DATA, RESULTS, feature_difference
 from bench.machine import describe
 
 PHOTOS = 10
@@ -73,24 +73,9 @@ def ms_per_photo(backend, photos: list[np.ndarray], batch: int, rounds: int = 3)
 
 
 def parity(gpu, cpu, photos: list[np.ndarray]) -> dict:  # noqa: ANN001
-    moved, differs, same = 0.0, 0.0, True
-    for photo in photos:
-        a = gpu.extract(photo, MAX_FEATURES)
-        b = cpu.extract(photo, MAX_FEATURES)
-        if not len(a.locations) or len(a.locations) != len(b.locations):
-            same = False
-            continue
-        distance = np.linalg.norm(a.locations[:, None] - b.locations[None], axis=2)
-        nearest = distance.argmin(axis=1)
-        same &= len(set(nearest)) == len(nearest)
-        moved = max(moved, float(distance.min(axis=1).max()))
-        differs = max(differs, float(np.abs(a.descriptors - b.descriptors[nearest]).max()))
-    return {
-        "photos": len(photos),
-        "same_keypoint_counts": same,
-        "largest_keypoint_move_px": moved,
-        "largest_descriptor_difference": differs,
-    }
+    return feature_difference(
+        (gpu.extract(photo, MAX_FEATURES), cpu.extract(photo, MAX_FEATURES)) for photo in photos
+    )
 
 
 def check(out: Path) -> dict:
