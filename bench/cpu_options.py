@@ -87,20 +87,6 @@ def difference(backend, reference, blobs: list[bytes], size: int) -> dict:  # no
     )
 
 
-def with_optimisation(backend, level: str):  # noqa: ANN001, ANN201
-    """``backend`` with its graph loaded again at ONNX Runtime optimisation ``level``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    if backend.settings.threads:
-        options.intra_op_num_threads = backend.settings.threads
-    path = backend.settings.model_dir / f"aliked-{backend.settings.variant}-extract.onnx"
-    backend._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return backend
-
-
 def calibration_images(size: int = 1024) -> list[np.ndarray]:
     """scikit-image's sample photos and two generated views of each, none of them in the
     landmark set, brought to ``size`` px as the extractor brings photos."""
@@ -167,7 +153,7 @@ def quantised_model_dir(variant: str, into: Path) -> Path:
 
 
 def measure() -> dict:
-    from extractor_service.backends.aliked import AlikedBackend, AlikedSettings
+    from extractor_service.backends.aliked import OPTIMIZATIONS, AlikedBackend, AlikedSettings
     from landmark_client.gallery import scan
 
     blobs = [g.path.read_bytes() for g in scan(DATA)[:PHOTOS]]
@@ -182,8 +168,6 @@ def measure() -> dict:
     ) -> None:
         """One option; its features are compared with the default's at the same size."""
         backend = AlikedBackend(settings)
-        if level:
-            backend = with_optimisation(backend, level)
         print(f"  {option} ...", flush=True)
         rows.append(
             {
@@ -204,8 +188,8 @@ def measure() -> dict:
     row("default: whole graph, one thread per call", default, 1024, 2)
     row("whole graph, every core per call", every_core, 1024, 2)
     row("whole graph, one call at a time on every core", every_core, 1024, 1)
-    for level in ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
-        row(f"optimisation {level}", default, 1024, 2, level)
+    for level in OPTIMIZATIONS:
+        row(f"optimisation {level}", replace(default, optimization=level), 1024, 2)
     row("768 px", default, 768, 2)
     for batch in (1, 2, 4):
         print(f"  batches of {batch} ...", flush=True)

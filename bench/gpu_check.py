@@ -34,14 +34,15 @@ def real_photos(count: int) -> list[np.ndarray]:
     from landmark_client.gallery import scan
 
     out = []
-    for item in scan(DATA)[:: max(1, len(scan(DATA)) // count)][:count]:
+    items = scan(DATA)
+    for item in items[:: max(1, len(items) // count)][:count]:
         image = decode_image(item.path.read_bytes(), 40_000_000)
         out.append(cv2.resize(image, SIZE[::-1], interpolation=cv2.INTER_AREA))
     return out
 
 
 def graph_outputs(backend) -> list[dict]:  # noqa: ANN001
-    return [{"name": o.name, "shape": o.shape} for o in backend._session.get_outputs()]
+    return [{"name": o.name, "shape": o.shape} for o in backend.session.get_outputs()]
 
 
 def nodes_on_cpu(backend, photo: np.ndarray) -> dict:  # noqa: ANN001
@@ -53,7 +54,7 @@ def nodes_on_cpu(backend, photo: np.ndarray) -> dict:  # noqa: ANN001
 
     profiled = AlikedBackend(replace(backend.settings, profile=str(RESULTS / "gpu-profile")))
     profiled.extract(photo, MAX_FEATURES)
-    trace = Path(profiled._session.end_profiling())
+    trace = Path(profiled.session.end_profiling())
     counts: dict[str, int] = {}
     for event in json.loads(trace.read_text()):
         args = event.get("args", {})
@@ -102,7 +103,7 @@ def check(out: Path) -> dict:
             gpu = AlikedBackend(AlikedSettings(variant=variant))
             cpu = AlikedBackend(AlikedSettings(variant=variant, cpu_only=True))
             report["variants"][variant] = {
-                "provider": gpu._session.get_providers()[0],
+                "provider": gpu.session.get_providers()[0],
                 "device": gpu.device,
                 "ms_per_photo_batch_1": ms_per_photo(gpu, photos, 1),
                 "ms_per_photo_batch_8": ms_per_photo(gpu, photos, 8),

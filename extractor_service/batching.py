@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class Batcher:
         self._queue: list[_Pending] = []
         self._wake = threading.Condition()
         self._closed = False
-        self.batches: list[int] = []  # the size of every batch run, for tests and metrics
+        self.batches: Counter[int] = Counter()  # batches run, by size
         self._worker = threading.Thread(target=self._loop, name="extract-batcher", daemon=True)
         self._worker.start()
 
@@ -94,7 +95,7 @@ class Batcher:
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
             _, max_features, threshold = batch[0].key
-            self.batches.append(len(batch))
+            self.batches[len(batch)] += 1
             try:
                 results = self._run([p.image for p in batch], max_features, threshold)
             except BaseException as exc:  # every caller of the batch gets the error

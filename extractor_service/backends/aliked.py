@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "aliked"
 VARIANTS = ("t16", "n16", "n32")
 HEADS = ("onnx", "numpy")  # where detection and the descriptor head run
-RADIUS = 2  # keypoints lie at least this far from the border
+OPTIMIZATIONS = ("basic", "extended", "all")  # ONNX Runtime's graph optimisation levels
 PADDING = 32  # the network's total stride: maps are exact for sides that are multiples of it
 HOW_TO_FIX = (
     "The files ship with the project in extractor_service/models/aliked; restore them with "
@@ -51,6 +51,7 @@ class AlikedSettings:
     head: str = "onnx"  # "onnx": one graph does everything; "numpy": the previous path
     cpu_only: bool = False  # never the GPU, even where ONNX Runtime offers one
     profile: str = ""  # file prefix for ONNX Runtime's profile of every node (make gpu-check)
+    optimization: str = "all"  # ONNX Runtime's graph optimisation level: basic, extended, all
 
 
 def verify_files(model_dir: Path, names: list[str]) -> None:
@@ -77,9 +78,6 @@ def verify_files(model_dir: Path, names: list[str]) -> None:
             )
 
 
-DIMENSIONS = {"t16": 64, "n16": 128, "n32": 128}
-
-
 def pad_to_stride(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """``image`` edge-padded around its centre to multiples of PADDING (as the reference
     does), and the (top, left) of the photo inside it."""
@@ -88,15 +86,6 @@ def pad_to_stride(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     top, left = pad_h // 2, pad_w // 2
     padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="edge")
     return padded, (top, left)
-
-
-def no_features(dimension: int) -> RawFeatures:
-    return RawFeatures(
-        np.zeros((0, 2), np.float32),
-        np.zeros((0, dimension), np.float32),
-        None,
-        np.zeros((0,), np.float32),
-    )
 
 
 class AlikedBackend(BatchBackend):
@@ -112,8 +101,13 @@ class AlikedBackend(BatchBackend):
             raise AlikedLoadError(
                 f"unknown ALIKED head {settings.head!r}; choose one of {', '.join(HEADS)}"
             )
+        if settings.optimization not in OPTIMIZATIONS:
+            raise AlikedLoadError(
+                f"unknown optimisation level {settings.optimization!r}; choose one of "
+                f"{', '.join(OPTIMIZATIONS)}"
+            )
         self.settings = settings
-        self.head: HeadWeights | None = None
+        self.head_weights: HeadWeights | None = None  # the numpy head's, on that path only
         if settings.head == "onnx":
             graph = f"aliked-{settings.variant}-extract.onnx"
             verify_files(settings.model_dir, [graph])
@@ -121,9 +115,12 @@ class AlikedBackend(BatchBackend):
             graph, head = f"aliked-{settings.variant}.onnx", f"aliked-{settings.variant}-head.npz"
             verify_files(settings.model_dir, [graph, head])
             with np.load(settings.model_dir / head) as arrays:
-                self.head = HeadWeights.from_arrays(dict(arrays))
-        self._session, self.device = _session(settings.model_dir / graph, settings)
-        self.dimension = DIMENSIONS[settings.variant]
+                self.head_weights = HeadWeights.from_arrays(dict(arrays))
+        self.session, self.device = _session(settings.model_dir / graph, settings)
+        if self.head_weights is not None:
+            self.dimension = self.head_weights.dimension
+        else:  # the descriptors output is [batch, keypoints, D]
+            self.dimension = int(self.session.get_outputs()[2].shape[2])
         log.info("ALIKED-%s loaded on %s", settings.variant.upper(), self.device)
 
     def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +129,7 @@ class AlikedBackend(BatchBackend):
         height, width = image.shape[:2]
         padded, (top, left) = pad_to_stride(image)
         tensor = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        features, scores = self._session.run(None, {"image": np.ascontiguousarray(tensor)})
+        features, scores = self.session.run(None, {"image": np.ascontiguousarray(tensor)})
         crop = (slice(top, top + height), slice(left, left + width))
         return features[0][:, crop[0], crop[1]], scores[0, 0][crop]
 
@@ -143,11 +140,9 @@ class AlikedBackend(BatchBackend):
         height, width = images[0].shape[:2]
         if any(image.shape != images[0].shape for image in images):
             raise ValueError("a batch holds photos of one size only")
-        if self.head is not None:
-            head = self.head
+        if self.head_weights is not None:
+            head = self.head_weights
             return [self._numpy_path(image, max_features, threshold, head) for image in images]
-        if min(height, width) < 2 * RADIUS + 1:  # no keypoint fits RADIUS from the border
-            return [no_features(self.dimension) for _ in images]
         padded = [pad_to_stride(image) for image in images]
         top, left = padded[0][1]
         batch = np.stack([p for p, _ in padded])
@@ -158,7 +153,7 @@ class AlikedBackend(BatchBackend):
             "budget": np.zeros(budget, np.float32),
             "threshold": np.array(threshold, np.float32),
         }
-        keypoints, scores, descriptors, valid = self._session.run(None, feed)
+        keypoints, scores, descriptors, valid = self.session.run(None, feed)
         out = []
         for i in range(len(images)):
             kept = np.flatnonzero(valid[i])
@@ -195,6 +190,9 @@ def _session(path: Path, settings: AlikedSettings):  # noqa: ANN202 (onnxruntime
         ) from None
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    options.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, f"ORT_ENABLE_{settings.optimization.upper()}"
+    )
     if settings.threads:
         options.intra_op_num_threads = settings.threads
     if settings.profile:

@@ -69,7 +69,7 @@ def test_concurrent_calls_run_as_one_batch_with_the_features_of_single_calls(ali
         with ExtractorClient(f"127.0.0.1:{port}", timeout=60) as batched:
             with ThreadPoolExecutor(3) as pool:
                 got = list(pool.map(lambda p: batched.extract(p, max_features=300), photos))
-        assert servicer.core.backend.batcher.batches == [3]
+        assert servicer.core.backend.batcher.batches == {3: 1}
     finally:
         server.stop(0)
     with ExtractorClient(aliked_server, timeout=60) as single:

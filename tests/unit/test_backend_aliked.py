@@ -79,6 +79,15 @@ def test_a_missing_or_damaged_model_file_is_named_with_the_fix(tmp_path):
         AlikedBackend(AlikedSettings(variant="n64"))
     with pytest.raises(AlikedLoadError, match="unknown ALIKED head"):
         AlikedBackend(AlikedSettings(head="torch"))
+    with pytest.raises(AlikedLoadError, match="unknown optimisation level 'max'"):
+        AlikedBackend(AlikedSettings(optimization="max"))
+
+
+def test_every_optimisation_level_gives_the_same_features(n16, photo):
+    basic = AlikedBackend(AlikedSettings(optimization="basic")).extract(photo, 300)
+    default = n16.extract(photo, 300)
+    np.testing.assert_allclose(basic.locations, default.locations, atol=1e-3)
+    np.testing.assert_allclose(basic.descriptors, default.descriptors, atol=1e-4)
 
 
 def test_detect_keeps_strict_maxima_away_from_the_border():

@@ -62,7 +62,7 @@ def test_concurrent_calls_of_one_size_run_as_one_batch(aliked):
     photos = same_size_photos()
     with ThreadPoolExecutor(4) as pool:
         batched = list(pool.map(lambda p: backend.extract(p, 400), photos))
-    assert backend.batcher.batches == [4]  # full before the 10 s delay ran out
+    assert backend.batcher.batches == {4: 1}  # full before the 10 s delay ran out
     for photo, got in zip(photos, batched, strict=True):
         assert_same(aliked.extract(photo, 400), got)
     with pytest.raises(ValueError, match="score_threshold"):
@@ -75,7 +75,7 @@ def test_a_lone_call_waits_no_longer_than_the_delay(aliked):
     start = time.monotonic()
     backend.extract(same_size_photos()[0], 100)
     assert 0.3 <= time.monotonic() - start < 5
-    assert backend.batcher.batches == [1]
+    assert backend.batcher.batches == {1: 1}
     backend.batcher.close()
 
 
@@ -115,7 +115,7 @@ def test_an_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on():
     fail.clear()
     with ThreadPoolExecutor(2) as pool:
         assert list(pool.map(lambda _: batcher.submit(image, 7, 0.2), range(2))) == [7, 7]
-    assert batcher.batches == [2, 2]
+    assert batcher.batches == {2: 2}
     batcher.close()
 
 
