@@ -24,7 +24,7 @@ from landmark_client.evaluation import average_precision
 from landmark_client.gallery import scan
 from search_service.exact_matches import mutual_matches
 from search_service.search_params import SearchParams
-from search_service.verify import verify
+from search_service.verify import Frames, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data" / "landmarks").resolve()
@@ -41,7 +41,8 @@ def pair_inliers(features: dict, params: SearchParams, threads: int) -> dict:
                 continue
             fa, fb = features[a], features[b]
             q, d = mutual_matches(fa.descriptors, fb.descriptors, params.ratio, params.max_distance)
-            result = verify(fa.locations[q], fb.locations[d], fb.image_size, params.verify)
+            frames = Frames(fa.image_size, fb.image_size, len(fa))
+            result = verify(fa.locations[q], fb.locations[d], frames, params.verify)
             out[b] = result.inliers
         return out
 

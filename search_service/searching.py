@@ -23,7 +23,7 @@ from .lookup import Hits
 from .ranking import SearchResult, Timing, ranked
 from .search_params import SearchParams
 from .segment import ImageMeta
-from .verify import verify, verify_candidates
+from .verify import Frames, verify, verify_candidates
 from .votes import shortlist, vote
 
 
@@ -55,8 +55,25 @@ def from_hits(
         raise Cancelled("the caller went away before matching")
     putatives = match(chosen)
     t1 = time.perf_counter()
-    checked = verify_candidates(features.locations, putatives, images, params.verify, pool, alive)
-    candidates = ranked(checked, votes, images, min_inliers, include_matches, include_rejected)
+    checked = verify_candidates(
+        features.locations,
+        features.image_size,
+        putatives,
+        images,
+        params.verify,
+        min_inliers,
+        pool,
+        alive,
+    )
+    candidates = ranked(
+        checked,
+        votes,
+        images,
+        min_inliers,
+        include_matches,
+        include_rejected,
+        params.weigh_shared_inliers,
+    )
     t2 = time.perf_counter()
     timing = Timing(neighbours_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - started) * 1e3)
     return SearchResult(candidates[:top_k], min_inliers, timing, len(putatives))
@@ -93,11 +110,13 @@ def compare(
         query.descriptors, reference.descriptors, params.ratio, params.max_distance
     )
     src, dst = query.locations[q], reference.locations[r]
-    result = verify(src, dst, reference.image_size, params.verify)
+    threshold = params.min_inliers_for(query.backend, min_inliers)
+    frames = Frames(query.image_size, reference.image_size, len(query), threshold)
+    result = verify(src, dst, frames, params.verify)
     return Comparison(
         inliers=result.inliers,
         putative=int(q.size),
-        min_inliers=params.min_inliers_for(query.backend, min_inliers),
+        min_inliers=threshold,
         query_locations=src[result.mask],
         reference_locations=dst[result.mask],
         transform=result.transform,

@@ -2,8 +2,21 @@
 the matched locations of each shortlisted image.
 
 The score is the number of inliers, counted over distinct locations on both sides, and a
-fit whose transform is degenerate (collapsed, extremely stretched or scaled) scores zero:
-that is how many-to-one or one-point clusters are kept from passing as matches.
+fit whose transform is degenerate (collapsed, mirrored, extremely stretched or scaled)
+scores zero: that is how many-to-one or one-point clusters are kept from passing as matches.
+
+A fit that could be accepted is examined for overlays (overlays.py: a watermark, a banner,
+a logo the two photos both carry), and its overlay part is peeled off and the rest fitted
+again, until a fit is not an overlay's or too few matches remain. The overlay part is:
+
+- most of the fit on one frame-locked map, when that map is pinned down by inliers spread
+  wide enough, or when the fit is weak (a compact cluster fits some frame-locked map
+  whatever it shows, so only a weak one is taken for a stamp);
+- or, at least MIN_MATCHES inliers whose frame-locked map places them at the same place of
+  both frames (a corner, an edge's middle, the centre: a banner, a logo, a timestamp).
+
+A fit whose frame-locked inliers cover a large part of the query is kept: that is the same
+photo (a copy, with or without an overlay), whose whole scene maps frame to frame.
 """
 
 from __future__ import annotations
@@ -19,11 +32,13 @@ import numpy as np
 
 from .errors import Cancelled
 from .exact_matches import Putative
+from .overlays import frame_locked, pinned, placed_alike
 from .segment import ImageMeta
 
 log = logging.getLogger(__name__)
 
 MIN_MATCHES = 4
+MIN_OVERLAY_TOLERANCE_PX = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,20 @@ class VerifyParams:
     # axis is stretched more than max_anisotropy times the other.
     max_scale: float = 10.0
     max_anisotropy: float = 5.0
+    # Overlays (overlays.py; docs/quality.md has the measurements that chose these): a
+    # fit is frame-locked when one frame-locked map explains at least overlay_share of its
+    # inliers, within overlay_tolerance_fraction of the reference's longer side ...
+    overlay_share: float = 0.5
+    overlay_tolerance_fraction: float = 0.004
+    # ... and pins the map down (a scale off by pin_scale would show), or the fit is
+    # weak: under compact_fit_stands times the acceptance threshold. A compact cluster
+    # fits some frame-locked map whatever it shows; a strong one is a scene's.
+    pin_scale: float = 0.1
+    compact_fit_stands: float = 2.0
+    # ... unless those inliers are this share of the query's keypoints: the same photo
+    same_photo_fraction: float = 0.25
+    max_overlay_peels: int = 8  # frame-locked fits peeled off before a candidate scores 0
+    peel_overlays: bool = True  # False: the fit as it is (to measure what peeling does)
 
 
 @dataclass(frozen=True)
@@ -51,8 +80,11 @@ def _rejected(m: int) -> Verification:
 
 
 def is_degenerate(transform: np.ndarray, params: VerifyParams) -> bool:
-    s = np.linalg.svd(transform[:, :2].astype(np.float64), compute_uv=False)
+    linear = transform[:, :2].astype(np.float64)
+    s = np.linalg.svd(linear, compute_uv=False)
     if s[1] <= 1e-9 or not np.isfinite(s).all():
+        return True
+    if np.linalg.det(linear) <= 0:  # a mirror image: no two photos of a scene relate so
         return True
     scale = float(np.sqrt(s[0] * s[1]))
     in_range = 1 / params.max_scale <= scale <= params.max_scale
@@ -66,7 +98,7 @@ def distinct_count(points: np.ndarray) -> int:
     return int(np.unique(np.round(points).astype(np.int64), axis=0).shape[0])
 
 
-def verify(
+def fit(
     src: np.ndarray, dst: np.ndarray, dst_size: tuple[float, float], params: VerifyParams
 ) -> Verification:
     """Fit query→database affine on ``src``→``dst`` [M, 2] and count the inliers."""
@@ -87,6 +119,66 @@ def verify(
     inlier = mask.ravel().astype(bool)
     count = min(distinct_count(src[inlier]), distinct_count(dst[inlier]))
     return Verification(count, inlier, transform.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Frames:
+    """What verification knows of the two photos besides the matches: their sizes
+    (width, height), how many keypoints the query has, and the inliers from which a fit
+    is examined for overlays (the acceptance threshold: a fit below it is not a match,
+    overlay or not)."""
+
+    query_size: tuple[float, float]
+    reference_size: tuple[float, float]
+    query_keypoints: int
+    examine_from: int = MIN_MATCHES
+
+
+def verify(src: np.ndarray, dst: np.ndarray, frames: Frames, params: VerifyParams) -> Verification:
+    """The fit of ``src`` → ``dst`` [M, 2] that is not frame-locked (module docstring), and
+    its inliers; 0 when every fit is."""
+    m = src.shape[0]
+    keep = np.arange(m)
+    for _ in range(params.max_overlay_peels + 1):
+        result = fit(src[keep], dst[keep], frames.reference_size, params)
+        if result.transform is None:
+            return result if keep.size == m else _rejected(m)
+        inliers = keep[result.mask]
+        peel = _frame_locked_part(src[inliers], dst[inliers], result, frames, params)
+        if peel is None:
+            mask = np.zeros(m, bool)
+            mask[inliers] = True
+            return Verification(result.inliers, mask, result.transform)
+        keep = np.setdiff1d(keep, inliers[peel], assume_unique=True)
+    return _rejected(m)
+
+
+def _frame_locked_part(
+    src: np.ndarray, dst: np.ndarray, result: Verification, frames: Frames, params: VerifyParams
+) -> np.ndarray | None:
+    """The inliers of ``result`` [I] to peel off (a mask), or None when the fit stands."""
+    if not params.peel_overlays or result.transform is None:
+        return None
+    if result.inliers < frames.examine_from:
+        return None  # it cannot be accepted, overlay or not
+    tolerance = max(
+        MIN_OVERLAY_TOLERANCE_PX, params.overlay_tolerance_fraction * max(frames.reference_size)
+    )
+    sizes = frames.query_size, frames.reference_size
+    same_photo = params.same_photo_fraction * frames.query_keypoints
+    # most of the fit on one frame-locked map (a watermark's grid, step for step) ...
+    locked, scale = frame_locked(src, dst, *sizes, tolerance)
+    count = int(locked.sum())
+    if max(MIN_MATCHES, params.overlay_share * len(src)) <= count < same_photo and (
+        pinned(src[locked], scale, tolerance, params.pin_scale)
+        or len(src) < params.compact_fit_stands * frames.examine_from
+    ):
+        return locked
+    # ... or part of it at the same place of both frames (a banner, a logo)
+    placed = placed_alike(src, dst, *sizes, tolerance)
+    if MIN_MATCHES <= placed.sum() < same_photo:
+        return placed
+    return None
 
 
 class _Count:
@@ -117,9 +209,11 @@ class Checked:
 
 def verify_candidates(
     query_locations: np.ndarray,
+    query_size: tuple[float, float],
     putatives: Sequence[Putative],
     images: Sequence[ImageMeta],
     params: VerifyParams,
+    min_inliers: int,
     pool: ThreadPoolExecutor | None = None,
     alive: Callable[[], bool] = lambda: True,
 ) -> Iterable[Checked]:
@@ -132,8 +226,9 @@ def verify_candidates(
             raise Cancelled("the caller went away during verification")
         src, dst = query_locations[put.query], put.locations
         meta = images[put.image]
+        frames = Frames(query_size, (meta.width, meta.height), len(query_locations), min_inliers)
         try:
-            return Checked(put, src, dst, verify(src, dst, (meta.width, meta.height), params))
+            return Checked(put, src, dst, verify(src, dst, frames, params))
         except Exception:
             log.exception("verifying candidate %r failed; skipped", meta.image_id)
             VERIFY_FAILURES.add()

@@ -50,11 +50,11 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
     search.add_images([ImageToAdd(f"img-{i}", f"l{i}", features(i)) for i in range(3)])
     real = verification.verify
 
-    def verify(src, dst, size, params):
+    def verify(src, dst, frames, params):
         # img-2's locations, as the index keeps them (uint16 steps of a fraction of a pixel)
         if len(src) and np.isclose(dst, features(2).locations[: len(dst)], atol=0.05).all():
             raise np.linalg.LinAlgError("SVD did not converge")
-        return real(src, dst, size, params)
+        return real(src, dst, frames, params)
 
     before = verification.VERIFY_FAILURES.value
     monkeypatch.setattr(verification, "verify", verify)

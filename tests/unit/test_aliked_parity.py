@@ -20,7 +20,7 @@ from extractor_service.decode import decode_image  # noqa: E402
 from extractor_service.resize import resize_to_fit  # noqa: E402
 from search_service.exact_matches import mutual_matches  # noqa: E402
 from search_service.search_params import SearchParams  # noqa: E402
-from search_service.verify import verify  # noqa: E402
+from search_service.verify import Frames, verify  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "models" / "aliked"
 PHOTOS = [  # portrait, landscape, a day/night pair, an unrelated photo
@@ -83,9 +83,10 @@ def test_onnx_path_matches_pytorch_reference(landmarks_dir, variant):
     params = SearchParams()
 
     def inliers(features, a, b):
-        (la, da, _), (lb, db, shape) = features[a], features[b]
+        (la, da, qshape), (lb, db, shape) = features[a], features[b]
         q, d = mutual_matches(da, db, params.ratio, params.max_distance)
-        return verify(la[q], lb[d], (shape[1], shape[0]), params.verify).inliers
+        frames = Frames((qshape[1], qshape[0]), (shape[1], shape[0]), len(la))
+        return verify(la[q], lb[d], frames, params.verify).inliers
 
     pairs = [(a, b) for a in range(len(ours)) for b in range(len(ours)) if a != b]
     served_answers = [inliers(ours, a, b) for a, b in pairs]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from search_service.search_params import MIN_INLIERS
-from search_service.verify import VerifyParams, is_degenerate, verify
+from search_service.verify import VerifyParams, fit, is_degenerate
 
 P = VerifyParams()
 
@@ -17,7 +17,7 @@ def test_recovers_a_similarity_among_outliers():
     a = np.array([[0.7, -0.3, 40], [0.3, 0.7, -10]], np.float32)
     dst = _affine(src, a) + rng.normal(0, 0.5, (200, 2))
     dst[:80] = rng.uniform(0, 800, (80, 2))  # 40% outliers
-    result = verify(src, dst.astype(np.float32), (800, 800), P)
+    result = fit(src, dst.astype(np.float32), (800, 800), P)
     assert 115 <= result.inliers <= 125
     assert not result.mask[:80].sum() > 5
     np.testing.assert_allclose(result.transform, a, atol=0.05 * np.abs(a).max())
@@ -30,7 +30,7 @@ def test_random_matches_do_not_verify(seed, n):
     rng = np.random.default_rng(seed)
     src = rng.uniform(0, 800, (n, 2)).astype(np.float32)
     dst = rng.uniform(0, 800, (n, 2)).astype(np.float32)
-    assert verify(src, dst, (800, 800), P).inliers < min(MIN_INLIERS.values())
+    assert fit(src, dst, (800, 800), P).inliers < min(MIN_INLIERS.values())
 
 
 def test_collapsed_transform_scores_zero():
@@ -38,7 +38,7 @@ def test_collapsed_transform_scores_zero():
     src = rng.uniform(0, 800, (60, 2)).astype(np.float32)
     dst = np.tile(np.array([[400.0, 300.0]], np.float32), (60, 1))  # all onto one point
     dst += rng.normal(0, 0.3, dst.shape).astype(np.float32)
-    assert verify(src, dst, (800, 800), P).inliers == 0
+    assert fit(src, dst, (800, 800), P).inliers == 0
 
 
 @pytest.mark.parametrize(
@@ -49,6 +49,8 @@ def test_collapsed_transform_scores_zero():
         ([[0.01, 0, 0], [0, 0.01, 0]], True),  # everything shrinks to a point
         ([[1, 0, 0], [0, 0.05, 0]], True),  # one axis collapsed
         ([[30, 0, 0], [0, 30, 0]], True),  # absurd zoom
+        ([[-1, 0, 0], [0, 1, 0]], True),  # a mirror image
+        ([[0, 1, 0], [1, 0, 0]], True),  # a mirror image along the diagonal
     ],
 )
 def test_degenerate_transforms(a, degenerate):
@@ -57,4 +59,4 @@ def test_degenerate_transforms(a, degenerate):
 
 def test_too_few_matches():
     src = np.zeros((3, 2), np.float32)
-    assert verify(src, src, (100, 100), P).inliers == 0
+    assert fit(src, src, (100, 100), P).inliers == 0
