@@ -32,6 +32,9 @@ class SearchParams:
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
     max_distance: float = 0.9  # on L2-normalised descriptors (0..2)
     min_inliers: int = 0  # 0 = MIN_INLIERS of the query's feature kind
+    # an inlier keypoint shared by verified candidates of L labels counts 1/L in each
+    # (ranking.py; False: every inlier counts 1, to measure what this does)
+    weigh_shared_inliers: bool = False
     verify: VerifyParams = field(default_factory=VerifyParams)
 
     def min_inliers_for(self, backend: str, requested: int = 0) -> int:
