@@ -23,11 +23,11 @@ import grpc
 import numpy as np
 
 from . import gallery as gallery_mod
-from .client import LandmarkClient
+from .client import LandmarkClient, SearchClient
 from .errors import LandmarkError
-from .gallery import DISTRACTOR_LABEL
+from .gallery import DISTRACTOR_LABEL, GalleryImage
 from .progress import NoProgress, ProgressBar
-from .types import ImageToAdd
+from .types import Features, ImageToAdd
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,8 @@ def evaluate(
     groups: dict[str, str] | None = None,
     progress: Callable[[int, str], ProgressBar] | None = None,
 ) -> dict:
+    """Extract every photo of a labeled ``folder``, index them in ``client``'s (empty)
+    search service, and measure the protocols of ``evaluate_features``."""
     images = gallery_mod.scan(folder)
     bar: Callable[[int, str], ProgressBar] = progress or (lambda total, desc: NoProgress())
     features = {}
@@ -167,20 +169,35 @@ def evaluate(
             else:
                 features[item.request_id] = item.features
             b.update(1)
+    return evaluate_features(client.search, images, features, distractor, groups, progress, failed)
+
+
+def evaluate_features(
+    search: SearchClient,
+    images: list[GalleryImage],
+    features: dict[str, Features],
+    distractor: str = DISTRACTOR_LABEL,
+    groups: dict[str, str] | None = None,
+    progress: Callable[[int, str], ProgressBar] | None = None,
+    failed: list[tuple[str, str]] | None = None,
+) -> dict:
+    """Index ``images`` with their ``features`` (image id -> Features; photos without
+    any are left out) in ``search``'s empty index, query them by the three protocols
+    (module docstring) and report the figures."""
+    bar: Callable[[int, str], ProgressBar] = progress or (lambda total, desc: NoProgress())
+    failed = list(failed or [])
     entries = [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images
                if g.image_id in features]  # fmt: skip
-    failed += add_each_refused_alone(client.search, entries)
+    failed += add_each_refused_alone(search, entries)
     refused = {i for i, _ in failed}
-    images = [g for g in images if g.image_id not in refused]
+    images = [g for g in images if g.image_id not in refused and g.image_id in features]
     by_label: dict[str, list[str]] = defaultdict(list)
     for g in images:
         by_label[g.label].append(g.image_id)
 
     def query(g, exclude) -> QueryOutcome:  # noqa: ANN001
         start = time.perf_counter()
-        r = client.search.search(
-            features[g.image_id], top_k=100, exclude=exclude, include_rejected=True
-        )
+        r = search.search(features[g.image_id], top_k=100, exclude=exclude, include_rejected=True)
         latency = (time.perf_counter() - start) * 1e3
         top = r.candidates[0] if r.candidates else None
         return QueryOutcome(
