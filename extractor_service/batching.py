@@ -98,7 +98,12 @@ class Batcher:
             self.batches[len(batch)] += 1
             try:
                 results = self._run([p.image for p in batch], max_features, threshold)
+                if len(results) != len(batch):
+                    raise RuntimeError(
+                        f"the backend returned {len(results)} results for {len(batch)} photos"
+                    )
             except BaseException as exc:  # every caller of the batch gets the error
+                log.error("a batch of %d photos failed: %s", len(batch), exc)
                 for p in batch:
                     p.result.set_exception(exc)
                 continue

@@ -119,6 +119,27 @@ def test_an_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on():
     batcher.close()
 
 
+def test_a_backend_answering_for_too_few_photos_fails_its_batch_not_the_batcher():
+    short = threading.Event()
+    short.set()
+
+    def run(images, max_features, threshold):
+        return [max_features] * (len(images) - 1 if short.is_set() else len(images))
+
+    batcher = Batcher(run, max_batch=2, max_delay=5.0)
+    image = np.zeros((4, 4, 3), np.uint8)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(batcher.submit, image, 7, 0.2) for _ in range(2)]
+        for f in futures:
+            with pytest.raises(RuntimeError, match="1 results for 2 photos"):
+                f.result(timeout=10)
+    short.clear()
+    with ThreadPoolExecutor(2) as pool:
+        got = pool.map(lambda _: batcher.submit(image, 7, 0.2), range(2), timeout=10)
+        assert list(got) == [7, 7]
+    batcher.close()
+
+
 def test_a_backend_without_batches_is_refused():
     with pytest.raises(ValueError, match="cannot run batches"):
         BatchedBackend(create_backend("sift"), max_batch=4, max_delay=0.01)
