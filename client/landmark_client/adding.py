@@ -109,22 +109,29 @@ class Adder:
 
     def _send(self, jobs: list[Job]) -> int:
         """Add the batch, sending it again while the search node asks to wait (its buffer
-        full) or is away (restarting), up to GIVE_UP_SECONDS; on_conflict "skip" makes a
-        resend of an add that was applied but not acknowledged harmless."""
+        full) or is away (restarting), up to GIVE_UP_SECONDS.
+
+        A send that went unanswered (UNAVAILABLE, DEADLINE_EXCEEDED) may have been applied:
+        when the caller chose on_conflict "error", it is sent again with "skip", so that the
+        photos it added are not taken for photos that were there before ("replace" and
+        "skip" are idempotent as they are)."""
         images = [
             ImageToAdd(j.photo.image_id, j.photo.label, j.features, dict(j.photo.metadata))
             for j in jobs
             if j.features is not None
         ]
         since, pause = time.monotonic(), PAUSE[0]
+        on_conflict = self.on_conflict
         while True:
             try:
-                return self.search.add_images(images, on_conflict=self.on_conflict).added
+                return self.search.add_images(images, on_conflict=on_conflict).added
             except LandmarkError as err:
                 waiting = err.code is grpc.StatusCode.RESOURCE_EXHAUSTED and err.retry_after
                 away = err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
                 if not (waiting or away) or time.monotonic() - since > GIVE_UP_SECONDS:
                     raise
+                if away and on_conflict == "error":
+                    on_conflict = "skip"  # it may have been applied (docstring)
                 wait = err.retry_after if waiting and err.retry_after else pause
                 self.retries += 1
                 pause = min(pause * 2, PAUSE[1])
