@@ -251,13 +251,18 @@ class SearchEngine:
             "backend": view.backend,
             "bytes_on_disk": on_disk,
             "bytes_per_descriptor": on_disk / n if n else 0.0,
-            "labels": len({view.images[i].label for i in view.by_id.values()}),
+            "labels": len(self.labels()),
             "generation": view.generation,
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
             "disk_full": self.store.disk.disk_full,
             "verify_failures": VERIFY_FAILURES.value,
         }
+
+    def labels(self) -> list[str]:
+        """The distinct labels of the live images, sorted."""
+        view = self.store.view
+        return sorted({view.images[i].label for i in view.by_id.values()})
 
     def list_images(self, after: str, limit: int) -> list[ImageMeta]:
         view = self.store.view

@@ -38,7 +38,7 @@ ROLES = {
         ("RemoveImages", WRITE),
     ]
 }
-SHARD_ROLES = {f"/{SHARD_SERVICE_NAME}/{m}": READ for m in ("Neighbours", "Match")}
+SHARD_ROLES = {f"/{SHARD_SERVICE_NAME}/{m}": READ for m in ("Neighbours", "Match", "Labels")}
 MAX_PAGE = 10000
 
 
@@ -171,6 +171,12 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             features = request_features(request.features)
             matched = self.engine.match(features, list(request.image_ids), alive=context.is_active)
             return match_to_proto(matched)
+        except Exception as exc:
+            abort(context, exc)
+
+    def Labels(self, request, context):  # noqa: N802
+        try:
+            return shard_pb2.LabelsResponse(labels=self.engine.labels())
         except Exception as exc:
             abort(context, exc)
 

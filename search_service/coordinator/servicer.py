@@ -218,21 +218,27 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             self._timeout(context),
             self._auth(context),
         )
-        if missing:
-            raise ShardUnavailable(missing)
+        labels, missing_labels = self.shards.call(
+            "Labels",
+            dict.fromkeys(range(self.shards.count), shard_pb2.LabelsRequest()),
+            self._timeout(context),
+            self._auth(context),
+        )
+        if missing or missing_labels:
+            raise ShardUnavailable({**missing, **missing_labels})
         infos = [*known.values(), *answers.values()]
         total = search_pb2.IndexInfo(shards=len(infos), shard_index=-1)
         for info in infos:
             total.images += info.images
             total.descriptors += info.descriptors
             total.bytes_on_disk += info.bytes_on_disk
-            total.labels += info.labels
             total.generation += info.generation
             total.segments += info.segments
             total.growing_descriptors += info.growing_descriptors
             total.disk_full |= info.disk_full
             if info.backend:
                 total.backend, total.dimension = info.backend, info.dimension
+        total.labels = len({label for answer in labels.values() for label in answer.labels})
         if total.descriptors:
             total.bytes_per_descriptor = total.bytes_on_disk / total.descriptors
         return total

@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 ROW_BITS = 40  # global row = shard << 40 | row within the shard
 DISCOVERY_SECONDS = 5.0  # how often DNS is asked again for the shards
-SHARD_METHODS = ("Neighbours", "Match")  # on landmark.v1.Shard; the rest on landmark.v1.Search
+SHARD_METHODS = (
+    "Neighbours",
+    "Match",
+    "Labels",
+)  # on landmark.v1.Shard; the rest on landmark.v1.Search
 
 
 class ShardUnavailable(Exception):

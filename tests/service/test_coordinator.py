@@ -58,7 +58,8 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
     running, port, servicer = create_server(cfg)
     try:
         assert [servicer.shards.address(i) for i in range(3)] == shards
-        images = [ImageToAdd(f"img-{k}", f"l{k}", features(k)) for k in range(9)]
+        # two landmarks, each with photos on several shards
+        images = [ImageToAdd(f"img-{k}", f"l{k % 2}", features(k)) for k in range(9)]
         from landmark_client import Connection
 
         with SearchClient(
@@ -71,6 +72,7 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
                 assert held == {im.image_id for im in images if shard_of(im.image_id, 3) == i}
             info = client.index_info()
             assert (info.images, info.shards) == (9, 3)
+            assert info.labels == 2  # distinct across shards, not summed per shard
             assert [r.image_id for r in client.list_images(page_size=4)] == sorted(
                 im.image_id for im in images
             )
@@ -85,6 +87,7 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
         for method, request in [
             ("Neighbours", shard_pb2.NeighboursRequest()),
             ("Match", shard_pb2.MatchRequest()),
+            ("Labels", shard_pb2.LabelsRequest()),
         ]:
             with pytest.raises(grpc.RpcError) as err:
                 getattr(shard, method)(

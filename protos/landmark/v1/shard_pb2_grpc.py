@@ -44,6 +44,11 @@ class ShardStub:
                 request_serializer=landmark_dot_v1_dot_shard__pb2.MatchRequest.SerializeToString,
                 response_deserializer=landmark_dot_v1_dot_shard__pb2.MatchResponse.FromString,
                 _registered_method=True)
+        self.Labels = channel.unary_unary(
+                '/landmark.v1.Shard/Labels',
+                request_serializer=landmark_dot_v1_dot_shard__pb2.LabelsRequest.SerializeToString,
+                response_deserializer=landmark_dot_v1_dot_shard__pb2.LabelsResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -66,6 +71,14 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Labels(self, request, context):
+        """The distinct labels of this shard's live images: a coordinator unions them, so a
+        landmark whose photos sit on several shards counts once in its GetIndexInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Match,
                     request_deserializer=landmark_dot_v1_dot_shard__pb2.MatchRequest.FromString,
                     response_serializer=landmark_dot_v1_dot_shard__pb2.MatchResponse.SerializeToString,
+            ),
+            'Labels': grpc.unary_unary_rpc_method_handler(
+                    servicer.Labels,
+                    request_deserializer=landmark_dot_v1_dot_shard__pb2.LabelsRequest.FromString,
+                    response_serializer=landmark_dot_v1_dot_shard__pb2.LabelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class Shard:
             '/landmark.v1.Shard/Match',
             landmark_dot_v1_dot_shard__pb2.MatchRequest.SerializeToString,
             landmark_dot_v1_dot_shard__pb2.MatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Labels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/landmark.v1.Shard/Labels',
+            landmark_dot_v1_dot_shard__pb2.LabelsRequest.SerializeToString,
+            landmark_dot_v1_dot_shard__pb2.LabelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
