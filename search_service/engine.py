@@ -31,7 +31,7 @@ from .search_params import SearchParams
 from .searching import Comparison, compare, from_hits
 from .segment import ImageMeta
 from .store import IndexStore, StoreSettings
-from .verify import VERIFY_FAILURES
+from .verify import FailureCount
 from .view import View
 from .writing import AddResult, OnConflict, Writer
 
@@ -54,6 +54,7 @@ class SearchEngine:
     ) -> None:
         self.index_dir = Path(index_dir)
         self.params = params or SearchParams()
+        self.verify_failures = FailureCount()  # candidates whose verification raised
         self.limits = limits or RequestLimits()
         self.store = IndexStore(self.index_dir, store_settings, background=background)
         self.writer = Writer(self.store)
@@ -162,6 +163,7 @@ class SearchEngine:
             include_rejected=include_rejected,
             alive=alive,
             pool=self._pool,
+            failures=self.verify_failures,
         )
 
     def match(
@@ -256,7 +258,7 @@ class SearchEngine:
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
             "disk_full": self.store.disk.disk_full,
-            "verify_failures": VERIFY_FAILURES.value,
+            "verify_failures": self.verify_failures.value,
         }
 
     def labels(self) -> list[str]:

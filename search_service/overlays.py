@@ -12,9 +12,11 @@ match where the overlay is, and those matches pass a geometric check: they map o
 - any translation: a watermark repeats on a grid, and a copy of it in one photo matches
   the copy one step over in the other as well as the one at the same place.
 
-Two different photos of one scene rarely relate that way; two copies of one photo always
-do, and so does the scene of a photo with the scene of its copy under an overlay. Which of
-those a frame-locked match is, verify.py decides from how much of the query it covers.
+Two different photos of one scene rarely relate that way, unless their matches are bunched
+in a small area, which fits *some* frame-locked map whatever it shows (``pinned`` tells
+the two apart). Two copies of one photo always do, and so does the scene of a photo with
+the scene of its copy under an overlay. Which of those a frame-locked match is, verify.py
+decides from how much of the query it covers.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from .lookup import Hits
 from .ranking import SearchResult, Timing, ranked
 from .search_params import SearchParams
 from .segment import ImageMeta
-from .verify import Frames, verify, verify_candidates
+from .verify import FailureCount, Frames, verify, verify_candidates
 from .votes import shortlist, vote
 
 
@@ -43,6 +43,7 @@ def from_hits(
     include_rejected: bool = False,
     alive: Callable[[], bool] = lambda: True,
     pool: ThreadPoolExecutor | None = None,
+    failures: FailureCount | None = None,
 ) -> SearchResult:
     """The rest of a search once the lookup has found ``hits`` (``hits.image`` indexes
     ``images``): votes choose the shortlist, ``match`` matches it exactly with the query,
@@ -64,6 +65,7 @@ def from_hits(
         min_inliers,
         pool,
         alive,
+        failures,
     )
     candidates = ranked(
         checked,

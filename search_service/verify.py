@@ -181,8 +181,9 @@ def _frame_locked_part(
     return None
 
 
-class _Count:
-    """A thread-safe count (candidates whose verification raised), for the metrics."""
+class FailureCount:
+    """A thread-safe count of candidates whose verification raised, one per index (the
+    engine's, reported in its info and metrics) or per coordinator."""
 
     def __init__(self) -> None:
         self.value = 0
@@ -191,9 +192,6 @@ class _Count:
     def add(self) -> None:
         with self._lock:
             self.value += 1
-
-
-VERIFY_FAILURES = _Count()
 
 
 @dataclass(frozen=True)
@@ -216,6 +214,7 @@ def verify_candidates(
     min_inliers: int,
     pool: ThreadPoolExecutor | None = None,
     alive: Callable[[], bool] = lambda: True,
+    failures: FailureCount | None = None,
 ) -> Iterable[Checked]:
     """Each putative set verified against its image (``images`` indexed by
     ``Putative.image``), on the pool's threads (OpenCV releases the GIL). A candidate whose
@@ -231,7 +230,8 @@ def verify_candidates(
             return Checked(put, src, dst, verify(src, dst, frames, params))
         except Exception:
             log.exception("verifying candidate %r failed; skipped", meta.image_id)
-            VERIFY_FAILURES.add()
+            if failures is not None:
+                failures.add()
             return Checked(put, src, dst, _rejected(len(src)))
 
     if pool is not None and len(putatives) > 1:

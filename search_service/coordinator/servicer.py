@@ -25,6 +25,7 @@ from ..server import ROLES, SERVICE_NAME, serve_search
 from ..sharding import match_from_proto, shard_of
 from ..status import abort
 from ..validation import request_features
+from ..verify import FailureCount
 from .config import CoordinatorConfig
 from .shards import ShardError, Shards, ShardUnavailable, merge_neighbours
 
@@ -38,6 +39,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
         self.params = config.search_params()
         self.limits = RequestLimits(config.max_top_k, config.max_query_features)
         self._pool = ThreadPoolExecutor(config.threads, "verify") if config.threads > 1 else None
+        self.verify_failures = FailureCount()  # candidates whose verification raised
 
     @staticmethod
     def _auth(context: grpc.ServicerContext) -> tuple:
@@ -94,6 +96,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 include_rejected=opts.include_rejected,
                 alive=context.is_active,
                 pool=self._pool,
+                failures=self.verify_failures,
             )
             response = search_response(result)
             response.partial = bool(missing)
@@ -276,7 +279,13 @@ def create_server(
 ) -> tuple[runtime.Running, int, CoordinatorServicer]:
     servicer = CoordinatorServicer(config, shards)
     services = {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)}
-    running = serve_search(config, services, ROLES, Metrics(), "coordinator")
+    metrics = Metrics()
+    metrics.gauges(
+        lambda: {"verify_failures": servicer.verify_failures.value},
+        "landmark_coordinator",
+        {"verify_failures": "candidates skipped because their verification raised (see the log)"},
+    )
+    running = serve_search(config, services, ROLES, metrics, "coordinator")
     log.info(
         "coordinating %d shards: %s",
         servicer.shards.count,

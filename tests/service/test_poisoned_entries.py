@@ -5,8 +5,11 @@ import grpc
 import numpy as np
 import pytest
 
-from landmark_client import Features, ImageToAdd, LandmarkError
+from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
 from search_service import verify as verification
+from search_service.config import SearchConfig
+from search_service.engine import SearchEngine
+from search_service.server import create_server as create_search
 from tests.e2e.test_durability import features
 
 
@@ -46,7 +49,21 @@ def test_poisoned_features_are_refused_at_the_door(search, kind, message):
     assert search.search(features(0)).best.image_id == "good"
 
 
-def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, caplog):
+def test_a_candidate_whose_verification_raises_is_skipped(tmp_path, monkeypatch, caplog):
+    server, port, engine = create_search(
+        SearchConfig(port=0, metrics_port=0, index_dir=str(tmp_path / "index"))
+    )
+    other = SearchEngine(tmp_path / "other")  # another index in the same process
+    try:
+        with SearchClient(f"127.0.0.1:{port}", timeout=60) as search:
+            _skipped_and_counted(search, engine, other, monkeypatch, caplog)
+    finally:
+        server.stop(0)
+        engine.close()
+        other.close()
+
+
+def _skipped_and_counted(search, engine, other, monkeypatch, caplog):  # noqa: ANN001
     search.add_images([ImageToAdd(f"img-{i}", f"l{i}", features(i)) for i in range(3)])
     real = verification.verify
 
@@ -56,7 +73,6 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
             raise np.linalg.LinAlgError("SVD did not converge")
         return real(src, dst, frames, params)
 
-    before = verification.VERIFY_FAILURES.value
     monkeypatch.setattr(verification, "verify", verify)
     # the query matches img-2 (whose verification raises) and img-0 by construction
     query = features(2)
@@ -68,5 +84,6 @@ def test_a_candidate_whose_verification_raises_is_skipped(search, monkeypatch, c
     )
     result = search.search(mixed, top_k=3)
     assert result.best is not None and result.best.image_id == "img-0"
-    assert verification.VERIFY_FAILURES.value > before
+    assert engine.info()["verify_failures"] >= 1  # counted for the index that saw them
+    assert other.info()["verify_failures"] == 0  # and for no other
     assert "verifying candidate 'img-2' failed" in caplog.text
