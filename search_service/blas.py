@@ -1,18 +1,20 @@
 """The matrix products of a search (exact k-NN of the growing buffer, exact matching of the
-shortlist, re-ranking of Annoy's candidates): one BLAS thread per call, at most two calls
-at once, in blocks of at most EXACT_BLOCK entries."""
+shortlist, re-ranking of Annoy's candidates): one BLAS thread per call, at most one call
+per core at once, in blocks of at most EXACT_BLOCK entries."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from threadpoolctl import threadpool_limits
 
 EXACT_BLOCK = 1 << 20  # distance-matrix entries per block of exact search or matching
 # OpenBLAS keeps a work buffer (tens of MB) for every call running at once and never
-# returns it; two at a time use both cores and keep that memory bounded however many
-# searches run in parallel.
-SLOTS = threading.BoundedSemaphore(2)
+# returns it; one call per core this process may run on uses the cores and keeps that
+# memory bounded however many searches run in parallel.
+CORES = len(os.sched_getaffinity(0))
+SLOTS = threading.BoundedSemaphore(CORES)
 
 
 def single_threaded_blas() -> None:
