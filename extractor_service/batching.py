@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,11 +27,16 @@ log = logging.getLogger(__name__)
 Key = tuple  # what photos must share to run together: shape, max_features, threshold
 
 
+class Expired(Exception):
+    """A photo's deadline passed while it waited for its batch: it was never run."""
+
+
 @dataclass
 class _Pending:
     image: np.ndarray
     key: Key
     arrived: float
+    deadline: float | None = None  # time.monotonic() after which nobody waits for it
     result: Future = field(default_factory=Future)
 
 
@@ -56,15 +62,30 @@ class Batcher:
         self._worker = threading.Thread(target=self._loop, name="extract-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, image: np.ndarray, max_features: int, threshold: float) -> RawFeatures:
-        """The features of ``image``, once its batch has run (blocks until then)."""
-        pending = _Pending(image, (image.shape, max_features, threshold), time.monotonic())
+    def submit(
+        self, image: np.ndarray, max_features: int, threshold: float, deadline: float | None = None
+    ) -> RawFeatures:
+        """The features of ``image``, once its batch has run (blocks until then). Raises
+        Expired when ``deadline`` (time.monotonic()) passes before its batch starts."""
+        key = (image.shape, max_features, threshold)
+        pending = _Pending(image, key, time.monotonic(), deadline)
         with self._wake:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             self._queue.append(pending)
             self._wake.notify()
-        return pending.result.result()
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return pending.result.result(wait)
+        except FutureTimeout:
+            with self._wake:
+                queued = any(p is pending for p in self._queue)
+                if queued:
+                    self._queue = [p for p in self._queue if p is not pending]
+                    self._wake.notify()
+            if queued:
+                raise Expired("the deadline passed while it waited for a batch") from None
+            return pending.result.result()  # its batch had started: it finishes
 
     def close(self) -> None:
         with self._wake:
@@ -74,23 +95,24 @@ class Batcher:
 
     def _next_batch(self) -> list[_Pending] | None:
         """Wait for a batch: the oldest request and up to max_batch - 1 later ones of its
-        key, once there are max_batch of them or max_delay has passed since it arrived."""
+        key, once there are max_batch of them or max_delay has passed since it arrived.
+        A request whose caller gave up meanwhile (its deadline) has left the queue."""
         with self._wake:
-            while not self._queue and not self._closed:
-                self._wake.wait()
-            if not self._queue:
-                return None
-            first = self._queue[0]
-            deadline = first.arrived + self.max_delay
             while True:
-                same = [p for p in self._queue if p.key == first.key][: self.max_batch]
-                left = deadline - time.monotonic()
-                if len(same) == self.max_batch or left <= 0 or self._closed:
-                    break
-                self._wake.wait(left)
-            taken = {id(p) for p in same}
-            self._queue = [p for p in self._queue if id(p) not in taken]
-            return same
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    return None
+                first = self._queue[0]
+                deadline = first.arrived + self.max_delay
+                while any(p is first for p in self._queue):
+                    same = [p for p in self._queue if p.key == first.key][: self.max_batch]
+                    left = deadline - time.monotonic()
+                    if len(same) == self.max_batch or left <= 0 or self._closed:
+                        taken = {id(p) for p in same}
+                        self._queue = [p for p in self._queue if id(p) not in taken]
+                        return same
+                    self._wake.wait(left)
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -130,6 +152,7 @@ class BatchedBackend(Backend):
         max_features: int,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> RawFeatures:
         threshold = self.backend.threshold_for(score_threshold, image_scales)
-        return self.batcher.submit(image, max_features, threshold)
+        return self.batcher.submit(image, max_features, threshold, deadline)

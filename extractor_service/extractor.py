@@ -65,7 +65,10 @@ class FeatureExtractor:
         max_image_size: int = 0,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> Extraction:
+        """Decode ``data`` and extract its features. ``deadline`` (time.monotonic()): when
+        the caller stops waiting (Backend.extract)."""
         start = time.perf_counter()
         max_features, max_image_size = self.resolve_options(max_features, max_image_size)
         if len(data) > self.limits.max_image_bytes:
@@ -75,7 +78,7 @@ class FeatureExtractor:
             )
         image = decode_image(data, self.limits.max_pixels)
         return self.extract_array(
-            image, max_features, max_image_size, score_threshold, image_scales, start
+            image, max_features, max_image_size, score_threshold, image_scales, start, deadline
         )
 
     def extract_array(
@@ -86,11 +89,12 @@ class FeatureExtractor:
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
         start: float | None = None,
+        deadline: float | None = None,
     ) -> Extraction:
         start = time.perf_counter() if start is None else start
         height, width = image.shape[:2]
         small, sx, sy = resize_to_fit(image, max_image_size, self.backend.enlarge)
-        raw = self.backend.extract(small, max_features, score_threshold, image_scales)
+        raw = self.backend.extract(small, max_features, score_threshold, image_scales, deadline)
         scales = raw.scales
         if scales is not None:
             scales = (scales / ((sx + sy) / 2.0)).astype(np.float32)

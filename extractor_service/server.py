@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -18,7 +19,7 @@ from serving.metrics import Metrics
 from serving.security import READ
 
 from .backends import Backend, create_backend
-from .batching import BatchedBackend
+from .batching import BatchedBackend, Expired
 from .config import ExtractorConfig
 from .decode import FORMATS
 from .extractor import Extraction, FeatureExtractor, Limits
@@ -95,9 +96,13 @@ class ExtractorServicer(extractor_pb2_grpc.ExtractorServicer):
         try:
             if not context.is_active():
                 raise Gone("the caller went away while waiting for an extraction slot")
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else time.monotonic() + remaining
             ex = core.extract(
-                request.image, opts.max_features, opts.max_image_size, threshold, scales
+                request.image, opts.max_features, opts.max_image_size, threshold, scales, deadline
             )
+        except Expired as exc:
+            raise Gone(f"not extracted: {exc}") from None
         finally:
             self._slots.release()
         self._features.observe(len(ex.features))

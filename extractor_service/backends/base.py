@@ -43,11 +43,15 @@ class Backend(ABC):
         max_features: int,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> RawFeatures:
         """Return at most ``max_features`` keypoints, strongest first.
 
         ``score_threshold`` and ``image_scales`` override the backend's defaults for one
-        request; a backend without such a notion raises ValueError when they are given."""
+        request; a backend without such a notion raises ValueError when they are given.
+        ``deadline`` (time.monotonic()) is when the caller stops waiting: a backend that
+        queues photos (batching.py) drops one still queued then; the others start at once
+        and ignore it."""
 
     def warmup(self) -> None:
         """Run once on a small image so the first request pays no start-up cost."""
@@ -78,6 +82,7 @@ class BatchBackend(Backend):
         max_features: int,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> RawFeatures:
         threshold = self.threshold_for(score_threshold, image_scales)
         return self.extract_batch([image], max_features, threshold)[0]

@@ -76,6 +76,7 @@ class DelfBackend(Backend):
         max_features: int,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> RawFeatures:
         tf = self._tf
         self.check_overrides(score_threshold, image_scales)

@@ -46,6 +46,7 @@ class SiftBackend(Backend):
         max_features: int,
         score_threshold: float | None = None,
         image_scales: tuple[float, ...] | None = None,
+        deadline: float | None = None,
     ) -> RawFeatures:
         if score_threshold is not None or image_scales is not None:
             raise ValueError(

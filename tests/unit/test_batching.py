@@ -10,7 +10,7 @@ import pytest
 
 from extractor_service.backends import create_backend
 from extractor_service.backends.aliked import AlikedBackend, AlikedSettings
-from extractor_service.batching import BatchedBackend, Batcher
+from extractor_service.batching import BatchedBackend, Batcher, Expired
 from extractor_service.resize import resize_to_fit
 from tests.conftest import sample_photo
 
@@ -137,6 +137,31 @@ def test_a_backend_answering_for_too_few_photos_fails_its_batch_not_the_batcher(
     with ThreadPoolExecutor(2) as pool:
         got = pool.map(lambda _: batcher.submit(image, 7, 0.2), range(2), timeout=10)
         assert list(got) == [7, 7]
+    batcher.close()
+
+
+def test_a_queued_photo_whose_deadline_passes_is_dropped_unrun():
+    busy, seen = threading.Event(), []
+
+    def run(images, max_features, threshold):
+        seen.append(max_features)
+        if max_features == 1:
+            busy.wait(10)  # the device is busy with the first batch
+        return [max_features] * len(images)
+
+    batcher = Batcher(run, max_batch=1, max_delay=0.0)
+    image = np.zeros((4, 4, 3), np.uint8)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher.submit, image, 1, 0.2)
+        time.sleep(0.2)  # the first batch is running
+        start = time.monotonic()
+        with pytest.raises(Expired):
+            batcher.submit(image, 2, 0.2, deadline=start + 0.3)
+        assert time.monotonic() - start < 1.0  # answered at its deadline, not after the batch
+        busy.set()
+        assert first.result(timeout=10) == 1
+    assert batcher.submit(image, 3, 0.2, deadline=time.monotonic() + 10) == 3
+    assert seen == [1, 3]  # the expired photo never reached the backend
     batcher.close()
 
 
