@@ -62,8 +62,12 @@ class VerifyParams:
     # fits some frame-locked map whatever it shows; a strong one is a scene's.
     pin_scale: float = 0.1
     compact_fit_stands: float = 2.0
-    # ... unless those inliers are this share of the query's keypoints: the same photo
+    # ... unless those inliers are this share of the query's keypoints (the same photo or
+    # the same view), or this smaller share spread over this share of its width and of its
+    # height (a copy at another resolution keeps fewer matches, all over the frame)
     same_photo_fraction: float = 0.25
+    resized_copy_fraction: float = 0.1
+    resized_copy_extent: float = 0.5
     max_overlay_peels: int = 8  # frame-locked fits peeled off before a candidate scores 0
     peel_overlays: bool = True  # False: the fit as it is (to measure what peeling does)
 
@@ -165,20 +169,36 @@ def _frame_locked_part(
         MIN_OVERLAY_TOLERANCE_PX, params.overlay_tolerance_fraction * max(frames.reference_size)
     )
     sizes = frames.query_size, frames.reference_size
-    same_photo = params.same_photo_fraction * frames.query_keypoints
     # most of the fit on one frame-locked map (a watermark's grid, step for step) ...
     locked, scale = frame_locked(src, dst, *sizes, tolerance)
     count = int(locked.sum())
-    if max(MIN_MATCHES, params.overlay_share * len(src)) <= count < same_photo and (
-        pinned(src[locked], scale, tolerance, params.pin_scale)
-        or len(src) < params.compact_fit_stands * frames.examine_from
+    if (
+        max(MIN_MATCHES, params.overlay_share * len(src)) <= count
+        and not _same_photo(src[locked], frames, params)
+        and (
+            pinned(src[locked], scale, tolerance, params.pin_scale)
+            or len(src) < params.compact_fit_stands * frames.examine_from
+        )
     ):
         return locked
     # ... or part of it at the same place of both frames (a banner, a logo)
     placed = placed_alike(src, dst, *sizes, tolerance)
-    if MIN_MATCHES <= placed.sum() < same_photo:
+    if placed.sum() >= MIN_MATCHES and not _same_photo(src[placed], frames, params):
         return placed
     return None
+
+
+def _same_photo(points: np.ndarray, frames: Frames, params: VerifyParams) -> bool:
+    """Whether frame-locked inliers at ``points`` [N, 2] (query side) are the same photo
+    (or the same view) rather than an overlay: a large share of the query's keypoints, or
+    a smaller one spread over most of its frame (a stamp sits in a band, a corner or on
+    a word; a resized copy's matches fill the frame)."""
+    if len(points) >= params.same_photo_fraction * frames.query_keypoints:
+        return True
+    if len(points) < params.resized_copy_fraction * frames.query_keypoints:
+        return False
+    extent = np.ptp(points, axis=0) / np.asarray(frames.query_size, np.float64)
+    return bool(extent.min() >= params.resized_copy_extent)
 
 
 class FailureCount:
