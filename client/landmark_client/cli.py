@@ -20,9 +20,9 @@ from pathlib import Path
 from .client import LandmarkClient, SearchClient
 from .errors import LandmarkError
 from .evaluation import evaluate, load_groups
-from .gallery import DISTRACTOR_LABEL
+from .gallery import DISTRACTOR_LABEL, scan
 from .indexing import index_gallery
-from .local import local_search, local_services
+from .local import local_extractor, local_search, local_services
 from .progress import progress
 from .reports import evaluation_text, result_json
 
@@ -129,13 +129,13 @@ def _match(args: argparse.Namespace) -> int:
 def _scratch(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     """Services for an evaluation: the extractors given (flag or environment) and a search
     service of its own with a scratch index, removed afterwards; without an extractor,
-    local services for both. Never a search service it did not start."""
+    local services for both. With --search, that deployment (a search service or a
+    coordinator) when its index is empty: what the evaluation added is removed after it,
+    on an error or Ctrl-C too."""
     if args.search:
-        raise ValueError(
-            "landmark eval never writes into a search service it did not start: it "
-            "evaluates in a scratch index of its own, deleted afterwards. Drop --search "
-            "(--extractor uses running extractors)"
-        )
+        with _empty_deployment(args) as addresses:
+            yield addresses
+        return
     if os.environ.get("LANDMARK_SEARCH"):
         print(
             "LANDMARK_SEARCH is not used: eval evaluates in a scratch index of its own",
@@ -149,6 +149,31 @@ def _scratch(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     print("starting a scratch search service on loopback ...", file=sys.stderr)
     with local_search() as search:
         yield extractor, search
+
+
+@contextlib.contextmanager
+def _empty_deployment(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    with SearchClient(args.search, timeout=args.timeout) as search:
+        held = search.index_info().images
+        if held:
+            raise ValueError(
+                f"the search service at {args.search} holds {held} images: landmark eval adds "
+                "the gallery and removes it after, so it evaluates a deployment only while its "
+                "index is empty. Drop --search to evaluate in a scratch index of its own"
+            )
+        ids = [g.image_id for g in scan(args.dir)]
+        extractor = args.extractor or os.environ.get("LANDMARK_EXTRACTOR")
+        try:
+            if extractor:
+                yield extractor, args.search
+            else:
+                print("starting an extractor on loopback ...", file=sys.stderr)
+                with local_extractor(getattr(args, "backend", None)) as started:
+                    yield started, args.search
+        finally:
+            for start in range(0, len(ids), 1000):
+                search.remove_images(ids[start : start + 1000])
+            print(f"removed the {len(ids)} evaluation photos from {args.search}", file=sys.stderr)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -223,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "eval",
         "leave-one-out accuracy over a labeled folder, in a scratch index of its own "
-        "(with the extractors given, or local services)",
+        "(with the extractors given, or local services); --search: in that deployment "
+        "(a search service or a coordinator) while its index is empty, cleaned after",
         _eval,
         local=True,
     )
@@ -264,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

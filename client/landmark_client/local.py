@@ -126,6 +126,21 @@ def local_search(
 
 
 @contextlib.contextmanager
+def local_extractor(
+    backend: str | None = None, extra_args: list[str] | None = None
+) -> Iterator[str]:
+    """Yield the address of a freshly started extractor (``backend`` None: its default);
+    stop it on exit."""
+    with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
+        flags = [*(["--backend", backend] if backend else []), *(extra_args or [])]
+        proc, extractor = _start("extractor", flags, Path(tmp))
+        try:
+            yield extractor
+        finally:
+            _stop([proc])
+
+
+@contextlib.contextmanager
 def local_services(
     backend: str | None = None,
     index_dir: str | Path | None = None,
@@ -135,11 +150,6 @@ def local_services(
     on exit. ``backend`` None: the extractor's default. The index lives in ``index_dir`` or
     in a temporary folder."""
     extra_args = extra_args or {}
-    with tempfile.TemporaryDirectory(prefix="landmark-") as tmp:
-        flags = [*(["--backend", backend] if backend else []), *extra_args.get("extractor", [])]
-        proc, extractor = _start("extractor", flags, Path(tmp))
-        try:
-            with local_search(index_dir, extra_args.get("search")) as search:
-                yield extractor, search
-        finally:
-            _stop([proc])
+    with local_extractor(backend, extra_args.get("extractor")) as extractor:
+        with local_search(index_dir, extra_args.get("search")) as search:
+            yield extractor, search

@@ -6,11 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from landmark_client.local import local_services
+from landmark_client import SearchClient
+from landmark_client.local import local_search, local_services
 from tests.conftest import sample_photo, two_view_gallery
 
 LANDMARK = [sys.executable, "-m", "landmark_client.cli"]
@@ -200,6 +202,39 @@ def test_eval_json_on_a_two_view_gallery(tmp_path):
     assert Path(root).exists()
 
 
+def test_eval_runs_in_an_empty_deployment_and_leaves_it_empty(services, landmarks_dir, tmp_path):
+    root = tmp_path / "g"  # 24 real photos: querying them takes seconds, time to interrupt
+    for photo in sorted((landmarks_dir / "images").glob("*/*.jpg"))[:24]:
+        (root / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / photo.parent.name / photo.name).symlink_to(photo)
+    env = {"LANDMARK_EXTRACTOR": services["LANDMARK_EXTRACTOR"]}
+    with local_search() as search:
+        out = run("eval", str(root), "--json", "--search", search, env=env)
+        assert json.loads(out.stdout)["queries"] > 0
+        assert "removed the 24 evaluation photos" in out.stderr
+        assert ids_held(search) == []
+        # interrupted while querying (Ctrl-C): what it added is removed all the same
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "landmark_client.cli", "eval", str(root), "--search", search],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while not ids_held(search) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130  # interrupted, not finished
+        assert "removed the 24 evaluation photos" in proc.stderr.read()
+        assert ids_held(search) == []
+
+
+def ids_held(search: str) -> list[str]:
+    with SearchClient(search) as client:
+        return [r.image_id for r in client.list_images()]
+
+
 def test_eval_never_writes_into_the_index_it_is_given(services, tmp_path):
     from landmark_client import LandmarkClient
 
@@ -212,7 +247,7 @@ def test_eval_never_writes_into_the_index_it_is_given(services, tmp_path):
     out = json.loads(run("eval", str(root), "--json", env=services).stdout)
     assert out["queries"] == 4 and out["top1"] == 1.0  # evaluated, in a scratch index
     refused = run("eval", str(root), "--search", services["LANDMARK_SEARCH"], check=False)
-    assert refused.returncode == 2 and "never writes into a search service" in refused.stderr
+    assert refused.returncode == 2 and f"holds {before.images} images" in refused.stderr
     with LandmarkClient(services["LANDMARK_EXTRACTOR"], services["LANDMARK_SEARCH"]) as c:
         after = c.search.index_info()
         assert [(r.image_id, r.label) for r in c.search.list_images()] == listed
