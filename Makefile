@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest gpu-check cpu-options quality-ceiling clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest gpu-check cpu-options quality-ceiling overlay-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -117,6 +117,12 @@ gpu-check: $(STAMP) ## the aliked extractor on this machine's GPU (bench/results
 # 10 minutes on 2 cores; needs onnx for the int8 quantisation (make export-tools).
 cpu-options: $(EXPORT_STAMP) ## photos/s of each CPU option of the aliked extractor
 	$(PY) -m bench.cpu_options
+
+# Overlays (watermark, banner, logo, timestamp, letterbox) drawn on the shared photos: pairs
+# of different landmarks accepted, eval over a gallery a third overlaid, overlaid queries;
+# the service's defences off and on in one run. About 25 minutes on 2 cores.
+overlay-quality: $(STAMP) ## what overlays do to the answers (bench/results/overlays.json)
+	$(PY) -m bench.overlay_quality
 
 # The exhaustive all-pairs check of docs/quality.md; BACKEND=aliked for the learned feature.
 BACKEND ?= sift

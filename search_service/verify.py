@@ -15,8 +15,9 @@ again, until a fit is not an overlay's or too few matches remain. The overlay pa
 - or, at least MIN_MATCHES inliers whose frame-locked map places them at the same place of
   both frames (a corner, an edge's middle, the centre: a banner, a logo, a timestamp).
 
-A fit whose frame-locked inliers cover a large part of the query is kept: that is the same
-photo (a copy, with or without an overlay), whose whole scene maps frame to frame.
+A fit whose frame-locked inliers cover a large part of the query (or a smaller part spread
+over its frame) is kept: that is the same photo or view (a copy, resized, with or without
+an overlay), whose whole scene maps frame to frame.
 """
 
 from __future__ import annotations
