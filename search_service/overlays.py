@@ -58,25 +58,27 @@ def frame_locked(
     """The largest set of correspondences ``src`` → ``dst`` [M, 2] that one frame-locked
     map explains: a mask [M], and the map's (x, y) scale. Under a scale s, correspondence
     i asks for the translation dst_i - s * src_i; those whose translations share a cell of
-    2 x ``tolerance`` pixels (on four grids offset by half a cell) agree on one map."""
+    2 x ``tolerance`` pixels (on four grids offset by half a cell) agree on one map. The
+    map is chosen on at most SAMPLE of the correspondences (a set that is a large share of
+    all is as large a share of those), then every correspondence is tested against it."""
     m = src.shape[0]
     scales = _scales(query_size, reference_size)
-    best, scale = np.zeros(m, bool), scales[0]
     if m < 2:
-        return best, scale
-    shifts = _shifts(src, dst, scales)
-    for offset in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
-        cells = np.floor((shifts + np.array(offset) * tolerance) / (2 * tolerance)).astype(np.int64)
-        # one key per (scale, cell): the scale's number in the high bits
-        key = (np.arange(len(scales))[:, None] << 42) + ((cells[..., 0] & 0x1FFFFF) << 21)
-        key += cells[..., 1] & 0x1FFFFF
-        _, inverse, counts = np.unique(key.ravel(), return_inverse=True, return_counts=True)
-        top = int(counts.argmax())
-        if counts[top] > best.sum():
-            which = inverse.reshape(key.shape) == top
-            row = int(np.nonzero(which.any(axis=1))[0][0])
-            best, scale = which[row], scales[row]
-    return best, scale
+        return np.zeros(m, bool), scales[0]
+    take = _sample(m)
+    shifts = _shifts(src[take], dst[take], scales)  # [S, m', 2]
+    # every (grid, scale, cell) as one key: the grid's number and the scale's in the high bits
+    grids = np.array(OFFSETS)[:, None, None, :] * tolerance  # [4, 1, 1, 2]
+    cells = np.floor((shifts[None] + grids) / (2 * tolerance)).astype(np.int64)  # [4, S, m', 2]
+    key = (np.arange(len(OFFSETS))[:, None, None] << 50) + (np.arange(len(scales))[:, None] << 42)
+    key = key + ((cells[..., 0] & 0x1FFFFF) << 21) + (cells[..., 1] & 0x1FFFFF)
+    ordered = np.sort(key.ravel())
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    runs = np.diff(np.r_[starts, ordered.size])
+    top = int(ordered[starts[int(runs.argmax())]])  # the most shared key
+    grid, row, cell = top >> 50, (top >> 42) & 0xFF, (top >> 21 & 0x1FFFFF, top & 0x1FFFFF)
+    every = _cells(_shifts(src, dst, scales[row : row + 1])[0], OFFSETS[grid], tolerance)
+    return ((every & 0x1FFFFF) == cell).all(axis=1), scales[row]
 
 
 def placed_alike(
@@ -90,18 +92,23 @@ def placed_alike(
     the same place of both frames* explains: a mask [M]. The places are ANCHORS, as
     fractions of the frame: a corner, the middle of an edge, the centre (a banner along
     the bottom edge, a logo in a corner, a centred stamp). Unlike frame_locked this holds
-    for a few correspondences in a small area too, where any translation would fit."""
+    for a few correspondences in a small area too, where any translation would fit. The
+    place is chosen on at most SAMPLE correspondences, as in frame_locked."""
     m = src.shape[0]
     if m < 2:
         return np.zeros(m, bool)
     scales = _scales(query_size, reference_size)
-    shifts = _shifts(src, dst, scales)  # [S, M, 2]
     room = np.array(reference_size, np.float64) - scales * np.array(query_size, np.float64)
-    places = ANCHORS[None, :, :] * room[:, None, :]  # [S, A, 2]: the anchored translations
-    near = np.linalg.norm(shifts[:, None] - places[:, :, None], axis=3) <= tolerance  # [S, A, M]
-    counts = near.sum(axis=2)
-    s, a = np.unravel_index(int(counts.argmax()), counts.shape)
-    return near[s, a]
+    take = _sample(m)
+    shifts = _shifts(src[take], dst[take], scales)  # [S, m', 2]
+    # within ``tolerance`` of a place on each axis: the x and y tests apart, then paired
+    near_x = np.abs(shifts[:, None, :, 0] - places_x(room)[:, :, None]) <= tolerance
+    near_y = np.abs(shifts[:, None, :, 1] - places_y(room)[:, :, None]) <= tolerance
+    counts = np.einsum("sip,sjp->sij", near_x.astype(np.float32), near_y.astype(np.float32))
+    s, i, j = np.unravel_index(int(counts.argmax()), counts.shape)
+    every = _shifts(src, dst, scales[s : s + 1])[0]
+    place = np.array([places_x(room)[s, i], places_y(room)[s, j]])
+    return (np.abs(every - place) <= tolerance).all(axis=1)
 
 
 def pinned(points: np.ndarray, scale: np.ndarray, tolerance: float, pin: float) -> bool:
@@ -115,8 +122,35 @@ def pinned(points: np.ndarray, scale: np.ndarray, tolerance: float, pin: float) 
     return pin * radius * float(np.mean(scale)) >= 2 * tolerance
 
 
-# where a stamp sits, as fractions of the frame's free room: corners, edge middles, centre
-ANCHORS = np.array([(x, y) for x in (0.0, 0.5, 1.0) for y in (0.0, 0.5, 1.0)], np.float64)
+# where a stamp sits, as fractions of the frame's free room along each axis: the two edges
+# and the middle (so corners, edge middles and the centre)
+ANCHORS = np.array([0.0, 0.5, 1.0])
+
+
+def places_x(room: np.ndarray) -> np.ndarray:
+    """The anchored translations along x for each scale's free room [S, 2]: [S, 3]."""
+    return room[:, :1] * ANCHORS
+
+
+def places_y(room: np.ndarray) -> np.ndarray:
+    """The same along y: [S, 3]."""
+    return room[:, 1:] * ANCHORS
+
+
+SAMPLE = 64  # correspondences a map is chosen on (all of them below that)
+OFFSETS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # the cell grids, in half cells
+
+
+def _sample(m: int) -> np.ndarray:
+    """At most SAMPLE indices of 0..m-1, evenly spread (the same every time)."""
+    if m <= SAMPLE:
+        return np.arange(m)
+    return np.linspace(0, m - 1, SAMPLE).round().astype(np.int64)
+
+
+def _cells(shifts: np.ndarray, offset: tuple[float, float], tolerance: float) -> np.ndarray:
+    """The cell (of 2 x tolerance pixels, on the grid ``offset``) of each translation."""
+    return np.floor((shifts + np.array(offset) * tolerance) / (2 * tolerance)).astype(np.int64)
 
 
 def _scales(query_size: tuple[float, float], reference_size: tuple[float, float]) -> np.ndarray:
