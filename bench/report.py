@@ -42,6 +42,12 @@ TARGETS = {
         "<= 10%",
         lambda r: max(s["grpc"]["share_of_search_p50"] for s in r["search"]) <= 0.10,
     ),
+    "overlay checks: search p50 against the same run without them": (
+        "<= +10%",
+        lambda r: (
+            max((_overlay_cost(s) for s in r["search"] if "overlays_off" in s), default=1) <= 1.10
+        ),
+    ),
     "building 1,000,000 descriptors": ("<= 60 s", lambda r: _size(r, 1000)["build_s"] <= 60),
     "bytes on disk per descriptor": (
         "<= 350",
@@ -61,8 +67,35 @@ TARGETS = {
 }
 
 
+def overlays_section(report: dict) -> list[str]:
+    rows = [s for s in report["search"] if "overlays_off" in s]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Overlay checks (verification peels frame-locked fits off): their cost",
+        "",
+        "The same index and queries in the same run, with `VerifyParams.peel_overlays` off.",
+        "",
+        "| images | padding | p50 ms off / on | ratio | verify p50 ms off / on | top-1 off / on |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        off, on = s["overlays_off"], s["in_process"]
+        lines.append(
+            f"| {s['size']:,} | {s.get('padding', 'gaussian')} | {off['p50_ms']} / "
+            f"{on['p50_ms']} | {_overlay_cost(s):.2f} | {off['verify_ms_p50']} / "
+            f"{on['verify_ms_p50']} | {off['top1']:.3f} / {on['top1']:.3f} |"
+        )
+    return lines
+
+
 def _worst_p50(report: dict, size: int) -> float:
     return max(s["in_process"]["p50_ms"] for s in report["search"] if s["size"] == size)
+
+
+def _overlay_cost(s: dict) -> float:
+    return s["in_process"]["p50_ms"] / s["overlays_off"]["p50_ms"]
 
 
 def _large(report: dict, size: int) -> dict:
@@ -137,6 +170,7 @@ def write_report(report: dict, path: Path) -> None:
             f"{s['peak_rss_mib']} |"
         )
     lines += lookups_section(report)
+    lines += overlays_section(report)
     lines += large_section(report.get("large"))
     lines += ingest_section(report.get("ingest"))
     lines += [

@@ -36,6 +36,7 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
     from search_service.engine import RequestLimits, SearchEngine
     from search_service.search_params import EVERY_DESCRIPTOR, SearchParams
     from search_service.store import StoreSettings
+    from search_service.verify import VerifyParams
 
     real = load_real(cache)
     model = DescriptorModel(np.concatenate([f.descriptors for _, _, f in real]))
@@ -81,6 +82,8 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         # the previous path, on the same index in the same run: every query descriptor
         # looks up neighbours
         result["every_lookup"] = run(engine, SearchParams(lookup_features=EVERY_DESCRIPTOR))
+        # and without the overlay checks of verification (what they cost)
+        result["overlays_off"] = run(engine, SearchParams(verify=VerifyParams(peel_overlays=False)))
         result["in_process"] = run(engine)
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]
