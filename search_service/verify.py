@@ -166,6 +166,8 @@ def _frame_locked_part(
         return None
     if result.inliers < frames.examine_from:
         return None  # it cannot be accepted, overlay or not
+    if _same_photo(src, frames, params):
+        return None  # the same photo or view: its whole scene maps frame to frame
     tolerance = max(
         MIN_OVERLAY_TOLERANCE_PX, params.overlay_tolerance_fraction * max(frames.reference_size)
     )
@@ -173,27 +175,23 @@ def _frame_locked_part(
     # most of the fit on one frame-locked map (a watermark's grid, step for step) ...
     locked, scale = frame_locked(src, dst, *sizes, tolerance)
     count = int(locked.sum())
-    if (
-        max(MIN_MATCHES, params.overlay_share * len(src)) <= count
-        and not _same_photo(src[locked], frames, params)
-        and (
-            pinned(src[locked], scale, tolerance, params.pin_scale)
-            or len(src) < params.compact_fit_stands * frames.examine_from
-        )
+    if max(MIN_MATCHES, params.overlay_share * len(src)) <= count and (
+        pinned(src[locked], scale, tolerance, params.pin_scale)
+        or len(src) < params.compact_fit_stands * frames.examine_from
     ):
         return locked
     # ... or part of it at the same place of both frames (a banner, a logo)
     placed = placed_alike(src, dst, *sizes, tolerance)
-    if placed.sum() >= MIN_MATCHES and not _same_photo(src[placed], frames, params):
+    if placed.sum() >= MIN_MATCHES:
         return placed
     return None
 
 
 def _same_photo(points: np.ndarray, frames: Frames, params: VerifyParams) -> bool:
-    """Whether frame-locked inliers at ``points`` [N, 2] (query side) are the same photo
-    (or the same view) rather than an overlay: a large share of the query's keypoints, or
-    a smaller one spread over most of its frame (a stamp sits in a band, a corner or on
-    a word; a resized copy's matches fill the frame)."""
+    """Whether a fit's inliers at ``points`` [N, 2] (query side) are the same photo or the
+    same view (a copy, resized, warped a little) rather than an overlay: a large share of
+    the query's keypoints, or a smaller one spread over most of its frame (a stamp sits in
+    a band, a corner or on a word; a resized copy's matches fill the frame)."""
     if len(points) >= params.same_photo_fraction * frames.query_keypoints:
         return True
     if len(points) < params.resized_copy_fraction * frames.query_keypoints:
