@@ -60,7 +60,7 @@ demo-picture: $(STAMP) ## redraw docs/demo-match.png with `make demo`
 	$(VENV)/bin/landmark demo --out out/demo
 	cp out/demo/demo-match.png docs/demo-match.png
 
-test: $(STAMP) $(EXPORT_STAMP) protos-check ## every test (about 12 minutes on 2 cores)
+test: $(STAMP) $(EXPORT_STAMP) protos-check ## every test (about 15 minutes on 2 cores)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## the tests without the slow and load ones
