@@ -100,10 +100,12 @@ def ranked(
     min_inliers: int,
     include_matches: bool = False,
     include_rejected: bool = False,
-    weigh_shared: bool = False,
+    *,
+    weigh_shared: bool,
 ) -> list[Candidate]:
     """The verified shortlist as candidates, best first; those below ``min_inliers`` only
-    with ``include_rejected``; inlier locations only with ``include_matches``."""
+    with ``include_rejected``; inlier locations only with ``include_matches``;
+    ``weigh_shared``: SearchParams.weigh_shared_inliers (the one default)."""
     checked = list(checked)
     counts = (
         distinct_evidence(checked, images, min_inliers)

@@ -74,7 +74,7 @@ def from_hits(
         min_inliers,
         include_matches,
         include_rejected,
-        params.weigh_shared_inliers,
+        weigh_shared=params.weigh_shared_inliers,
     )
     t2 = time.perf_counter()
     timing = Timing(neighbours_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - started) * 1e3)
