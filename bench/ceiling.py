@@ -22,9 +22,9 @@ from extractor_service.backends import NAMES, create_backend
 from extractor_service.extractor import FeatureExtractor, Limits
 from landmark_client.evaluation import average_precision
 from landmark_client.gallery import scan
-from search_service.exact_matches import mutual_matches
-from search_service.search_params import SearchParams
-from search_service.verify import Frames, verify
+from search_service.search.exact_matches import mutual_matches
+from search_service.search.search_params import SearchParams
+from search_service.search.verify import Frames, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data" / "landmarks").resolve()

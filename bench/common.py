@@ -1,8 +1,10 @@
-"""Where the bench finds its data and writes its results, and how it reports percentiles."""
+"""Where the bench finds its data and writes its results, how it reports percentiles, and
+how it starts and stops the services it measures."""
 
 from __future__ import annotations
 
 import resource
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +45,16 @@ def feature_difference(pairs) -> dict:  # noqa: ANN001
         "largest_keypoint_move_px": round(moved, 6),
         "largest_descriptor_difference": round(differs, 6),
     }
+
+
+def spawn(args: list[str], folder: Path, name: str):  # noqa: ANN201
+    from landmark_client.local import spawn_service
+
+    return spawn_service([*args, "--port", "0", "--metrics-port", "-1"], folder / name)
+
+
+def stop(procs) -> None:  # noqa: ANN001
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(30)

@@ -28,29 +28,15 @@ import json
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.common import DATA, RESULTS
+from bench.common import DATA, RESULTS, spawn, stop
 from bench.machine import describe
 
 ROUNDS = 2  # direct and ingest measured in turn, twice
-
-
-def spawn(args: list[str], folder: Path, name: str):  # noqa: ANN201
-    from landmark_client.local import spawn_service
-
-    return spawn_service([*args, "--port", "0", "--metrics-port", "-1"], folder / name)
-
-
-def stop(procs) -> None:  # noqa: ANN001
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        p.wait(30)
 
 
 def gallery(folder: Path, repeat: int) -> int:

@@ -32,7 +32,7 @@ BATCH = 1000  # generated images per add (1M descriptors, 0.5 GB as float32)
 def large_run(size: int, cache: Path, out: Path) -> None:
     from bench.synthetic import DescriptorPool, synthetic_images
     from search_service.engine import RequestLimits, SearchEngine
-    from search_service.search_params import EVERY_DESCRIPTOR, SearchParams
+    from search_service.search.search_params import EVERY_DESCRIPTOR, SearchParams
 
     real = load_real(cache)
     pool = DescriptorPool(load_pool(cache))
@@ -46,13 +46,13 @@ def large_run(size: int, cache: Path, out: Path) -> None:
             background=False,
             limits=RequestLimits(max_add_features=1 << 40),
         )
-        store = engine.store
+        merger = engine.index.merger
         merge_s = 0.0
 
         def merges(idle: bool) -> None:
             nonlocal merge_s
             t = time.perf_counter()
-            while (idle or store.merger.needs_merge()) and store.merger.merge(reclaim=idle or None):
+            while (idle or merger.needs_merge()) and merger.merge(reclaim=idle or None):
                 pass
             merge_s += time.perf_counter() - t
 
@@ -74,7 +74,7 @@ def large_run(size: int, cache: Path, out: Path) -> None:
             merge_s=round(merge_s, 1),
             images=info["images"],
             descriptors=info["descriptors"],
-            segments=[s.rows for s in store.segments],
+            segments=[s.rows for s in engine.store.segments],
             bytes_on_disk=info["bytes_on_disk"],
             bytes_per_descriptor=round(info["bytes_per_descriptor"], 1),
             build_peak_rss_mib=peak_rss_mib(),

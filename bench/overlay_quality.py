@@ -60,8 +60,7 @@ def extract_all(kinds: tuple[str, ...]) -> tuple[list, dict]:
 
 
 def params_for(setting: str):  # noqa: ANN201
-    from search_service.search_params import SearchParams
-    from search_service.verify import VerifyParams
+    from search_service.search.search_params import SearchParams, VerifyParams
 
     return SearchParams(
         verify=VerifyParams(peel_overlays=setting != "off"),
@@ -70,7 +69,7 @@ def params_for(setting: str):  # noqa: ANN201
 
 
 def pairwise(photos: list, features: dict, setting: str) -> dict:
-    from search_service.searching import compare
+    from search_service.search.searching import compare
 
     params = params_for(setting)
     pairs = [
@@ -94,7 +93,7 @@ def _index(entries: list, tmp: Path, setting: str):  # noqa: ANN202
 
     engine = SearchEngine(tmp / setting, params_for(setting), background=False)
     engine.add(entries)
-    engine.store.sealer.seal()
+    engine.index.sealer.seal()
     return engine
 
 

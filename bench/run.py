@@ -34,9 +34,8 @@ SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
     from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
     from search_service.engine import RequestLimits, SearchEngine
-    from search_service.search_params import EVERY_DESCRIPTOR, SearchParams
-    from search_service.store import StoreSettings
-    from search_service.verify import VerifyParams
+    from search_service.index.store import StoreSettings
+    from search_service.search.search_params import EVERY_DESCRIPTOR, SearchParams, VerifyParams
 
     real = load_real(cache)
     model = DescriptorModel(np.concatenate([f.descriptors for _, _, f in real]))

@@ -14,7 +14,7 @@ def search_queries(engine, queries, correct: dict[str, bool], params=None) -> di
     """top-1 and latency of ``queries`` ((image id, label, Features)) on ``engine``, with
     ``params`` (SearchParams; default: the service's); whether each was right goes into
     ``correct``."""
-    from search_service.search_params import SearchParams
+    from search_service.search.search_params import SearchParams
 
     engine.params = params or SearchParams()
     rows, per_candidate = [], []

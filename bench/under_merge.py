@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DATA, pct
-from bench.ingest import spawn, stop
+from bench.common import DATA, pct, spawn, stop
 
 ROWS = 1_200_000  # per padding segment: 4 of them, 4.8M rows
 PER_IMAGE = 1000
@@ -46,13 +45,14 @@ def build_node(index: Path, queries: list, pool: np.ndarray) -> list[str]:
     removed (tombstones below max_dead_fraction: no merge is due); returns the padding ids
     still live."""
     from bench.synthetic import DescriptorPool, synthetic_images
-    from search_service.store import IndexStore, StoreSettings
-    from search_service.writing import OnConflict, Writer
+    from search_service.index.store_settings import StoreSettings
+    from search_service.index.wiring import Index
+    from search_service.index.writing import OnConflict
 
     backend = queries[0][2].backend
     kind = (backend, queries[0][2].dimension)
-    store = IndexStore(index, StoreSettings(max_segments=100), background=False)
-    writer = Writer(store)
+    opened = Index(index, StoreSettings(max_segments=100), background=False)
+    writer = opened.writer
     writer.add([(i, lab, {}, f) for i, lab, f in queries], kind, OnConflict.ERROR)
     generated = synthetic_images(DescriptorPool(pool), 4 * ROWS // PER_IMAGE, PER_IMAGE, backend)
     ids = []
@@ -61,7 +61,7 @@ def build_node(index: Path, queries: list, pool: np.ndarray) -> list[str]:
         writer.add([(i, "padding", {}, f) for i, f in batch], kind, OnConflict.ERROR)
         ids += [i for i, _ in batch]
     writer.remove(ids[: len(ids) // 4])
-    store.close()
+    opened.close()
     return ids[len(ids) // 4 :]
 
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass, replace
 from serving.config import HOST_HELP, MAX_RPCS_HELP, METRICS_PORT_HELP, PORT_HELP, ServingConfig
 from serving.settings import check_positive, setting
 
-from .engine import THREADS
+from .index.store_settings import StoreSettings
 from .limits import RequestLimits
-from .search_params import LOOKUP_FEATURES, MIN_INLIERS, SearchParams
-from .store import StoreSettings
+from .search.search_params import LOOKUP_FEATURES, MIN_INLIERS, THREADS, SearchParams
 
 _SEARCH = SearchParams()
 _STORE = StoreSettings()

@@ -9,11 +9,9 @@ Writes are decided by the Writer (writing.py) and go log → buffer → seal →
 from __future__ import annotations
 
 import bisect
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,25 +19,25 @@ import numpy as np
 
 from landmark.wire import Features
 
-from .blas import single_threaded_blas
 from .errors import Cancelled, FeatureMismatch, InvalidRequest
-from .exact_matches import view_matcher
+from .index.images import ImageMeta
+from .index.store_settings import StoreSettings
+from .index.view import View
+from .index.wiring import Index
+from .index.writing import AddResult, OnConflict
 from .limits import RequestLimits, check_add, check_query_size, check_search_args
-from .lookup import Hits, gather_hits, knn, lookup_rows
-from .ranking import SearchResult, Timing
-from .search_params import SearchParams
-from .searching import Comparison, compare, from_hits
-from .segment import ImageMeta
-from .store import IndexStore, StoreSettings
-from .verify import FailureCount
-from .view import View
-from .writing import AddResult, OnConflict, Writer
+from .search.blas import single_threaded_blas
+from .search.exact_matches import view_matcher
+from .search.hits import Hits
+from .search.lookup import gather_hits, knn, lookup_rows
+from .search.ranking import SearchResult, Timing
+from .search.search_params import THREADS, SearchParams
+from .search.searching import Comparison, compare, from_hits
+from .search.verify import FailureCount
 
 __all__ = ["AddResult", "OnConflict", "RequestLimits", "SearchEngine"]
 
 log = logging.getLogger(__name__)
-
-THREADS = 2  # threads looking up, matching and verifying one search (1 = none extra)
 
 
 class SearchEngine:
@@ -56,11 +54,9 @@ class SearchEngine:
         self.params = params or SearchParams()
         self.verify_failures = FailureCount()  # candidates whose verification raised
         self.limits = limits or RequestLimits()
-        self.store = IndexStore(self.index_dir, store_settings, background=background)
-        self.writer = Writer(self.store)
-        self._searching = 0  # searches running: a merge built apart pauses for them
-        self._searching_lock = threading.Lock()
-        self.store.disk.yield_to = lambda: self._searching > 0
+        self.index = Index(self.index_dir, store_settings, background)
+        self.store = self.index.store
+        self.writer = self.index.writer
         self._pool = ThreadPoolExecutor(threads, "ann") if threads > 1 else None
         single_threaded_blas()  # parallelism comes from the pool, not from BLAS
         info = self.info()
@@ -74,7 +70,7 @@ class SearchEngine:
         )
 
     def close(self) -> None:
-        self.store.close()
+        self.index.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
@@ -97,16 +93,6 @@ class SearchEngine:
 
     # -- reads --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _running(self) -> Iterator[None]:
-        with self._searching_lock:
-            self._searching += 1
-        try:
-            yield
-        finally:
-            with self._searching_lock:
-                self._searching -= 1
-
     def search(
         self,
         features: Features,
@@ -120,11 +106,10 @@ class SearchEngine:
     ) -> SearchResult:
         """Rank the indexed images for ``features``. ``alive`` is polled between stages;
         when it answers False the search stops with Cancelled."""
-        with self._running():
-            return self._search(
-                features, top_k, shortlist_size, min_inliers, exclude, include_matches,
-                include_rejected, alive,
-            )  # fmt: skip
+        return self._search(
+            features, top_k, shortlist_size, min_inliers, exclude, include_matches,
+            include_rejected, alive,
+        )  # fmt: skip
 
     def _search(
         self,
@@ -233,8 +218,7 @@ class SearchEngine:
         if not 0 <= k <= 100:
             raise InvalidRequest(f"k must be between 0 (default) and 100, got {k}")
         check_query_size(self.limits, len(features))
-        with self._running():
-            found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
+        found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
         if found is None:
             return [], Hits.empty()
         view, hits = found

@@ -40,3 +40,7 @@ class BufferFull(Exception):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Stopped(Exception):
+    """A build was asked to stop (the service is shutting down); nothing of it was kept."""

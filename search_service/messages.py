@@ -7,8 +7,8 @@ from landmark.v1 import search_pb2
 from landmark.wire import Features, matrix_to_proto
 
 from .errors import InvalidRequest
-from .ranking import SearchResult
-from .searching import Comparison
+from .search.ranking import SearchResult
+from .search.searching import Comparison
 from .validation import request_features
 
 

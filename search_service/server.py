@@ -13,32 +13,18 @@ import grpc
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 from serving import runtime
 from serving.metrics import Metrics
-from serving.security import READ, WRITE
 
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
 from .errors import Cancelled, InvalidRequest
 from .messages import compare_request, compare_response, search_response
+from .services import ROLES, SERVICE_NAME, SHARD_ROLES, SHARD_SERVICE_NAME
 from .sharding import match_to_proto, neighbours_to_proto
 from .status import abort
 from .validation import request_features
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["Search"].full_name
-SHARD_SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
-ROLES = {
-    f"/{SERVICE_NAME}/{method}": role
-    for method, role in [
-        ("Search", READ),
-        ("Compare", READ),
-        ("GetIndexInfo", READ),
-        ("ListImages", READ),
-        ("AddImages", WRITE),
-        ("RemoveImages", WRITE),
-    ]
-}
-SHARD_ROLES = {f"/{SHARD_SERVICE_NAME}/{m}": READ for m in ("Neighbours", "Match", "Labels")}
 MAX_PAGE = 10000
 
 
@@ -270,18 +256,3 @@ def create_server(
         raise loading.error
     assert loading.engine is not None
     return running, port, loading.engine
-
-
-def serve_search(config, services: dict, roles: dict, metrics: Metrics, thread_prefix: str):
-    """Serve a coordinator's ``services``, SERVING at once: whatever they need is loaded
-    before they are handed over."""
-    running = runtime.start(
-        config,
-        services,
-        roles,
-        metrics,
-        max_receive_bytes=config.max_message_mb << 20,
-        thread_prefix=thread_prefix,
-    )
-    running.set_serving(True)
-    return running

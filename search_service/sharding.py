@@ -10,8 +10,8 @@ import numpy as np
 from landmark.v1 import shard_pb2
 from landmark.wire import matrix_from_proto, matrix_to_proto
 
-from .lookup import Hits
-from .segment import ImageMeta
+from .index.images import ImageMeta
+from .search.hits import Hits
 
 
 def shard_of(image_id: str, shards: int) -> int:

@@ -17,9 +17,9 @@ from .errors import (
     DiskFull,
     FeatureMismatch,
     InvalidRequest,
+    Stopped,
     StorageFailure,
 )
-from .segment_writer import Stopped
 
 log = logging.getLogger(__name__)
 

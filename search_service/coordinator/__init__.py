@@ -9,6 +9,7 @@ index holding the same images. Adds and removes go to the owning shard. It speak
 """
 
 from .config import CoordinatorConfig
-from .servicer import CoordinatorServicer, create_server
+from .server import create_server
+from .servicer import CoordinatorServicer
 
 __all__ = ["CoordinatorConfig", "CoordinatorServicer", "create_server"]

@@ -10,7 +10,7 @@ from .config import CoordinatorConfig
 
 
 def start(config: CoordinatorConfig) -> Started:
-    from .servicer import create_server
+    from .server import create_server
 
     running, port, servicer = create_server(config)
     return Started(running, port, close=servicer.shards.close)

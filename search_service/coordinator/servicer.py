@@ -12,20 +12,17 @@ import numpy as np
 
 from landmark.connection import RETRY_AFTER_MS
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2
-from serving import runtime
-from serving.metrics import Metrics
 
 from ..errors import InvalidRequest
-from ..exact_matches import Matcher, Putative
+from ..index.images import ImageMeta
 from ..limits import RequestLimits, check_query_size, check_search_args
 from ..messages import compare_request, compare_response, search_response
-from ..searching import compare, from_hits
-from ..segment import ImageMeta
-from ..server import ROLES, SERVICE_NAME, serve_search
+from ..search.exact_matches import Matcher, Putative
+from ..search.searching import compare, from_hits
+from ..search.verify import FailureCount
 from ..sharding import match_from_proto, shard_of
 from ..status import abort
 from ..validation import request_features
-from ..verify import FailureCount
 from .config import CoordinatorConfig
 from .shards import ShardError, Shards, ShardUnavailable, merge_neighbours
 
@@ -272,23 +269,3 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             return response
         except Exception as exc:
             self._fail(context, exc)
-
-
-def create_server(
-    config: CoordinatorConfig, shards: Shards | None = None
-) -> tuple[runtime.Running, int, CoordinatorServicer]:
-    servicer = CoordinatorServicer(config, shards)
-    services = {SERVICE_NAME: lambda s: search_pb2_grpc.add_SearchServicer_to_server(servicer, s)}
-    metrics = Metrics()
-    metrics.gauges(
-        lambda: {"verify_failures": servicer.verify_failures.value},
-        "landmark_coordinator",
-        {"verify_failures": "candidates skipped because their verification raised (see the log)"},
-    )
-    running = serve_search(config, services, ROLES, metrics, "coordinator")
-    log.info(
-        "coordinating %d shards: %s",
-        servicer.shards.count,
-        ", ".join(config.shards) or config.shards_dns,
-    )
-    return running, running.port, servicer

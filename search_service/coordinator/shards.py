@@ -14,8 +14,8 @@ import numpy as np
 from landmark.connection import Connection, retry_hint
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2_grpc
 
-from ..lookup import Hits
-from ..segment import ImageMeta
+from ..index.images import ImageMeta
+from ..search.hits import Hits
 from ..sharding import neighbours_from_proto, resolve
 from .config import CoordinatorConfig
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from landmark_client import Features, ImageToAdd, LandmarkError, SearchClient
-from search_service import verify as verification
 from search_service.config import SearchConfig
 from search_service.engine import SearchEngine
+from search_service.search import verify as verification
 from search_service.server import create_server as create_search
 from tests.e2e.test_durability import features
 

@@ -18,9 +18,9 @@ kornia_aliked = pytest.importorskip("kornia.feature.aliked.aliked")
 from extractor_service.backends.aliked import AlikedBackend, AlikedSettings  # noqa: E402
 from extractor_service.decode import decode_image  # noqa: E402
 from extractor_service.resize import resize_to_fit  # noqa: E402
-from search_service.exact_matches import mutual_matches  # noqa: E402
-from search_service.search_params import SearchParams  # noqa: E402
-from search_service.verify import Frames, verify  # noqa: E402
+from search_service.search.exact_matches import mutual_matches  # noqa: E402
+from search_service.search.search_params import SearchParams  # noqa: E402
+from search_service.search.verify import Frames, verify  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "models" / "aliked"
 PHOTOS = [  # portrait, landscape, a day/night pair, an unrelated photo

@@ -8,16 +8,17 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from search_service.compact import (
+from search_service.index.compact import (
     Covariance,
     dequantize_descriptors,
     dequantize_locations,
     quantize_descriptors,
     quantize_locations,
 )
-from search_service.exact_matches import mutual_matches
-from search_service.segment import ImageData, load_segment
-from search_service.segment_writer import StoredImages, build_segment, bytes_needed
+from search_service.index.images import ImageData
+from search_service.index.segment import load_segment
+from search_service.index.segment_writer import StoredImages, build_segment, bytes_needed
+from search_service.search.exact_matches import mutual_matches
 
 
 def unit(rows):

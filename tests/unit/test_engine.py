@@ -31,7 +31,7 @@ def feats() -> dict[str, Features]:
 def engine(tmp_path, feats):
     eng = SearchEngine(tmp_path / "idx", threads=1, background=False)
     eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[:2]])
-    eng.store.sealer.seal()  # two images in a sealed Annoy segment ...
+    eng.index.sealer.seal()  # two images in a sealed Annoy segment ...
     eng.add([(n, n.split(".")[0], {"src": "skimage"}, feats[n]) for n in PHOTOS[2:]])
     yield eng  # ... and two in the growing buffer, searched exactly
     eng.close()
@@ -90,8 +90,8 @@ def test_remove_takes_effect_at_once_persists_and_merge_reclaims(tmp_path, engin
     engine.close()
     engine = reopen(tmp_path / "idx")
     assert engine.info()["images"] == 2
-    engine.store.sealer.seal()
-    engine.store.merger.merge()
+    engine.index.sealer.seal()
+    engine.index.merger.merge()
     info = engine.info()
     assert info["segments"] == 1 and info["images"] == 2
     assert info["descriptors"] < rows_before  # the removed rows are gone
@@ -159,7 +159,7 @@ def test_a_torn_wal_tail_is_ignored(tmp_path, engine, feats):
 
 
 def test_a_large_batch_becomes_a_segment_directly(tmp_path, feats):
-    from search_service.store import StoreSettings
+    from search_service.index.store import StoreSettings
 
     eng = SearchEngine(
         tmp_path / "bulk",
@@ -187,9 +187,9 @@ def test_dead_copies_do_not_hide_the_live_image(tmp_path, feats):
         f = feats["coffee.png"]
         eng.add([("coffee", "coffee", {}, f)])
         for _ in range(12):  # 12 dead copies > k = 10 neighbours per descriptor
-            eng.store.sealer.seal()
+            eng.index.sealer.seal()
             eng.add([("coffee", "coffee", {}, f)], OnConflict.REPLACE)
-        eng.store.sealer.seal()
+        eng.index.sealer.seal()
         assert eng.info()["images"] == 1 and eng.info()["segments"] == 13
         r = eng.search(f, top_k=1)
         assert r.best is not None and r.best.image.image_id == "coffee"
@@ -216,7 +216,7 @@ def test_an_image_scores_the_same_before_and_after_its_seal(tmp_path, feats):
         eng.add(shrunk)
         queries = [feats["view:" + n] for n in PHOTOS]
         before = [_answer(eng, q) for q in queries]
-        assert eng.store.sealer.seal() and eng.info()["growing_descriptors"] == 0
+        assert eng.index.sealer.seal() and eng.info()["growing_descriptors"] == 0
         assert [_answer(eng, q) for q in queries] == before
         assert all(answer[0][1] >= 20 for answer in before)
     finally:
@@ -224,7 +224,7 @@ def test_an_image_scores_the_same_before_and_after_its_seal(tmp_path, feats):
 
 
 def test_fewer_lookups_vote_and_every_descriptor_is_matched(engine, feats):
-    from search_service.search_params import SearchParams
+    from search_service.search.search_params import SearchParams
 
     full = {n: engine.search(feats["view:" + n], top_k=1).best for n in PHOTOS}
     for name in PHOTOS:

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from landmark.wire import Features
-from search_service import records
-from search_service.compact import (
+from search_service.errors import IndexCorrupt
+from search_service.index import records
+from search_service.index.compact import (
     dequantize_descriptors,
     dequantize_locations,
     quantize_descriptors,
     quantize_locations,
 )
-from search_service.errors import IndexCorrupt
-from search_service.store import IndexStore, StoreSettings
-from search_service.wal import scan
+from search_service.index.store_settings import StoreSettings
+from search_service.index.wal import scan
+from search_service.index.wiring import Index
 from tests.conftest import REPO
 
 FIXTURE = REPO / "tests" / "data" / "index-format2"
@@ -46,7 +47,8 @@ def _kinds(index):
 
 def test_a_format_2_directory_loads_with_its_logged_changes(old_index):
     assert _kinds(old_index) == {records.LEGACY_IMAGE, records.REMOVE}
-    store = IndexStore(old_index, QUIET, background=False)
+    index = Index(old_index, QUIET, background=False)
+    store = index.store
     view = store.view
     assert sorted(view.by_id) == ["logged-0", "logged-1", "sealed-0", "sealed-2"]
     d, loc = view.features_of(view.by_id["sealed-2"])  # a float32 segment, read as written
@@ -62,31 +64,34 @@ def test_a_format_2_directory_loads_with_its_logged_changes(old_index):
     np.testing.assert_allclose(loc, f.locations, atol=0.01)
     meta = view.images[view.by_id["sealed-0"]]
     assert (meta.label, meta.metadata, meta.width, meta.height) == ("label-0", {"n": "0"}, 100, 80)
-    store.close()
+    index.close()
 
 
 def test_it_becomes_format_3_as_it_changes_and_keeps_everything(old_index):
-    store = IndexStore(old_index, QUIET, background=False)
+    index = Index(old_index, QUIET, background=False)
+    store = index.store
     assert json.loads((old_index / "MANIFEST").read_text())["format"] == 3
     store.apply([], [("new", "label-new", {"k": "v"}, features(20))])
-    store.close()
+    index.close()
     # the new add is in the index's own record format, beside the old records
     assert records.IMAGE in _kinds(old_index) and records.LEGACY_IMAGE in _kinds(old_index)
-    store = IndexStore(old_index, QUIET, background=False)
+    index = Index(old_index, QUIET, background=False)
+    store = index.store
     assert sorted(store.view.by_id) == ["logged-0", "logged-1", "new", "sealed-0", "sealed-2"]
-    assert store.sealer.seal()  # the old log's adds move into a segment; the old log is deleted
-    store.close()
+    assert index.sealer.seal()  # the old log's adds move into a segment; the old log is deleted
+    index.close()
     assert records.LEGACY_IMAGE not in _kinds(old_index)
-    store = IndexStore(old_index, QUIET, background=False)
+    index = Index(old_index, QUIET, background=False)
+    store = index.store
     assert sorted(store.view.by_id) == ["logged-0", "logged-1", "new", "sealed-0", "sealed-2"]
-    store.close()
+    index.close()
 
 
 def test_an_unknown_format_is_refused_with_its_number(old_index):
     manifest = json.loads((old_index / "MANIFEST").read_text())
     (old_index / "MANIFEST").write_text(json.dumps({**manifest, "format": 9}))
     with pytest.raises(IndexCorrupt, match="index format 9"):
-        IndexStore(old_index, QUIET, background=False)
+        Index(old_index, QUIET, background=False)
 
 
 def test_image_records_round_trip_and_damage_is_named():
@@ -105,11 +110,12 @@ def test_image_records_round_trip_and_damage_is_named():
 
 
 def test_a_merge_rewrites_format_2_segments_in_the_compact_format(old_index):
-    store = IndexStore(old_index, QUIET, background=False)
+    index = Index(old_index, QUIET, background=False)
+    store = index.store
     assert [s.compact for s in store.segments] == [False]  # the fixture's float32 segment
     before = {i: store.view.features_of(n) for i, n in store.view.by_id.items()}
-    store.sealer.seal()  # the logged images become a compact segment beside the old one
-    assert store.merger.merge()
+    index.sealer.seal()  # the logged images become a compact segment beside the old one
+    assert index.merger.merge()
     assert [s.compact for s in store.segments] == [True]
     meta = json.loads((store.segments[0].path / "meta.json").read_text())
     assert meta["format"] == 3 and "projected_dimension" in meta
@@ -119,4 +125,4 @@ def test_a_merge_rewrites_format_2_segments_in_the_compact_format(old_index):
         d2, loc2 = view.features_of(view.by_id[image_id])
         assert np.einsum("ij,ij->i", d, d2).min() > 0.999
         assert np.abs(loc - loc2).max() < 0.01
-    store.close()
+    index.close()

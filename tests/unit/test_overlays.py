@@ -4,8 +4,9 @@ scene's fit stands, and so does a copy of the same photo."""
 import numpy as np
 import pytest
 
-from search_service.overlays import frame_locked, frame_scales, placed_alike
-from search_service.verify import Frames, VerifyParams, verify
+from search_service.search.overlays import frame_locked, frame_scales, placed_alike
+from search_service.search.search_params import VerifyParams
+from search_service.search.verify import Frames, verify
 
 P = VerifyParams()
 QUERY, REFERENCE = (640.0, 480.0), (988.0, 740.0)  # a small photo and a larger one
@@ -108,10 +109,10 @@ def test_a_fit_below_the_threshold_is_not_examined():
 
 
 def test_inliers_shared_by_two_landmarks_count_half_in_each():
-    from search_service.exact_matches import Putative
-    from search_service.ranking import distinct_evidence
-    from search_service.segment import ImageMeta
-    from search_service.verify import Checked, Verification
+    from search_service.index.images import ImageMeta
+    from search_service.search.exact_matches import Putative
+    from search_service.search.ranking import distinct_evidence
+    from search_service.search.verify import Checked, Verification
 
     def checked(image: int, keypoints: range) -> Checked:
         q = np.array(keypoints)

@@ -58,8 +58,8 @@ def _text(path: str) -> str:
 
 
 def test_the_docs_quote_the_index_defaults_the_code_declares():
-    from search_service.lookup import NODES_PER_NEIGHBOUR
-    from search_service.store_settings import StoreSettings
+    from search_service.index.store_settings import StoreSettings
+    from search_service.search.lookup import NODES_PER_NEIGHBOUR
 
     s = StoreSettings()
     design, quality = _text("docs/index-design.md"), _text("docs/quality.md")

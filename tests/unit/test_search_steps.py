@@ -1,8 +1,9 @@
 import numpy as np
 
-from search_service.exact_matches import mutual_matches
-from search_service.lookup import Hits, exact_knn, gather_hits
-from search_service.votes import shortlist, vote
+from search_service.search.exact_matches import mutual_matches
+from search_service.search.hits import Hits
+from search_service.search.lookup import exact_knn, gather_hits
+from search_service.search.votes import shortlist, vote
 
 
 def _hits(rows):
@@ -86,7 +87,7 @@ def test_ratio_test_rejects_ambiguous_matches():
 
 
 def test_mutual_matches_in_blocks_equal_one_block(monkeypatch):
-    from search_service import blas
+    from search_service.search import blas
 
     rng = np.random.default_rng(5)
     database = _unit(rng.normal(size=(60, 16)))
@@ -114,7 +115,7 @@ def test_distance_cap_and_empty_sides():
 
 
 def test_exact_knn_in_blocks_equals_one_block(monkeypatch):
-    from search_service import blas, lookup
+    from search_service.search import blas, lookup
 
     rng = np.random.default_rng(3)
     queries = rng.normal(size=(37, 16)).astype(np.float32)
@@ -129,7 +130,7 @@ def test_exact_knn_in_blocks_equals_one_block(monkeypatch):
 
 
 def test_lookup_rows_are_the_strongest_in_keypoint_order():
-    from search_service.lookup import lookup_rows
+    from search_service.search.lookup import lookup_rows
 
     strengths = np.array([0.1, 0.9, 0.5, 0.9, 0.2], np.float32)
     assert lookup_rows(strengths, 5, 3).tolist() == [1, 2, 3]
@@ -149,7 +150,7 @@ def test_gather_hits_names_the_looked_up_keypoints():
 
 
 def test_lookups_by_feature_kind_unless_the_operator_says():
-    from search_service.search_params import SearchParams
+    from search_service.search.search_params import SearchParams
 
     assert SearchParams().lookup_features_for("aliked") == 500
     assert SearchParams().lookup_features_for("sift") == 0  # all: SIFT loses answers with 500

@@ -5,11 +5,13 @@ old segments for a merge does not map their pages into the process."""
 import numpy as np
 
 from landmark_client import Features
-from search_service import lookup
-from search_service.segment import load_segment
-from search_service.segment_writer import build_segment
-from search_service.store import IndexStore, StoreSettings
-from search_service.writing import OnConflict, Writer
+from search_service.index.segment import load_segment
+from search_service.index.segment_writer import build_segment
+from search_service.index.store import IndexStore
+from search_service.index.store_settings import StoreSettings
+from search_service.index.wiring import Index
+from search_service.index.writing import OnConflict, Writer
+from search_service.search import lookup
 
 from .test_compact import images as segment_images
 
@@ -29,7 +31,7 @@ def add(store: IndexStore, entries: list) -> None:
     Writer(store).add(entries, ("aliked", 64), OnConflict.ERROR)
 
 
-def store_at(path, **kw) -> IndexStore:
+def store_at(path, **kw) -> Index:
     kw = {"max_segment_rows": CAP, **kw}
     settings = StoreSettings(
         n_trees=2,
@@ -37,75 +39,80 @@ def store_at(path, **kw) -> IndexStore:
         idle_merge_seconds=0,
         **kw,
     )
-    return IndexStore(path, settings, background=False)
+    return Index(path, settings, background=False)
 
 
 def test_a_large_add_is_written_as_segments_under_the_cap(tmp_path):
-    store = store_at(tmp_path / "index")
+    index = store_at(tmp_path / "index")
+    store = index.store
     generation = store.generation
     add(store, [image(i) for i in range(10)])  # 5,000 rows
     assert store.generation == generation + 1  # one manifest write for the whole add
     assert [s.rows for s in store.segments] == [2000, 2000, 1000]
     assert sorted(store.view.by_id) == sorted(f"img-{i}" for i in range(10))
-    store.close()
+    index.close()
     again = store_at(tmp_path / "index")
-    assert [s.rows for s in again.segments] == [2000, 2000, 1000]
-    d, _ = again.view.features_of(again.view.by_id["img-9"])
+    assert [s.rows for s in again.store.segments] == [2000, 2000, 1000]
+    d, _ = again.store.view.features_of(again.store.view.by_id["img-9"])
     assert np.einsum("ij,ij->i", d, image(9)[3].descriptors).min() > 0.999
     again.close()
 
 
 def test_merges_combine_the_small_segments_and_never_pass_the_cap(tmp_path):
-    store = store_at(tmp_path / "index", max_segments=2)
+    index = store_at(tmp_path / "index", max_segments=2)
+    store = index.store
     for batch in range(5):
         add(store, [image(2 * batch), image(2 * batch + 1)])  # 1,000 rows each
     assert len(store.segments) == 5
     merges = 0
-    while store.merger.needs_merge():
-        assert store.merger.merge()
+    while index.merger.needs_merge():
+        assert index.merger.merge()
         merges += 1
     assert merges == 2
     assert sorted(s.rows for s in store.segments) == [1000, 2000, 2000]
     assert len(store.view.by_id) == 10
     # more segments than max_segments, but none left that fit together: nothing to merge
     assert len(store.segments) > store.settings.max_segments
-    assert not store.merger.merge()
-    store.close()
+    assert not index.merger.merge()
+    index.close()
 
 
 def test_a_large_segment_is_not_rewritten_for_a_small_one(tmp_path):
-    store = store_at(tmp_path / "index", max_segment_rows=100_000)
+    index = store_at(tmp_path / "index", max_segment_rows=100_000)
+    store = index.store
     add(store, [image(i) for i in range(10)])  # 5,000 rows
     add(store, [image(10), image(11)])  # 1,000
-    assert not store.merger.merge()  # 5,000 rows rewritten for 1,000: more than fourfold
+    assert not index.merger.merge()  # 5,000 rows rewritten for 1,000: more than fourfold
     add(store, [image(12), image(13)])  # 1,000 more: now 5,000 <= 4 x 2,000
-    assert store.merger.merge()
+    assert index.merger.merge()
     assert [s.rows for s in store.segments] == [7000]
-    store.close()
+    index.close()
 
 
 def test_a_small_segment_does_not_keep_larger_ones_apart(tmp_path):
-    store = store_at(tmp_path / "index", max_segment_rows=100_000)
+    index = store_at(tmp_path / "index", max_segment_rows=100_000)
+    store = index.store
     add(store, [image(0, n=600), image(1, n=600)])  # 1,200 rows
     add(store, [image(i) for i in range(2, 12)])  # 5,000
     add(store, [image(i) for i in range(12, 22)])  # 5,000
-    assert store.merger.merge()  # the two of 5,000, though the smallest is far smaller
+    assert index.merger.merge()  # the two of 5,000, though the smallest is far smaller
     assert sorted(s.rows for s in store.segments) == [1200, 10_000]
-    store.close()
+    index.close()
 
 
 def test_a_full_segment_with_removed_images_is_rewritten_alone(tmp_path):
-    store = store_at(tmp_path / "index", max_dead_fraction=0.1)
+    index = store_at(tmp_path / "index", max_dead_fraction=0.1)
+    store = index.store
     add(store, [image(i) for i in range(8)])  # two full segments
     full = [s.name for s in store.segments]
     store.apply(["img-0"], [])
-    assert store.merger.needs_merge()
-    assert store.merger.merge()
+    assert index.merger.needs_merge()
+    assert index.merger.merge()
     assert sorted(s.rows for s in store.segments) == [1500, 2000]
     assert full[1] in [s.name for s in store.segments]  # the other one untouched
     assert "img-0" not in store.view.by_id and len(store.view.by_id) == 7
-    assert not store.merger.needs_merge()
-    store.close()
+    assert not index.merger.needs_merge()
+    index.close()
 
 
 def mapped_kib(path) -> int:
@@ -136,7 +143,8 @@ def test_a_merge_reads_old_segments_without_mapping_their_pages(tmp_path):
 def test_segments_share_the_search_budget_by_their_rows(tmp_path, monkeypatch):
     """Each segment is looked up for every query descriptor; the nodes inspected are shared
     by rows, so several segments cost about what one of all their rows would."""
-    store = store_at(tmp_path / "index", max_segment_rows=4000)
+    index = store_at(tmp_path / "index", max_segment_rows=4000)
+    store = index.store
     add(store, [image(i, n=1000) for i in range(8)] + [image(8, n=400), image(9, n=600)])
     assert [s.rows for s in store.segments] == [4000, 4000, 1000]
     asked: dict[int, int] = {}
@@ -153,4 +161,4 @@ def test_segments_share_the_search_budget_by_their_rows(tmp_path, monkeypatch):
     assert (images[:, 0] == store.view.by_id["img-3"]).mean() > 0.99  # still its own rows
     lookup.knn(store.view, query, 5, 90)  # a small budget: each at least 6 per neighbour
     assert asked == {4000: 40, 1000: 30}
-    store.close()
+    index.close()

@@ -6,9 +6,10 @@ import time
 import numpy as np
 
 from landmark_client import Features
-from search_service.segment_writer import Stopped
-from search_service.store import IndexStore, StoreSettings
-from search_service.writing import OnConflict, Writer
+from search_service.errors import Stopped
+from search_service.index.store_settings import StoreSettings
+from search_service.index.wiring import Index
+from search_service.index.writing import OnConflict, Writer
 
 
 def image(i: int, n: int = 2000) -> tuple[str, str, dict, Features]:
@@ -21,7 +22,8 @@ def image(i: int, n: int = 2000) -> tuple[str, str, dict, Features]:
 
 def test_a_merge_stops_when_the_store_closes(tmp_path):
     settings = StoreSettings(seal_descriptors=10_000)
-    store = IndexStore(tmp_path / "index", settings, background=False)
+    index = Index(tmp_path / "index", settings, background=False)
+    store = index.store
     for batch in range(3):  # three segments written directly (bulk adds)
         Writer(store).add(
             [image(10 * batch + i) for i in range(10)], ("aliked", 64), OnConflict.ERROR
@@ -31,7 +33,7 @@ def test_a_merge_stops_when_the_store_closes(tmp_path):
 
     def merge() -> None:
         try:
-            store.merger.merge()
+            index.merger.merge()
         except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
             failure.append(exc)
 
@@ -39,13 +41,13 @@ def test_a_merge_stops_when_the_store_closes(tmp_path):
     worker.start()
     time.sleep(0.05)
     start = time.monotonic()
-    store.stop.set()  # what close() does first
+    index.stop.set()  # what close() does first
     worker.join(10)
     stopped_in = time.monotonic() - start
     assert not worker.is_alive() and stopped_in < 2.0, stopped_in
     assert failure and isinstance(failure[0], Stopped)
-    store.close()
+    index.close()
     assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".tmp")]
-    reopened = IndexStore(tmp_path / "index", settings, background=False)
-    assert len(reopened.view.by_id) == 30 and len(reopened.segments) == 3
+    reopened = Index(tmp_path / "index", settings, background=False)
+    assert len(reopened.store.view.by_id) == 30 and len(reopened.store.segments) == 3
     reopened.close()

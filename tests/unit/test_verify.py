@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from search_service.search_params import MIN_INLIERS
-from search_service.verify import VerifyParams, fit, is_degenerate
+from search_service.search.search_params import MIN_INLIERS, VerifyParams
+from search_service.search.verify import fit, is_degenerate
 
 P = VerifyParams()
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from search_service import wal
-from search_service.wal import HEADER, WalBroken, WalWriter, scan
+from search_service.index import wal
+from search_service.index.wal import HEADER, WalBroken, WalWriter, scan
 
 
 def payload(i: int, size: int = 40) -> bytes:
@@ -152,10 +152,12 @@ def test_damage_in_the_middle_keeps_the_records_after_it(tmp_path, caplog):
 
 def test_the_store_moves_to_a_new_log_when_one_cannot_be_rolled_back(tmp_path, monkeypatch):
     from search_service.errors import DiskFull
-    from search_service.store import IndexStore
+    from search_service.index.wiring import Index
     from tests.unit.test_store_shutdown import image
 
-    store = IndexStore(tmp_path / "index", background=False)
+    index = Index(tmp_path / "index", background=False)
+
+    store = index.store
     store.apply([], [image(1, 50)])
     faults = Faults(monkeypatch)
     faults.fail_after, faults.fail_truncate = 100, True
@@ -165,7 +167,7 @@ def test_the_store_moves_to_a_new_log_when_one_cannot_be_rolled_back(tmp_path, m
     faults.fail_truncate = False
     store.apply([], [image(3, 50)])  # lands in a new log, not behind the torn record
     assert not store.disk.disk_full and len(store.logs.paths) == 2
-    store.close()
-    reopened = IndexStore(tmp_path / "index", background=False)
-    assert sorted(reopened.view.by_id) == ["img-1", "img-3"]
+    index.close()
+    reopened = Index(tmp_path / "index", background=False)
+    assert sorted(reopened.store.view.by_id) == ["img-1", "img-3"]
     reopened.close()

@@ -12,8 +12,10 @@ import pytest
 
 from landmark_client import Features
 from search_service.errors import AlreadyExists, BufferFull
-from search_service.store import IndexStore, StoreSettings
-from search_service.writing import OnConflict, Writer
+from search_service.index import disk
+from search_service.index.store_settings import StoreSettings
+from search_service.index.wiring import Index
+from search_service.index.writing import OnConflict, Writer
 
 KIND = ("aliked", 64)
 
@@ -26,25 +28,26 @@ def image(i: int, n: int = 500, label: str = "x") -> tuple[str, str, dict, Featu
     return f"img-{i}", label, {}, Features("aliked", loc, d, (640, 480))
 
 
-def store_at(path, **kw) -> IndexStore:
+def store_at(path, **kw) -> Index:
     settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=0, **kw)
-    return IndexStore(path, settings, background=False)
+    return Index(path, settings, background=False)
 
 
 class Gate:
-    """Holds the next segment build named ``what`` (the real build) until ``open()``."""
+    """Holds the next segment build of ``builder`` (the real one) until ``open()``: a
+    merge's ``build_apart`` (a child process) or a bulk add's ``build_segment``."""
 
-    def __init__(self, store: IndexStore, what: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, builder: str) -> None:
         self.entered, self._open = threading.Event(), threading.Event()
-        real = store.disk.write_segment
+        real = getattr(disk, builder)
 
-        def write_segment(images, dimension, name, kind, apart=None, pausable=False):  # noqa: ANN001, ANN202, E501
-            if kind == what and not self.entered.is_set():
+        def build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if not self.entered.is_set():
                 self.entered.set()
                 assert self._open.wait(30), "the gate was never opened"
-            return real(images, dimension, name, kind, apart, pausable)
+            return real(*args, **kwargs)
 
-        store.disk.write_segment = write_segment  # type: ignore[method-assign]
+        monkeypatch.setattr(disk, builder, build)
 
     def open(self) -> None:
         self._open.set()
@@ -57,17 +60,18 @@ def in_thread(fn) -> tuple[threading.Thread, list]:  # noqa: ANN001
     return thread, out
 
 
-def test_seals_and_adds_go_on_while_a_merge_builds(tmp_path):
-    store = store_at(tmp_path / "index")
+def test_seals_and_adds_go_on_while_a_merge_builds(tmp_path, monkeypatch):
+    index = store_at(tmp_path / "index")
+    store = index.store
     writer = Writer(store)
     for batch in range(3):  # three segments written directly (bulk adds)
         writer.add([image(10 * batch + i) for i in range(2)], KIND, OnConflict.ERROR)
-    gate = Gate(store, "the merged segment")
-    merging, merged = in_thread(store.merger.merge)
+    gate = Gate(monkeypatch, "build_apart")
+    merging, merged = in_thread(index.merger.merge)
     assert gate.entered.wait(10)
 
     writer.add([image(100)], KIND, OnConflict.ERROR)  # small: through the log
-    assert store.sealer.seal()  # the buffer sealed while the merge is still building
+    assert index.sealer.seal()  # the buffer sealed while the merge is still building
     writer.add([image(200), image(201)], KIND, OnConflict.ERROR)  # bulk: its own segment
     writer.remove(["img-0"])  # in a segment the merge is rewriting
     assert merging.is_alive() and len(store.segments) == 5
@@ -78,39 +82,41 @@ def test_seals_and_adds_go_on_while_a_merge_builds(tmp_path):
     expected = {f"img-{i}" for i in (1, 10, 11, 20, 21, 100, 200, 201)}
     assert set(store.view.by_id) == expected
     assert len(store.segments) == 3  # the merged one, the sealed one, the bulk one
-    store.close()
+    index.close()
     again = store_at(tmp_path / "index")
-    assert set(again.view.by_id) == expected
+    assert set(again.store.view.by_id) == expected
     again.close()
 
 
-def test_small_segments_are_merged_beside_a_large_merge(tmp_path):
-    store = store_at(tmp_path / "index", max_segments=3)
+def test_small_segments_are_merged_beside_a_large_merge(tmp_path, monkeypatch):
+    index = store_at(tmp_path / "index", max_segments=3)
+    store = index.store
     writer = Writer(store)
     for batch in range(2):  # two large segments (1,500 rows each)
         writer.add([image(10 * batch + i) for i in range(3)], KIND, OnConflict.ERROR)
-    gate = Gate(store, "the merged segment")
-    large, done = in_thread(store.merger.merge)  # takes the two large ones
+    gate = Gate(monkeypatch, "build_apart")
+    large, done = in_thread(index.merger.merge)  # takes the two large ones
     assert gate.entered.wait(10)
     for i in range(3):  # seals go on: three small segments, too many in all
         writer.add([image(100 + i, n=200)], KIND, OnConflict.ERROR)
-        assert store.sealer.seal()
+        assert index.sealer.seal()
     busy = {s.name for s in store.segments if s.rows == 1500}
-    assert store.merger.needs_merge(1000)
-    assert store.merger.merge(1000)  # the small lane: the three small ones (at most 250 rows)
+    assert index.merger.needs_merge(1000)
+    assert index.merger.merge(1000)  # the small lane: the three small ones (at most 250 rows)
     assert large.is_alive() and {s.name for s in store.segments} >= busy
     assert sorted(s.rows for s in store.segments) == [600, 1500, 1500]
     gate.open()
     large.join(30)
     assert done == [True] and sorted(s.rows for s in store.segments) == [600, 3000]
     assert len(store.view.by_id) == 9
-    store.close()
+    index.close()
 
 
-def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path):
-    store = store_at(tmp_path / "index")
+def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path, monkeypatch):
+    index = store_at(tmp_path / "index")
+    store = index.store
     writer = Writer(store)
-    gate = Gate(store, "the change")
+    gate = Gate(monkeypatch, "build_segment")
     bulk = [image(1, label="bulk"), image(2, label="bulk")]
     building, result = in_thread(lambda: writer.add(bulk, KIND, OnConflict.SKIP))
     assert gate.entered.wait(10)
@@ -123,7 +129,7 @@ def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path):
     assert view.images[view.by_id["img-1"]].label == "bulk"
     assert len(store.view.by_id) == 2
 
-    gate = Gate(store, "the change")
+    gate = Gate(monkeypatch, "build_segment")
     clash = [image(3), image(4)]
     building, failed = in_thread(lambda: _error_of(writer.add, clash, KIND, OnConflict.ERROR))
     assert gate.entered.wait(10)
@@ -133,7 +139,7 @@ def test_a_bulk_add_decides_its_conflicts_when_it_commits(tmp_path):
     assert isinstance(failed[0], AlreadyExists)
     assert "img-3" not in store.view.by_id  # all or nothing
     assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".tmp")]
-    store.close()
+    index.close()
 
 
 def _error_of(fn, *args):  # noqa: ANN001, ANN202
@@ -145,7 +151,8 @@ def _error_of(fn, *args):  # noqa: ANN001, ANN202
 
 
 def test_the_growing_buffer_is_bounded(tmp_path):
-    store = store_at(tmp_path / "index", max_growing_descriptors=1200)
+    index = store_at(tmp_path / "index", max_growing_descriptors=1200)
+    store = index.store
     writer = Writer(store)
     writer.add([image(1)], KIND, OnConflict.ERROR)
     writer.add([image(2)], KIND, OnConflict.ERROR)  # 1,000 descriptors buffered
@@ -154,14 +161,15 @@ def test_the_growing_buffer_is_bounded(tmp_path):
     assert refused.value.retry_after > 0 and "retry" in str(refused.value)
     assert store.growing.descriptors == 1000 and "img-3" not in store.view.by_id
     writer.remove(["img-1"])  # removes are never refused
-    assert store.sealer.seal()
+    assert index.sealer.seal()
     writer.add([image(3)], KIND, OnConflict.ERROR)  # room again
     assert set(store.view.by_id) == {"img-2", "img-3"}
-    store.close()
+    index.close()
 
 
 def test_a_small_add_leaves_the_sealed_part_of_the_view_alone(tmp_path):
-    store = store_at(tmp_path / "index")
+    index = store_at(tmp_path / "index")
+    store = index.store
     writer = Writer(store)
     writer.add([image(i) for i in range(4)], KIND, OnConflict.ERROR)  # a segment
     sealed = store.view.sealed
@@ -171,14 +179,14 @@ def test_a_small_add_leaves_the_sealed_part_of_the_view_alone(tmp_path):
     assert len(store.view.by_id) == 6
     writer.remove(["img-0"])  # a tombstone changes the sealed part
     assert store.view.sealed is not sealed and "img-0" not in store.view.by_id
-    store.close()
+    index.close()
 
 
 def test_sealing_and_merging_run_below_searches_and_adds(tmp_path):
     settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=0)
-    store = IndexStore(tmp_path / "index", settings, background=True)
+    index = Index(tmp_path / "index", settings, background=True)
     try:
-        loops = [store.sealer._loop, *store.merger._loops]
+        loops = [index.sealer._loop, *index.merger._loops]
 
         def nice_of(loop) -> int | None:  # noqa: ANN001
             tid = loop._thread.native_id
@@ -190,24 +198,25 @@ def test_sealing_and_merging_run_below_searches_and_adds(tmp_path):
             time.sleep(0.05)  # each thread sets its own as it starts
         assert [nice_of(loop) for loop in loops] == [5, 19, 19]  # sealer, the two merge lanes
     finally:
-        store.close()
+        index.close()
 
 
 def test_too_many_segments_merge_the_smallest_removed_rows_first_only_past_their_share(
     tmp_path,
 ):
-    store = store_at(tmp_path / "index", max_segments=3, max_dead_fraction=0.3)
+    index = store_at(tmp_path / "index", max_segments=3, max_dead_fraction=0.3)
+    store = index.store
     writer = Writer(store)
     writer.add([image(i) for i in range(4)], KIND, OnConflict.ERROR)  # 2,000 rows
     for i in range(3):  # three small segments: four in all, one too many
         writer.add([image(10 + i, n=100)], KIND, OnConflict.ERROR)
-        assert store.sealer.seal()
+        assert index.sealer.seal()
     writer.remove(["img-0"])  # 500 of 2,300 rows removed: below the share
     large = next(s.name for s in store.segments if s.rows == 2000)
-    assert store.merger.needs_merge() and store.merger.merge()
+    assert index.merger.needs_merge() and index.merger.merge()
     assert sorted(s.rows for s in store.segments) == [300, 2000]  # the small ones
     assert large in {s.name for s in store.segments}
     writer.remove(["img-1"])  # 1,000 of 2,300: past the share, so reclaimed first
-    assert store.merger.needs_merge() and store.merger.merge()
+    assert index.merger.needs_merge() and index.merger.merge()
     assert [s.rows for s in store.segments] == [1300] and len(store.view.by_id) == 5
-    store.close()
+    index.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .verify import VerifyParams
+THREADS = 2  # threads looking up, matching and verifying one search (1 = none extra)
 
 # Inliers a match needs, by feature kind, unless the operator or the request says otherwise:
 # the lowest count at which the exhaustive check (make quality-ceiling BACKEND=...) accepts
@@ -18,6 +18,37 @@ FALLBACK_MIN_INLIERS = 7  # feature kinds not measured here (delf)
 # images and halve the lookups (docs/index-design.md). SIFT's less distinctive descriptors
 # lose an answer that way, so SIFT and the kinds not measured here look up with all.
 LOOKUP_FEATURES = {"aliked": 500}
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    # Residual threshold as a fraction of the database image's longer side (pixels otherwise).
+    threshold_fraction: float = 0.015
+    min_threshold_px: float = 3.0
+    max_iters: int = 2000
+    confidence: float = 0.999
+    # A transform is degenerate when its scale is outside [1/max_scale, max_scale] or one
+    # axis is stretched more than max_anisotropy times the other.
+    max_scale: float = 10.0
+    max_anisotropy: float = 5.0
+    # Overlays (overlays.py; docs/quality.md has the measurements that chose these): a
+    # fit is frame-locked when one frame-locked map explains at least overlay_share of its
+    # inliers, within overlay_tolerance_fraction of the reference's longer side ...
+    overlay_share: float = 0.5
+    overlay_tolerance_fraction: float = 0.004
+    # ... and pins the map down (a scale off by pin_scale would show), or the fit is
+    # weak: under compact_fit_stands times the acceptance threshold. A compact cluster
+    # fits some frame-locked map whatever it shows; a strong one is a scene's.
+    pin_scale: float = 0.1
+    compact_fit_stands: float = 2.0
+    # ... unless those inliers are this share of the query's keypoints (the same photo or
+    # the same view), or this smaller share spread over this share of its width and of its
+    # height (a copy at another resolution keeps fewer matches, all over the frame)
+    same_photo_fraction: float = 0.25
+    resized_copy_fraction: float = 0.1
+    resized_copy_extent: float = 0.5
+    max_overlay_peels: int = 8  # frame-locked fits peeled off before a candidate scores 0
+    peel_overlays: bool = True  # False: the fit as it is (to measure what peeling does)
 
 
 @dataclass(frozen=True)

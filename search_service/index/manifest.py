@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import IndexCorrupt, IndexLocked
+from ..errors import IndexCorrupt, IndexLocked
 from .wal import fsync_dir
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ import numpy as np
 
 from landmark.wire import Features
 
-from .errors import Cancelled, InvalidRequest
+from ..errors import Cancelled, InvalidRequest
+from ..index.images import ImageMeta
 from .exact_matches import Matcher, mutual_matches
-from .lookup import Hits
+from .hits import Hits
 from .ranking import SearchResult, Timing, ranked
 from .search_params import SearchParams
-from .segment import ImageMeta
 from .verify import FailureCount, Frames, verify, verify_candidates
 from .votes import shortlist, vote
 

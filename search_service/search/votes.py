@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .lookup import Hits
+from .hits import Hits
 
 
 def vote(hits: Hits, num_images: int) -> np.ndarray:

@@ -16,9 +16,10 @@ from enum import Enum
 
 from landmark.wire import Features
 
+from ..errors import AlreadyExists, FeatureMismatch
 from .buffer import image_data
-from .errors import AlreadyExists, FeatureMismatch
-from .segment import ImageData, Segment
+from .images import ImageData
+from .segment import Segment
 from .store import IndexStore
 
 Entry = tuple[str, str, dict[str, str], Features]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .segment import ImageData, ImageMeta, Segment
+from .images import ImageData, ImageMeta
+from .segment import Segment
 
 
 @dataclass(frozen=True)

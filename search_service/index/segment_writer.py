@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
+from ..errors import Stopped
 from .compact import Covariance, quantize_descriptors, quantize_locations
-from .segment import FORMAT, PROJECTION_DIM, ImageData, Segment, load_segment
+from .images import ImageData
+from .segment import FORMAT, Segment, load_segment
+from .store_settings import PROJECTION_DIM
 from .wal import fsync_dir
 
 
@@ -35,10 +38,6 @@ class StoredImages(Sequence[ImageData]):
             return StoredImages(self.where[i])
         segment, index = self.where[i]
         return segment.image_data(index)
-
-
-class Stopped(Exception):
-    """The build was asked to stop (the service is shutting down); nothing was kept."""
 
 
 def build_segment(

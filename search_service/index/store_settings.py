@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .segment import PROJECTION_DIM
+PROJECTION_DIM = 16  # Annoy's dimension (docs/index-design.md has the measurements)
 
 
 @dataclass(frozen=True)

@@ -16,53 +16,22 @@ folder, fsynced, then renamed; it becomes live only when the manifest names it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from annoy import AnnoyIndex
 
+from ..errors import IndexCorrupt
 from .compact import (
     Projection,
     dequantize_descriptors,
     dequantize_locations,
 )
-from .errors import IndexCorrupt
+from .images import ImageData, ImageMeta
 
 FORMAT = 3
 READABLE = (2, 3)
-PROJECTION_DIM = 16  # Annoy's dimension (docs/index-design.md has the measurements)
-
-
-@dataclass(frozen=True)
-class ImageMeta:
-    image_id: str
-    label: str
-    start: int  # first row within its segment (or within the growing buffer)
-    count: int  # keypoints
-    width: int
-    height: int
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """One image's features, ready to be stored."""
-
-    image_id: str
-    label: str
-    descriptors: np.ndarray  # [n, D] float32
-    locations: np.ndarray  # [n, 2] float32 (x, y)
-    width: int
-    height: int
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def meta(self, start: int) -> ImageMeta:
-        """Its entry in a segment or in the growing buffer, whose rows begin at ``start``."""
-        n = len(self.descriptors)
-        return ImageMeta(
-            self.image_id, self.label, start, n, self.width, self.height, dict(self.metadata)
-        )
 
 
 @dataclass

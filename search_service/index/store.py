@@ -6,7 +6,8 @@ fsyncs it, then puts it in the growing buffer (bounded: BufferFull past
 ``max_growing_descriptors``); the sealer (sealing.py) and the merger (merging.py) build
 segments in their own threads, and a bulk add (writing.py) in its caller's. No build holds
 the state lock: each takes what it needs under it, builds, and commits under it again by
-one manifest write, after which the files it replaced are deleted.
+one manifest write, after which the files it replaced are deleted. The store knows none
+of them: wiring.py builds them and hands each the store's methods it uses.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from pathlib import Path
 
 from landmark.wire import Features
 
+from ..errors import BufferFull
 from . import manifest, records
 from .buffer import BufferToSeal, GrowingBuffer, image_data
 from .disk import IndexDisk
-from .errors import BufferFull
 from .logfiles import LogFiles
-from .merging import Merger
-from .sealing import Sealer
 from .segment import Segment, load_segment
 from .store_settings import StoreSettings
 from .view import Sealed, View, build_view, sealed_part
@@ -36,11 +35,10 @@ RETRY_AFTER_SECONDS = 0.5  # what BufferFull asks a caller to wait
 
 
 class IndexStore:
-    def __init__(
-        self, index_dir: Path, settings: StoreSettings | None = None, background: bool = True
-    ) -> None:
+    def __init__(self, index_dir: Path, settings: StoreSettings, disk: IndexDisk) -> None:
         self.dir = Path(index_dir)
-        self.settings = settings or StoreSettings()
+        self.settings = settings
+        self.disk = disk
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = manifest.lock(self.dir)
         # The state lock guards every field below; it is held for in-memory changes, log
@@ -61,8 +59,6 @@ class IndexStore:
         self.last_write = time.monotonic()
         self._ids_cache: dict[str, set[str]] = {}
         self._sealed: Sealed | None = None  # the view's sealed part, until it changes
-        self.stop = threading.Event()
-        self.disk = IndexDisk(self.dir, self.settings, self.stop)
         manifest.remove_unlisted(self.dir, found)
         self._replay()
         if found.format != manifest.FORMAT and self.dir.joinpath(manifest.NAME).exists():
@@ -72,11 +68,6 @@ class IndexStore:
             log.info("%s: index format %d -> %d", self.dir, found.format, manifest.FORMAT)
         self.logs.open()
         self.view = self._make_view()
-        self.sealer = Sealer(self)
-        self.merger = Merger(self)
-        if background:
-            self.sealer.start()
-            self.merger.start()
 
     def _write_manifest(self) -> None:
         self.generation += 1
@@ -224,7 +215,7 @@ class IndexStore:
                 logs = self.logs.rotate()
             except OSError as exc:
                 raise self.disk.storage_error(exc, "the sealed segment") from exc
-            return BufferToSeal(images, logs, self.new_name("seg"))
+            return BufferToSeal(images, logs, self.new_name("seg"), self.dimension)
 
     def commit_seal(self, batch: BufferToSeal, segment: Segment) -> None:
         """Serve ``batch``'s images from ``segment`` and forget the logs that held them. An
@@ -283,15 +274,18 @@ class IndexStore:
         with self._state:
             return list(self.segments), set(self.removed)
 
+    def quiet_since(self) -> float | None:
+        """When the last write came, or None while the buffer holds images."""
+        with self._state:
+            return None if self.growing else self.last_write
+
     def _make_view(self) -> View:
         if self._sealed is None:
             self._sealed = sealed_part(self.segments, self.removed)
         return build_view(self._sealed, self.growing, self.backend, self.dimension, self.generation)
 
     def close(self) -> None:
-        self.stop.set()
-        self.sealer.join(timeout=30)
-        self.merger.join(timeout=30)
+        """Close the log and unlock the directory (after the builders have stopped)."""
         with self._state:
             self.logs.close()
         self._lock_fh.close()

@@ -14,7 +14,7 @@ from .compact import (
     quantize_descriptors,
     quantize_locations,
 )
-from .segment import ImageData
+from .images import ImageData
 
 
 def image_data(image_id: str, label: str, metadata: dict, f: Features) -> ImageData:
@@ -52,8 +52,9 @@ class GrowingBuffer(dict[str, ImageData]):
 @dataclass(frozen=True)
 class BufferToSeal:
     """What one seal turns into a segment: the buffer's images when it began, the logs
-    that hold them, and the new segment's name."""
+    that hold them, the new segment's name and the index's feature dimension."""
 
     images: list[ImageData]
     logs: list[Path]
     name: str
+    dimension: int

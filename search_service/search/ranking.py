@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .segment import ImageMeta
+from ..index.images import ImageMeta
 from .verify import Checked
 
 

@@ -6,7 +6,9 @@ and there is something to compact. Two lanes: any merge, and small merges beside
 one; a merge holds its segments, and no other merge takes them. A merge is built in a
 child process from the segments' files (build_apart.py), with no store lock held, so
 seals, adds and searches go on meanwhile; it then commits under the state lock, where
-images removed during the build are tombstoned in the new segment (store.py).
+images removed during the build are tombstoned in the new segment (store.py). The merger is
+handed what it uses: the store's ``snapshot``, ``quiet_since``, ``new_name`` and ``commit``,
+and the disk's ``write``.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from .background import Loop
 from .segment import Segment
 from .segment_writer import StoredImages
+from .store_settings import StoreSettings
 
-if TYPE_CHECKING:
-    from .store import IndexStore
+Snapshot = Callable[[], tuple[list[Segment], set[tuple[str, str]]]]
+Commit = Callable[[list[Segment], Segment | None, set[tuple[str, str]]], None]
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +83,31 @@ class Merger:
     segments seals keep writing are merged beside it and searches do not slow down with
     their number."""
 
-    def __init__(self, store: IndexStore) -> None:
-        self.store = store
+    def __init__(
+        self,
+        settings: StoreSettings,
+        snapshot: Snapshot,
+        quiet_since: Callable[[], float | None],
+        new_name: Callable[[str], str],
+        write: Callable[..., Segment],
+        commit: Commit,
+        stop: threading.Event,
+        recovered: Callable[[], None],
+    ) -> None:
+        """``snapshot``: the segments and tombstones now; ``quiet_since``: when the last
+        write came, None while the buffer holds images; ``write``: IndexDisk.write_segment;
+        ``commit``: IndexStore.commit_merge."""
+        self._settings = settings
+        self._snapshot = snapshot
+        self._quiet_since = quiet_since
+        self._new_name = new_name
+        self._write = write
+        self._commit = commit
         self._busy: set[str] = set()  # segments a merge holds
         self._busy_lock = threading.Lock()
-        rested = lambda: store.disk.set_disk_full(False)  # noqa: E731
         self._loops = [
-            Loop("merger", lambda: self._step(None), store.stop, rested, NICE),
-            Loop("small-merger", lambda: self._step(SMALL_MERGE_ROWS), store.stop, rested, NICE),
+            Loop("merger", lambda: self._step(None), stop, recovered, NICE),
+            Loop("small-merger", lambda: self._step(SMALL_MERGE_ROWS), stop, recovered, NICE),
         ]
 
     def _plan(
@@ -96,8 +116,8 @@ class Merger:
         """The plan over the segments no merge holds, and the tombstones it saw. It
         reclaims removed rows first when they pass max_dead_fraction (or when asked, as an
         idle node is); else it merges the smallest, which is what too many segments need."""
-        settings = self.store.settings
-        segments, removed = self.store.snapshot()
+        settings = self._settings
+        segments, removed = self._snapshot()
         if reclaim is None:
             reclaim = self._dead_share(segments, removed) > settings.max_dead_fraction
         free = [s for s in segments if s.name not in self._busy]
@@ -116,8 +136,8 @@ class Merger:
 
     def needs_merge(self, max_rows: int | None = None) -> bool:
         """Too many segments, or too many removed rows, and a plan for them in this lane."""
-        s = self.store.settings
-        segments, removed = self.store.snapshot()
+        s = self._settings
+        segments, removed = self._snapshot()
         due = (
             len(segments) > s.max_segments
             or self._dead_share(segments, removed) > s.max_dead_fraction
@@ -125,11 +145,12 @@ class Merger:
         return due and bool(self.plan(max_rows))
 
     def idle_due(self, max_rows: int | None = None) -> bool:
-        idle = self.store.settings.idle_merge_seconds
+        idle = self._settings.idle_merge_seconds
+        quiet = self._quiet_since()
         return (
             idle > 0
-            and not self.store.growing
-            and time.monotonic() - self.store.last_write >= idle
+            and quiet is not None
+            and time.monotonic() - quiet >= idle
             and bool(self.plan(max_rows, reclaim=True))
         )
 
@@ -143,7 +164,7 @@ class Merger:
                 return False
             self._busy |= {s.name for s in old}
         try:
-            name = self.store.new_name("seg")
+            name = self._new_name("seg")
             keep = StoredImages(
                 [
                     (s, i)
@@ -153,19 +174,19 @@ class Merger:
                 ]
             )
             merged = (
-                self.store.disk.write_segment(
+                self._write(
                     keep,
-                    self.store.dimension,
+                    old[0].dimension,
                     name,
                     "the merged segment",
-                    NICE,
-                    # a large merge yields to searches; small ones must keep pace with seals
-                    pausable=keep.row_count() > SMALL_MERGE_ROWS,
+                    apart=True,
+                    # a large merge runs at idle priority; small ones keep pace with seals
+                    idle=keep.row_count() > SMALL_MERGE_ROWS,
                 )
                 if keep
                 else None
             )
-            self.store.commit_merge(old, merged, removed)
+            self._commit(old, merged, removed)
         finally:
             with self._busy_lock:
                 self._busy -= {s.name for s in old}

@@ -10,30 +10,14 @@ verification use every query descriptor (docs/index-design.md has the measuremen
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from annoy import AnnoyIndex
 
+from ..index.segment import Segment
+from ..index.view import View
 from . import blas
-from .segment import Segment
-from .view import View
-
-
-@dataclass(frozen=True)
-class Hits:
-    """k-NN results flattened: one entry per (query keypoint, database row) pair."""
-
-    query: np.ndarray  # [H] int32 query keypoint
-    row: np.ndarray  # [H] int64 database row
-    image: np.ndarray  # [H] int32 database image index
-    dist: np.ndarray  # [H] float32 Euclidean distance
-
-    @classmethod
-    def empty(cls) -> Hits:
-        i32 = np.zeros(0, np.int32)
-        return cls(i32, np.zeros(0, np.int64), i32.copy(), np.zeros(0, np.float32))
-
+from .hits import Hits
 
 RERANK = 3  # a compact segment's Annoy candidates per neighbour kept (docs/index-design.md)
 NODES_PER_NEIGHBOUR = 48  # default search_k = k * this: 240 Annoy nodes for k = 5

@@ -7,13 +7,14 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import DiskFull, StorageFailure
 from .build_apart import build_apart
-from .errors import DiskFull, StorageFailure
-from .segment import ImageData, Segment
+from .images import ImageData
+from .segment import Segment
 from .segment_writer import StoredImages, build_segment, bytes_needed
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ class IndexDisk:
         self.dir = directory
         self.settings = settings
         self.stop = stop  # a build stops (Stopped) once this is set
-        # a merge built apart pauses while this answers True (the engine: searches running)
-        self.yield_to: Callable[[], bool] = lambda: False
         self.disk_full = False
 
     def free_bytes(self) -> int:
@@ -65,13 +64,13 @@ class IndexDisk:
         dimension: int,
         name: str,
         what: str,
-        apart_at_nice: int | None = None,
-        pausable: bool = False,
+        apart: bool = False,
+        idle: bool = False,
     ) -> Segment:
         """Build a segment (no lock held), refusing up front when the disk cannot hold it;
-        on failure nothing of it is left behind. ``apart_at_nice``: build the rows of
-        sealed segments (a merge) in a child process at that priority (build_apart.py),
-        ``pausable`` while searches run (``yield_to``)."""
+        on failure nothing of it is left behind. ``apart``: build the rows of sealed segments
+        (a merge) in a child process at nice 19, or at idle priority when ``idle``
+        (build_apart.py)."""
         tmp = self.dir / f".tmp-{name}"
         s = self.settings
         need = bytes_needed(images, dimension, s.n_trees, s.projection_dim)
@@ -83,7 +82,7 @@ class IndexDisk:
             )
         final = self.dir / name
         try:
-            if apart_at_nice is not None and isinstance(images, StoredImages):
+            if apart and isinstance(images, StoredImages):
                 return build_apart(
                     images,
                     dimension,
@@ -92,8 +91,7 @@ class IndexDisk:
                     final,
                     self.stop.is_set,
                     s.projection_dim,
-                    apart_at_nice,
-                    self.yield_to if pausable else (lambda: False),
+                    idle,
                 )
             return build_segment(
                 images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim

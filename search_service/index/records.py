@@ -25,7 +25,7 @@ import numpy as np
 
 from landmark.wire import Features
 
-from .errors import IndexCorrupt
+from ..errors import IndexCorrupt
 
 IMAGE, REMOVE, LEGACY_IMAGE = b"I", b"R", b"A"
 KINDS = IMAGE + REMOVE + LEGACY_IMAGE

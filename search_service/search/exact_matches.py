@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import Cancelled
 from . import blas
-from .errors import Cancelled
-from .view import View
+
+if TYPE_CHECKING:  # read, never built here: a coordinator matches without an index
+    from ..index.view import View
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from .errors import DiskFull, StorageFailure
-from .segment_writer import Stopped
+from ..errors import DiskFull, Stopped, StorageFailure
 
 log = logging.getLogger(__name__)
 

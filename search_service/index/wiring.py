@@ -1,0 +1,72 @@
+"""The index as one part: its disk, its store (state, log and manifest), the sealer and the
+merger that build segments in the background, and the writer that decides each change.
+
+This is the one place they are put together. Each part is handed what it uses and knows
+nothing of the others: the sealer gets the store's buffer, ``buffer_to_seal`` and
+``commit_seal`` and the disk's ``write_segment``; the merger gets ``snapshot``,
+``quiet_since``, ``new_name`` and ``commit_merge``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .disk import IndexDisk
+from .merging import Merger
+from .sealing import Sealer
+from .store import IndexStore
+from .store_settings import StoreSettings
+from .writing import Writer
+
+JOIN_SECONDS = 30  # how long close() waits for each background thread
+
+
+class Index:
+    """An index directory, opened: ``store`` for its state and view, ``writer`` for
+    changes, ``sealer`` and ``merger`` for the background (running when ``background``)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        settings: StoreSettings | None = None,
+        background: bool = True,
+    ) -> None:
+        settings = settings or StoreSettings()
+        self.stop = threading.Event()  # set by close(): builds stop, threads end
+        self.disk = IndexDisk(Path(directory), settings, self.stop)
+        self.store = IndexStore(Path(directory), settings, self.disk)
+        store, disk = self.store, self.disk
+
+        def rested() -> None:
+            disk.set_disk_full(False)
+
+        self.sealer = Sealer(
+            settings,
+            store.growing,
+            take=store.buffer_to_seal,
+            write=disk.write_segment,
+            commit=store.commit_seal,
+            stop=self.stop,
+            recovered=rested,
+        )
+        self.merger = Merger(
+            settings,
+            snapshot=store.snapshot,
+            quiet_since=store.quiet_since,
+            new_name=store.new_name,
+            write=disk.write_segment,
+            commit=store.commit_merge,
+            stop=self.stop,
+            recovered=rested,
+        )
+        self.writer = Writer(store)
+        if background:
+            self.sealer.start()
+            self.merger.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sealer.join(JOIN_SECONDS)
+        self.merger.join(JOIN_SECONDS)
+        self.store.close()
