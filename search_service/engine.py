@@ -228,7 +228,7 @@ class SearchEngine:
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view
-        on_disk = self.store.disk.bytes_on_disk()
+        on_disk = self.store.bytes_on_disk()
         n = sum(s.rows for s in view.segments) + int(view.growing_descriptors.shape[0])
         return {
             "images": view.live_images,
@@ -237,11 +237,12 @@ class SearchEngine:
             "backend": view.backend,
             "bytes_on_disk": on_disk,
             "bytes_per_descriptor": on_disk / n if n else 0.0,
-            "labels": len(self.labels()),
+            "labels": view.label_count,
             "generation": view.generation,
             "segments": len(view.segments),
             "growing_descriptors": int(view.growing_descriptors.shape[0]),
             "disk_full": self.store.disk.disk_full,
+            "settled": self.index.settled(),
             "verify_failures": self.verify_failures.value,
         }
 

@@ -1,18 +1,20 @@
-"""The asyncio clients' shared part: calls with retries on the next replica, health,
-readiness and closing (the twin of _core._Client)."""
+"""The asyncio clients' shared part: calls with retries on the next replica, ``drive``
+(an operation of _ops.py, awaited), health, readiness and closing."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2
 
+from . import _ops as ops
 from ._core import _ClientCore
 from .errors import LandmarkError
+
+T = TypeVar("T")
 
 
 class _AsyncClient(_ClientCore):
@@ -36,28 +38,16 @@ class _AsyncClient(_ClientCore):
                 wait = self._backoff(err, attempt, deadline, retry)
             await asyncio.sleep(wait)
 
+    async def _run(self, op: ops.Op[T]) -> T:
+        return await drive(op, {self._kind: self})
+
     async def health(self, timeout: float | None = None) -> str:
         """The standard gRPC health status of the service, e.g. "SERVING"."""
-        request = health_pb2.HealthCheckRequest(service=self._health_name)
-        response = await self._call("Check", request, timeout, retry=False, stubs=self._health)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return await self._run(ops.health(self._kind, self._health_name, timeout))
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the service reports SERVING; LandmarkError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                last = await self.health(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-                if last == "SERVING":
-                    return
-            except LandmarkError as err:
-                last = err.code.name
-            await asyncio.sleep(0.1)
-        raise LandmarkError(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"{self._service} at {self.address} not ready after {timeout}s (last status: {last})",
-        )
+        await self._run(self._ready(timeout))
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -68,3 +58,29 @@ class _AsyncClient(_ClientCore):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def drive(op: ops.Op[T], clients: Mapping[str, _AsyncClient]) -> T:
+    """Run ``op`` awaiting: each of its calls on the client of its service."""
+    try:
+        step = next(op)
+        while True:
+            if isinstance(step, ops.Pause):
+                await asyncio.sleep(step.seconds)
+                step = op.send(None)
+                continue
+            client = clients[step.service]
+            try:
+                response = await client._call(
+                    step.method,
+                    step.request,
+                    step.timeout,
+                    retry=step.retry,
+                    stubs=client._stubs_for(step),
+                )
+            except LandmarkError as err:
+                step = op.throw(err)
+            else:
+                step = op.send(response)
+    except StopIteration as done:
+        return done.value

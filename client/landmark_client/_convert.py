@@ -198,6 +198,7 @@ def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
         shards=msg.shards or 1,
         shard_index=msg.shard_index,
         disk_full=msg.disk_full,
+        settled=msg.settled,
     )
 
 

@@ -1,19 +1,23 @@
 """What the sync and asyncio clients share (default addresses, replicas, stubs, deadlines,
-retries), and the base of the sync clients."""
+retries), the base of the sync clients, and ``drive``: an operation (_ops.py) run blocking."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from landmark.connection import Connection, Rotation, replicas
 
+from . import _ops as ops
 from .errors import LandmarkError
+
+T = TypeVar("T")
 
 DEFAULT_EXTRACTOR = "127.0.0.1:50051"
 DEFAULT_SEARCH = "127.0.0.1:50052"
@@ -31,7 +35,8 @@ def search_address(address: str | None = None) -> str:
 class _ClientCore:
     """What the sync and asyncio clients share: replicas, stubs, deadlines, retries."""
 
-    _service = ""
+    _kind = ""  # ops.EXTRACTOR or ops.SEARCH: the calls of an operation this client takes
+    _service = ""  # its name in messages
     _health_name = ""
     _stub_class: Any = None
     _default_address: Any = None
@@ -75,6 +80,39 @@ class _ClientCore:
             raise LandmarkError.from_rpc(err, self._service, self.address) from None
         return wait
 
+    def _stubs_for(self, call: ops.Call) -> list[Any]:
+        return self._health if call.health else self._stubs
+
+    def _ready(self, timeout: float) -> ops.Op[None]:
+        where = f"{self._service} at {self.address}"
+        return ops.wait_ready(self._kind, self._health_name, where, timeout)
+
+
+def drive(op: ops.Op[T], clients: Mapping[str, _Client]) -> T:
+    """Run ``op`` blocking: each of its calls on the client of its service."""
+    try:
+        step = next(op)
+        while True:
+            if isinstance(step, ops.Pause):
+                time.sleep(step.seconds)
+                step = op.send(None)
+                continue
+            client = clients[step.service]
+            try:
+                response = client._call(
+                    step.method,
+                    step.request,
+                    step.timeout,
+                    retry=step.retry,
+                    stubs=client._stubs_for(step),
+                )
+            except LandmarkError as err:
+                step = op.throw(err)
+            else:
+                step = op.send(response)
+    except StopIteration as done:
+        return done.value
+
 
 class _Client(_ClientCore):
     def _call(
@@ -97,28 +135,16 @@ class _Client(_ClientCore):
                 wait = self._backoff(err, attempt, deadline, retry)
             time.sleep(wait)
 
+    def _run(self, op: ops.Op[T]) -> T:
+        return drive(op, {self._kind: self})
+
     def health(self, timeout: float | None = None) -> str:
         """The standard gRPC health status of the service, e.g. "SERVING"."""
-        request = health_pb2.HealthCheckRequest(service=self._health_name)
-        response = self._call("Check", request, timeout, retry=False, stubs=self._health)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return self._run(ops.health(self._kind, self._health_name, timeout))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the service reports SERVING; LandmarkError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                last = self.health(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-                if last == "SERVING":
-                    return
-            except LandmarkError as err:
-                last = err.code.name
-            time.sleep(0.1)
-        raise LandmarkError(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"{self._service} at {self.address} not ready after {timeout}s (last status: {last})",
-        )
+        self._run(self._ready(timeout))
 
     def close(self) -> None:
         for channel in self._channels:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from landmark.backoff import Backoff
 from landmark.wire import Features
 
 from .errors import LandmarkError
@@ -120,7 +121,7 @@ class Adder:
             for j in jobs
             if j.features is not None
         ]
-        since, pause = time.monotonic(), PAUSE[0]
+        since, backoff = time.monotonic(), Backoff(*PAUSE)
         on_conflict = self.on_conflict
         while True:
             try:
@@ -132,9 +133,9 @@ class Adder:
                     raise
                 if away and on_conflict == "error":
                     on_conflict = "skip"  # it may have been applied (docstring)
+                pause = backoff.failed()
                 wait = err.retry_after if waiting and err.retry_after else pause
                 self.retries += 1
-                pause = min(pause * 2, PAUSE[1])
                 log.info("add of %d photos: %s; again in %.1fs", len(images), err.code.name, wait)
                 if self._stop.wait(wait):
                     raise

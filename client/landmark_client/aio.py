@@ -8,17 +8,18 @@ async with LandmarkClient(extractor_addr, search_addr, timeout=10) as client:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TypeVar
 
 import grpc
 
 from landmark.connection import Connection
-from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+from landmark.v1 import extractor_pb2_grpc, search_pb2_grpc
 from landmark.wire import Features
 
 from . import _convert as conv
-from ._aio_core import _AsyncClient
+from . import _ops as ops
+from ._aio_core import _AsyncClient, drive
 from ._core import DEFAULT_TIMEOUT, extractor_address, search_address
 from .aio_ingest import IngestTwins
 from .errors import LandmarkError
@@ -35,8 +36,11 @@ from .types import (
     SearchResult,
 )
 
+T = TypeVar("T")
+
 
 class ExtractorClient(_AsyncClient):
+    _kind = ops.EXTRACTOR
     _service = "extractor"
     _health_name = "landmark.v1.Extractor"
     _stub_class = extractor_pb2_grpc.ExtractorStub
@@ -52,11 +56,10 @@ class ExtractorClient(_AsyncClient):
         image_scales: Sequence[float] | None = None,
         timeout: float | None = None,
     ) -> Features:
-        request = conv.extract_request(
-            image, max_features, max_image_size, "", score_threshold, image_scales
+        op = ops.extract(
+            image, max_features, max_image_size, score_threshold, image_scales, timeout
         )
-        response = await self._call("Extract", request, timeout)
-        return conv.features_from_proto(response.features)
+        return await self._run(op)
 
     async def extract_many(
         self,
@@ -86,11 +89,11 @@ class ExtractorClient(_AsyncClient):
             raise LandmarkError.from_rpc(err, self._service, self.address) from None
 
     async def info(self, *, timeout: float | None = None) -> ExtractorInfo:
-        request = extractor_pb2.GetExtractorInfoRequest()
-        return conv.extractor_info(await self._call("GetExtractorInfo", request, timeout))
+        return await self._run(ops.extractor_info(timeout))
 
 
 class SearchClient(_AsyncClient):
+    _kind = ops.SEARCH
     _service = "search service"
     _health_name = "landmark.v1.Search"
     _stub_class = search_pb2_grpc.SearchStub
@@ -103,18 +106,12 @@ class SearchClient(_AsyncClient):
         on_conflict: str = "error",
         timeout: float | None = None,
     ) -> AddResult:
-        added = skipped = replaced = 0
-        for request in conv.add_batches(images, on_conflict):
-            r = await self._call("AddImages", request, timeout, retry=False)
-            added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
-        return AddResult(added, skipped, replaced)
+        return await self._run(ops.add_images(images, on_conflict, timeout))
 
     async def remove_images(
         self, image_ids: Iterable[str], *, timeout: float | None = None
     ) -> tuple[int, list[str]]:
-        request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
-        r = await self._call("RemoveImages", request, timeout, retry=False)
-        return r.removed, list(r.not_found)
+        return await self._run(ops.remove_images(image_ids, timeout))
 
     async def search(
         self,
@@ -129,7 +126,7 @@ class SearchClient(_AsyncClient):
         allow_partial: bool = False,
         timeout: float | None = None,
     ) -> SearchResult:
-        request = conv.search_request(
+        op = ops.search(
             features,
             top_k,
             shortlist,
@@ -138,8 +135,9 @@ class SearchClient(_AsyncClient):
             include_matches,
             include_rejected,
             allow_partial,
+            timeout,
         )
-        return conv.search_result(await self._call("Search", request, timeout))
+        return await self._run(op)
 
     async def compare(
         self,
@@ -149,23 +147,19 @@ class SearchClient(_AsyncClient):
         min_inliers: int = 0,
         timeout: float | None = None,
     ) -> Comparison:
-        request = conv.compare_request(query, reference, min_inliers)
-        return conv.comparison(await self._call("Compare", request, timeout))
+        return await self._run(ops.compare(query, reference, min_inliers, timeout))
 
     async def index_info(self, *, timeout: float | None = None) -> IndexInfo:
-        request = search_pb2.GetIndexInfoRequest()
-        return conv.index_info(await self._call("GetIndexInfo", request, timeout))
+        return await self._run(ops.index_info(timeout))
 
     async def list_images(
         self, *, page_size: int = 1000, timeout: float | None = None
     ) -> AsyncIterator[ImageRecord]:
         token = ""
         while True:
-            request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
-            page = await self._call("ListImages", request, timeout)
-            for m in page.images:
-                yield conv.image_record(m)
-            token = page.next_page_token
+            records, token = await self._run(ops.image_page(page_size, token, timeout))
+            for record in records:
+                yield record
             if not token:
                 return
 
@@ -185,6 +179,9 @@ class LandmarkClient(IngestTwins):
         self.extractor = ExtractorClient(extractor, timeout=timeout, connection=connection)
         self.search = SearchClient(search, timeout=timeout, connection=connection)
 
+    async def _run(self, op: ops.Op[T]) -> T:
+        return await drive(op, {ops.EXTRACTOR: self.extractor, ops.SEARCH: self.search})
+
     async def recognize(
         self,
         image: ImageInput,
@@ -195,30 +192,13 @@ class LandmarkClient(IngestTwins):
         timeout: float | None = None,
     ) -> Recognition:
         budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
-        features = await self.extractor.extract(image, timeout=budget)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LandmarkError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"extraction used the whole {budget}s timeout"
-            )
-        result = await self.search.search(
-            features,
-            top_k=top_k,
-            include_matches=include_matches,
-            exclude=exclude,
-            timeout=remaining,
-        )
-        return Recognition(features, result)
+        return await self._run(ops.recognize(image, top_k, include_matches, exclude, budget))
 
     async def compare(
         self, image: ImageInput, reference: ImageInput, *, timeout: float | None = None
     ) -> Comparison:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        left = lambda: max(0.001, deadline - time.monotonic())  # noqa: E731
-        query = await self.extractor.extract(image, timeout=left())
-        ref = await self.extractor.extract(reference, timeout=left())
-        return await self.search.compare(query, ref, timeout=left())
+        budget = self.timeout if timeout is None else timeout
+        return await self._run(ops.compare_photos(image, reference, budget))
 
     async def add_image(
         self,
@@ -230,9 +210,8 @@ class LandmarkClient(IngestTwins):
         on_conflict: str = "error",
         timeout: float | None = None,
     ) -> AddResult:
-        features = await self.extractor.extract(image, timeout=timeout)
-        entry = ImageToAdd(image_id, label, features, dict(metadata or {}))
-        return await self.search.add_images([entry], on_conflict=on_conflict, timeout=timeout)
+        op = ops.add_image(image, image_id, label, metadata, on_conflict, timeout)
+        return await self._run(op)
 
     async def close(self) -> None:
         await asyncio.gather(self.extractor.close(), self.search.close())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -10,11 +9,12 @@ from typing import TypeVar
 import grpc
 
 from landmark.connection import Connection
-from landmark.v1 import extractor_pb2, extractor_pb2_grpc, search_pb2, search_pb2_grpc
+from landmark.v1 import extractor_pb2_grpc, search_pb2_grpc
 from landmark.wire import Features
 
 from . import _convert as conv
-from ._core import DEFAULT_TIMEOUT, _Client, extractor_address, search_address
+from . import _ops as ops
+from ._core import DEFAULT_TIMEOUT, _Client, drive, extractor_address, search_address
 from .errors import LandmarkError
 from .gallery import DISTRACTOR_LABEL
 from .images import ImageInput
@@ -41,6 +41,7 @@ T = TypeVar("T")
 class ExtractorClient(_Client):
     """Client of the extractor service (address default: $LANDMARK_EXTRACTOR)."""
 
+    _kind = ops.EXTRACTOR
     _service = "extractor"
     _health_name = "landmark.v1.Extractor"
     _stub_class = extractor_pb2_grpc.ExtractorStub
@@ -59,10 +60,10 @@ class ExtractorClient(_Client):
         """Local features of one image (a path, bytes, numpy array or PIL image).
 
         ``score_threshold`` and ``image_scales`` are options of the delf backend."""
-        request = conv.extract_request(
-            image, max_features, max_image_size, "", score_threshold, image_scales
+        op = ops.extract(
+            image, max_features, max_image_size, score_threshold, image_scales, timeout
         )
-        return conv.features_from_proto(self._call("Extract", request, timeout).features)
+        return self._run(op)
 
     def extract_many(
         self,
@@ -94,13 +95,13 @@ class ExtractorClient(_Client):
             raise LandmarkError.from_rpc(err, self._service, self.address) from None
 
     def info(self, *, timeout: float | None = None) -> ExtractorInfo:
-        request = extractor_pb2.GetExtractorInfoRequest()
-        return conv.extractor_info(self._call("GetExtractorInfo", request, timeout))
+        return self._run(ops.extractor_info(timeout))
 
 
 class SearchClient(_Client):
     """Client of the search service (address default: $LANDMARK_SEARCH)."""
 
+    _kind = ops.SEARCH
     _service = "search service"
     _health_name = "landmark.v1.Search"
     _stub_class = search_pb2_grpc.SearchStub
@@ -115,19 +116,13 @@ class SearchClient(_Client):
     ) -> AddResult:
         """Add images with their features; on_conflict is "error", "skip" or "replace".
         Large inputs go in several requests; each request is all-or-nothing."""
-        added = skipped = replaced = 0
-        for request in conv.add_batches(images, on_conflict):
-            r = self._call("AddImages", request, timeout, retry=False)
-            added, skipped, replaced = added + r.added, skipped + r.skipped, replaced + r.replaced
-        return AddResult(added, skipped, replaced)
+        return self._run(ops.add_images(images, on_conflict, timeout))
 
     def remove_images(
         self, image_ids: Iterable[str], *, timeout: float | None = None
     ) -> tuple[int, list[str]]:
         """Remove images; returns (removed count, ids that were not in the index)."""
-        request = search_pb2.RemoveImagesRequest(image_ids=list(image_ids))
-        r = self._call("RemoveImages", request, timeout, retry=False)
-        return r.removed, list(r.not_found)
+        return self._run(ops.remove_images(image_ids, timeout))
 
     def search(
         self,
@@ -145,7 +140,7 @@ class SearchClient(_Client):
         """Verified candidates for ``features``; ``exclude`` never returns those ids;
         ``include_rejected`` appends the candidates below min_inliers (full ranking);
         ``allow_partial`` (through a coordinator) answers from the shards that are up."""
-        request = conv.search_request(
+        op = ops.search(
             features,
             top_k,
             shortlist,
@@ -154,8 +149,9 @@ class SearchClient(_Client):
             include_matches,
             include_rejected,
             allow_partial,
+            timeout,
         )
-        return conv.search_result(self._call("Search", request, timeout))
+        return self._run(op)
 
     def compare(
         self,
@@ -167,22 +163,18 @@ class SearchClient(_Client):
     ) -> Comparison:
         """Match two feature sets with each other and verify, as a search verifies a
         candidate (the index is not involved); ``min_inliers`` 0 = the service's."""
-        request = conv.compare_request(query, reference, min_inliers)
-        return conv.comparison(self._call("Compare", request, timeout))
+        return self._run(ops.compare(query, reference, min_inliers, timeout))
 
     def index_info(self, *, timeout: float | None = None) -> IndexInfo:
-        request = search_pb2.GetIndexInfoRequest()
-        return conv.index_info(self._call("GetIndexInfo", request, timeout))
+        return self._run(ops.index_info(timeout))
 
     def list_images(
         self, *, page_size: int = 1000, timeout: float | None = None
     ) -> Iterator[ImageRecord]:
         token = ""
         while True:
-            request = search_pb2.ListImagesRequest(page_size=page_size, page_token=token)
-            page = self._call("ListImages", request, timeout)
-            yield from (conv.image_record(m) for m in page.images)
-            token = page.next_page_token
+            records, token = self._run(ops.image_page(page_size, token, timeout))
+            yield from records
             if not token:
                 return
 
@@ -202,6 +194,9 @@ class LandmarkClient:
         self.extractor = ExtractorClient(extractor, timeout=timeout, connection=connection)
         self.search = SearchClient(search, timeout=timeout, connection=connection)
 
+    def _run(self, op: ops.Op[T]) -> T:
+        return drive(op, {ops.EXTRACTOR: self.extractor, ops.SEARCH: self.search})
+
     def recognize(
         self,
         image: ImageInput,
@@ -213,32 +208,15 @@ class LandmarkClient:
     ) -> Recognition:
         """Which indexed landmark ``image`` shows. ``timeout`` bounds both calls together."""
         budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
-        features = self.extractor.extract(image, timeout=budget)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LandmarkError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"extraction used the whole {budget}s timeout"
-            )
-        result = self.search.search(
-            features,
-            top_k=top_k,
-            include_matches=include_matches,
-            exclude=exclude,
-            timeout=remaining,
-        )
-        return Recognition(features, result)
+        return self._run(ops.recognize(image, top_k, include_matches, exclude, budget))
 
     def compare(
         self, image: ImageInput, reference: ImageInput, *, timeout: float | None = None
     ) -> Comparison:
         """The verified correspondences between two photos (what ``landmark match`` draws).
         ``timeout`` bounds the three calls together."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        left = lambda: max(0.001, deadline - time.monotonic())  # noqa: E731
-        query = self.extractor.extract(image, timeout=left())
-        ref = self.extractor.extract(reference, timeout=left())
-        return self.search.compare(query, ref, timeout=left())
+        budget = self.timeout if timeout is None else timeout
+        return self._run(ops.compare_photos(image, reference, budget))
 
     def add_image(
         self,
@@ -251,9 +229,8 @@ class LandmarkClient:
         timeout: float | None = None,
     ) -> AddResult:
         """Extract ``image`` and add it to the index under ``image_id`` / ``label``."""
-        features = self.extractor.extract(image, timeout=timeout)
-        entry = ImageToAdd(image_id, label, features, dict(metadata or {}))
-        return self.search.add_images([entry], on_conflict=on_conflict, timeout=timeout)
+        op = ops.add_image(image, image_id, label, metadata, on_conflict, timeout)
+        return self._run(op)
 
     def ingest(
         self,

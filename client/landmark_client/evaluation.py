@@ -189,6 +189,7 @@ def evaluate_features(
     entries = [ImageToAdd(g.image_id, g.label, features[g.image_id]) for g in images
                if g.image_id in features]  # fmt: skip
     failed += add_each_refused_alone(search, entries)
+    wait_settled(search)
     refused = {i for i, _ in failed}
     images = [g for g in images if g.image_id not in refused and g.image_id in features]
     by_label: dict[str, list[str]] = defaultdict(list)
@@ -253,6 +254,26 @@ def evaluate_features(
     report["pr_curve"] = pr_curve([o for o in loo if o.label != distractor], negatives)
     report["failed"] = [{"image_id": i, "reason": why} for i, why in failed]
     return report
+
+
+SETTLE_SECONDS = 600.0  # the longest an evaluation waits for the index's background work
+SETTLE_POLL = 0.2
+
+
+def wait_settled(search: SearchClient, timeout: float = SETTLE_SECONDS) -> None:
+    """Until the index has nothing left to do in the background (its buffer sealed, no
+    merge running, due or waiting for writes to pause). Queried then, every search answers
+    from the same segments, so two evaluations of the same photos give the same figures
+    whenever their queries come."""
+    deadline = time.monotonic() + timeout
+    while not search.index_info().settled:
+        if time.monotonic() > deadline:
+            raise LandmarkError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the index at {search.address} still seals or merges after {timeout:.0f}s; "
+                "evaluate when it has settled",
+            )
+        time.sleep(SETTLE_POLL)
 
 
 def add_each_refused_alone(search, entries: list[ImageToAdd]) -> list[tuple[str, str]]:  # noqa: ANN001

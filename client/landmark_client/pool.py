@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from landmark.backoff import Backoff
 from landmark.connection import Connection, endpoints
 from landmark.v1 import extractor_pb2, extractor_pb2_grpc
 
@@ -25,7 +26,7 @@ class Replica:
         self.window = window
         self.in_flight = 0
         self.down_until = 0.0
-        self.pause = PAUSE[0]
+        self.rests = Backoff(*PAUSE)
         self.described = 0  # photos it described in this run
 
     def free(self, now: float) -> bool:
@@ -36,15 +37,14 @@ class Replica:
 
     @property
     def on_probation(self) -> bool:
-        return self.pause > PAUSE[0]
+        return self.rests.failing
 
     def failed(self) -> None:
         """Rest it, longer after each failure in a row."""
-        self.down_until = time.monotonic() + self.pause
-        self.pause = min(self.pause * 2, PAUSE[1])
+        self.down_until = time.monotonic() + self.rests.failed()
 
     def succeeded(self) -> None:
-        self.pause = PAUSE[0]
+        self.rests.succeeded()
         self.described += 1
 
 

@@ -163,6 +163,9 @@ class IndexInfo:
     shards: int = 1  # through a coordinator: the shards summed
     shard_index: int = -1  # a shard's own number; -1 when not sharded
     disk_full: bool = False  # adds are refused until the index disk has room again
+    # nothing left to do in the background (buffer sealed, no merge running, due or
+    # waiting): until the next write, every search answers as it does now
+    settled: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import socket
 import threading
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from .backoff import doubling, jittered
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 << 20),
@@ -98,7 +99,7 @@ class Connection:
 
     def delay(self, attempt: int) -> float:
         """Backoff before retry ``attempt`` (0-based), with jitter."""
-        return self.backoff * (2**attempt) * (0.5 + random.random())
+        return jittered(doubling(self.backoff, attempt + 1))
 
     def retry_after(
         self, error: grpc.RpcError, attempt: int, deadline: float, retry: bool

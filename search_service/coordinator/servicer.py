@@ -227,7 +227,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
         if missing or missing_labels:
             raise ShardUnavailable({**missing, **missing_labels})
         infos = [*known.values(), *answers.values()]
-        total = search_pb2.IndexInfo(shards=len(infos), shard_index=-1)
+        total = search_pb2.IndexInfo(shards=len(infos), shard_index=-1, settled=True)
         for info in infos:
             total.images += info.images
             total.descriptors += info.descriptors
@@ -236,6 +236,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             total.segments += info.segments
             total.growing_descriptors += info.growing_descriptors
             total.disk_full |= info.disk_full
+            total.settled &= info.settled
             if info.backend:
                 total.backend, total.dimension = info.backend, info.dimension
         total.labels = len({label for answer in labels.values() for label in answer.labels})

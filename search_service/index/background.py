@@ -7,6 +7,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from landmark.backoff import Backoff
+
 from ..errors import DiskFull, Stopped, StorageFailure
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Loop:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
             except (AttributeError, OSError):  # not Linux, or not allowed: run as it is
                 log.debug("%s: could not lower its priority", self.name)
+        backoff = Backoff(2 * POLL_SECONDS, MAX_BACKOFF)
         pause = POLL_SECONDS
         while not self._stop.wait(pause):
             try:
@@ -58,16 +61,17 @@ class Loop:
             except Stopped:
                 return  # shutting down: the log still holds everything
             except (DiskFull, StorageFailure) as exc:
-                if pause == POLL_SECONDS:
+                if not backoff.failing:
                     log.warning("%s paused: %s; retrying", self.name, exc)
-                pause = min(pause * 2, MAX_BACKOFF)
+                pause = backoff.failed()
                 continue
             except Exception:  # keep serving; the next round retries
-                if pause == POLL_SECONDS:
+                if not backoff.failing:
                     log.exception("%s failed; retrying", self.name)
-                pause = min(pause * 2, MAX_BACKOFF)
+                pause = backoff.failed()
                 continue
-            if pause != POLL_SECONDS:
+            if backoff.failing:
                 log.info("%s resumed", self.name)
                 self._recovered()
+            backoff.succeeded()
             pause = POLL_SECONDS

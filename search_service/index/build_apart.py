@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import Stopped
 from .segment import Segment, load_segment
@@ -118,9 +118,10 @@ def lowest_priority(idle: bool) -> None:
         )
 
 
-def _exit_when_closed(pipe: IO[bytes]) -> None:
-    """End this process once ``pipe`` reaches its end: the service has gone."""
-    while pipe.read(1 << 16):
+def _exit_when_closed(fd: int) -> None:
+    """End this process once the pipe ``fd`` reaches its end: the service has gone. (A
+    plain read of the descriptor: it holds no lock the interpreter's exit would wait for.)"""
+    while os.read(fd, 1 << 16):
         pass
     os._exit(ORPHANED)
 
@@ -139,7 +140,6 @@ def _build(job: dict) -> None:
         Path(job["tmp"]),
         Path(job["final"]),
         projection_dim=job["projection_dim"],
-        jobs=1,
     )
 
 
@@ -148,7 +148,7 @@ def main() -> int:
     line = sys.stdin.buffer.readline()
     if not line.endswith(b"\n"):  # the service went away before it sent the job
         return ORPHANED
-    threading.Thread(target=_exit_when_closed, args=(sys.stdin.buffer,), daemon=True).start()
+    threading.Thread(target=_exit_when_closed, args=(sys.stdin.fileno(),), daemon=True).start()
     job = json.loads(line)
     lowest_priority(job["idle"])
     try:

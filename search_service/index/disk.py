@@ -102,15 +102,3 @@ class IndexDisk:
         except BaseException:  # Stopped, or a child build that failed
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-    def bytes_on_disk(self) -> int:
-        """Bytes of the files in the index directory. A merge may delete a segment while
-        this walks: files that vanish under it are not counted."""
-        total = 0
-        for root, _, files in os.walk(self.dir):
-            for name in files:
-                try:
-                    total += os.stat(os.path.join(root, name)).st_size
-                except FileNotFoundError:
-                    pass
-        return total

@@ -144,6 +144,14 @@ class Merger:
         )
         return due and bool(self.plan(max_rows))
 
+    def settled(self) -> bool:
+        """No merge runs, none is due, and none waits for writes to pause."""
+        with self._busy_lock:
+            if self._busy:
+                return False
+        idle = self._settings.idle_merge_seconds > 0 and bool(self.plan(reclaim=True))
+        return not idle and not self.needs_merge()
+
     def idle_due(self, max_rows: int | None = None) -> bool:
         idle = self._settings.idle_merge_seconds
         quiet = self._quiet_since()

@@ -46,6 +46,7 @@ class Segment:
     annoy: AnnoyIndex
     n_trees: int
     projection: Projection | None  # None: Annoy holds the full descriptors (format 2)
+    size: int = 0  # bytes of its files, measured when loaded (they never change)
 
     @property
     def rows(self) -> int:
@@ -56,7 +57,7 @@ class Segment:
         return self.descriptors.dtype == np.int8
 
     def bytes_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return self.size
 
     def image_of(self, rows: np.ndarray) -> np.ndarray:
         """The image number (within the segment) of each row."""
@@ -137,6 +138,7 @@ def load_segment(path: Path) -> Segment:
             annoy=annoy,
             n_trees=int(meta["n_trees"]),
             projection=projection,
+            size=sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
         )
     except IndexCorrupt:
         raise

@@ -19,6 +19,8 @@ from .segment import FORMAT, Segment, load_segment
 from .store_settings import PROJECTION_DIM
 from .wal import fsync_dir
 
+ANNOY_SEED = 1  # the seed of every segment's trees: the same images build the same index
+
 
 class StoredImages(Sequence[ImageData]):
     """Images of sealed segments, read from their files (Segment.image_data) each time they
@@ -48,15 +50,15 @@ def build_segment(
     final: Path,
     stopping: Callable[[], bool] = lambda: False,
     projection_dim: int = PROJECTION_DIM,
-    jobs: int = -1,
 ) -> Segment:
     """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
 
     Two passes over the images, one image at a time: the first writes the int8 descriptors
     and uint16 locations and accumulates the covariance, the second adds the projections to
     Annoy. ``stopping`` is polled between images; when it answers True the build raises
-    Stopped (the caller deletes ``tmp``). ``jobs``: threads of Annoy's tree build (-1 = one
-    per core; a merge in the background takes 1 and leaves the other cores to searches)."""
+    Stopped (the caller deletes ``tmp``). The same images give the same files, byte for
+    byte: Annoy's trees are seeded and built in one thread (with several, the trees come
+    out in the order the threads finish)."""
     metas, start = [], 0
     for im in images:
         metas.append(im.meta(start))
@@ -85,6 +87,7 @@ def build_segment(
     projection = covariance.projection(projection_dim)
     np.savez(tmp / "projection.npz", mean=projection.mean, axes=projection.axes)
     annoy = AnnoyIndex(projection.dimension, "euclidean")
+    annoy.set_seed(ANNOY_SEED)
     row = 0
     for im in images:
         if stopping():
@@ -94,7 +97,7 @@ def build_segment(
             row += 1
     if stopping():
         raise Stopped("shutting down")
-    annoy.build(n_trees, n_jobs=jobs)
+    annoy.build(n_trees, n_jobs=1)
     if not annoy.save(str(tmp / "index.ann")):
         raise OSError(f"Annoy could not write {tmp / 'index.ann'}")
     annoy.unload()

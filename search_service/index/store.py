@@ -274,6 +274,13 @@ class IndexStore:
         with self._state:
             return list(self.segments), set(self.removed)
 
+    def bytes_on_disk(self) -> int:
+        """The index's files: its segments' (measured once each), its logs' and manifest's."""
+        with self._state:
+            segments = sum(s.bytes_on_disk() for s in self.segments)
+            files = [*self.logs.paths, self.dir / manifest.NAME]
+        return segments + sum(p.stat().st_size for p in files if p.exists())
+
     def quiet_since(self) -> float | None:
         """When the last write came, or None while the buffer holds images."""
         with self._state:

@@ -28,6 +28,7 @@ class Sealed:
     images: tuple[ImageMeta, ...] = ()
     dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     ids: dict[str, int] = field(default_factory=dict)
+    labels: frozenset[str] = frozenset()  # of the live images
 
 
 def sealed_part(segments: Sequence[Segment], removed: set[tuple[str, str]]) -> Sealed:
@@ -35,6 +36,7 @@ def sealed_part(segments: Sequence[Segment], removed: set[tuple[str, str]]) -> S
     image_offsets, row_offsets, rows = [], [], 0
     dead: list[int] = []
     ids: dict[str, int] = {}
+    labels: set[str] = set()
     for seg in segments:
         image_offsets.append(len(images))
         row_offsets.append(rows)
@@ -43,6 +45,7 @@ def sealed_part(segments: Sequence[Segment], removed: set[tuple[str, str]]) -> S
                 dead.append(len(images))
             else:
                 ids[m.image_id] = len(images)
+                labels.add(m.label)
             images.append(m)
         rows += seg.rows
     row_offsets.append(rows)
@@ -53,6 +56,7 @@ def sealed_part(segments: Sequence[Segment], removed: set[tuple[str, str]]) -> S
         tuple(images),
         np.array(dead, np.int32),
         ids,
+        frozenset(labels),
     )
 
 
@@ -146,6 +150,12 @@ class View:
     @property
     def live_images(self) -> int:
         return len(self.sealed.ids) + len(self.growing_ids)
+
+    @property
+    def label_count(self) -> int:
+        """Distinct labels of the live images, in the time of the buffer's (bounded) size."""
+        new = {m.label for m in self.growing_images} - self.sealed.labels
+        return len(self.sealed.labels) + len(new)
 
     def features_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors [N, D] and (x, y) locations [N, 2] of global image number ``image``."""

@@ -65,6 +65,12 @@ class Index:
             self.sealer.start()
             self.merger.start()
 
+    def settled(self) -> bool:
+        """Nothing left to do in the background: the buffer is sealed, and no merge runs,
+        is due or waits for writes to pause. Until the next write, the index's segments,
+        and so every search's answer, stay as they are."""
+        return not self.store.growing and self.merger.settled()
+
     def close(self) -> None:
         self.stop.set()
         self.sealer.join(JOIN_SECONDS)

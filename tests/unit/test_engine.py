@@ -237,3 +237,19 @@ def test_fewer_lookups_vote_and_every_descriptor_is_matched(engine, feats):
         best = engine.search(query, top_k=1).best
         # the same image, with the same inliers: exact matching used every descriptor
         assert (best.image.image_id, best.inliers) == (name, full[name].inliers)
+
+
+def test_info_counts_distinct_labels_and_the_files_over_segments_and_buffer(engine, feats):
+    """Counted from the view and the segments' sizes measured once, not by walking every
+    image and file at each add (each AddImages answer carries the info)."""
+    info = engine.info()
+    assert (info["images"], info["labels"]) == (4, 4)
+    engine.add([("again", "astronaut", {}, feats["view:astronaut.png"])])  # a sealed label
+    engine.add([("new", "moon", {}, feats["view:coffee.png"])])  # a label of its own
+    assert engine.info()["labels"] == 5
+    engine.remove(["astronaut.png", "again"])
+    assert engine.info()["labels"] == 4
+    engine.index.sealer.seal()
+    files = [p for p in engine.index_dir.rglob("*") if p.is_file() and p.name != "LOCK"]
+    walked = sum(p.stat().st_size for p in files)
+    assert engine.info()["bytes_on_disk"] == walked

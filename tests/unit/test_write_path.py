@@ -220,3 +220,28 @@ def test_too_many_segments_merge_the_smallest_removed_rows_first_only_past_their
     assert index.merger.needs_merge() and index.merger.merge()
     assert [s.rows for s in store.segments] == [1300] and len(store.view.by_id) == 5
     index.close()
+
+
+def test_settled_means_nothing_is_left_to_do_in_the_background(tmp_path):
+    """What an evaluation waits for: the buffer sealed, no merge running, due, or waiting
+    for writes to pause (IndexInfo.settled)."""
+    index = store_at(tmp_path / "index", max_segments=1)
+    writer = Writer(index.store)
+    assert index.settled()  # empty
+    writer.add([image(0, n=100)], KIND, OnConflict.ERROR)
+    assert not index.settled()  # in the buffer
+    assert index.sealer.seal() and index.settled()
+    writer.add([image(1, n=100)], KIND, OnConflict.ERROR)
+    assert index.sealer.seal()
+    assert not index.settled()  # two segments, one allowed: a merge is due
+    assert index.merger.merge() and index.settled()
+    index.close()
+
+    settings = StoreSettings(n_trees=2, seal_descriptors=1000, idle_merge_seconds=60)
+    idle = Index(tmp_path / "idle", settings, background=False)
+    for i in range(2):
+        Writer(idle.store).add([image(i, n=100)], KIND, OnConflict.ERROR)
+        assert idle.sealer.seal()
+    assert not idle.settled()  # two small segments wait for writes to pause, to merge
+    assert idle.merger.merge(reclaim=True) and idle.settled()
+    idle.close()

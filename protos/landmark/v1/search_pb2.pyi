@@ -194,7 +194,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors", "shards", "shard_index", "disk_full")
+    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors", "shards", "shard_index", "disk_full", "settled")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,7 @@ class IndexInfo(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
     DISK_FULL_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
     images: int
     descriptors: int
     dimension: int
@@ -221,7 +222,8 @@ class IndexInfo(_message.Message):
     shards: int
     shard_index: int
     disk_full: bool
-    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ..., shards: _Optional[int] = ..., shard_index: _Optional[int] = ..., disk_full: _Optional[bool] = ...) -> None: ...
+    settled: bool
+    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ..., shards: _Optional[int] = ..., shard_index: _Optional[int] = ..., disk_full: _Optional[bool] = ..., settled: _Optional[bool] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

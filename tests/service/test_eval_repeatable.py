@@ -1,0 +1,64 @@
+"""Two evaluations of the same photos give the same figures: segment files are the same
+byte for byte, and an evaluation queries only once the index has settled (its buffer
+sealed, its merges done), so no answer depends on when its query came."""
+
+import pytest
+
+from landmark_client import ExtractorClient, SearchClient
+from landmark_client.evaluation import evaluate_features
+from landmark_client.gallery import scan
+from search_service.config import SearchConfig
+from search_service.server import create_server
+
+PHOTOS = 36  # of the shared landmark photos
+VARYING = ("latency_ms_p50", "latency_ms_p95")  # time, not the answers
+
+
+@pytest.fixture(scope="module")
+def gallery(landmarks_dir, extractor_server):
+    images = scan(landmarks_dir)[::3][:PHOTOS]
+    with ExtractorClient(extractor_server, timeout=120) as extractor:
+        items = extractor.extract_many((g.image_id, g.path) for g in images)
+        features = {item.request_id: item.features for item in items}
+    return images, features
+
+
+def evaluate_once(tmp_path, name, gallery):
+    images, features = gallery
+    # the photos go through the growing buffer, sealed a second after they came: queried
+    # before that, a search would read the buffer (exact), after it the segment (Annoy)
+    config = SearchConfig(
+        port=0,
+        metrics_port=-1,
+        index_dir=str(tmp_path / name),
+        seal_descriptors=1_000_000,
+        seal_seconds=1.0,
+    )
+    server, port, engine = create_server(config)
+    settled_when_queried = []
+    try:
+        with SearchClient(f"127.0.0.1:{port}", timeout=120) as search:
+            first_search = search.search
+
+            def search_and_note(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                if not settled_when_queried:
+                    settled_when_queried.append(engine.index.settled())
+                return first_search(*args, **kwargs)
+
+            search.search = search_and_note  # type: ignore[method-assign]
+            report = evaluate_features(search, images, features)
+            info = search.index_info()
+    finally:
+        server.stop(0)
+        engine.close()
+    assert settled_when_queried == [True]
+    assert info.settled and info.growing_descriptors == 0 and info.segments == 1
+    return {k: v for k, v in report.items() if k not in VARYING}, info
+
+
+def test_two_evaluations_of_the_same_photos_give_the_same_figures(tmp_path, gallery):
+    first, info = evaluate_once(tmp_path, "one", gallery)
+    second, again = evaluate_once(tmp_path, "two", gallery)
+    assert first["queries"] > 20 and info.images == len(gallery[1])
+    assert second == first
+    assert (again.segments, again.descriptors) == (info.segments, info.descriptors)
