@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 GALLERY ?=
 PROTOS := $(wildcard protos/landmark/v1/*.proto)
 
-.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest gpu-check cpu-options quality-ceiling overlay-quality clean
+.PHONY: help install demo-picture readme-settings export-tools export-aliked protos protos-check demo test test-fast load-test lint typecheck serve-extractor serve-search serve-coordinator bench bench-large bench-ingest gpu-check cpu-options quality-ceiling overlay-quality figures clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench-large: $(STAMP) ## one node at 50,000 images (bench/results/large.json)
 PART ?= all
 bench-ingest: $(STAMP) ## how fast the service is fed (bench/results/ingest.json)
 	$(PY) -m bench.ingest --part $(PART)
+
+figures: $(STAMP) ## the README's and docs' measured tables, rewritten from bench/results
+	$(PY) -m bench.figures
 
 # Which ONNX Runtime provider the aliked extractor uses, ms per photo at batch 1 and 8 per
 # variant, parity with the CPU path; says "no GPU" (and exits 0) on a CPU-only machine.

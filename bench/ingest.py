@@ -149,7 +149,8 @@ def main() -> None:
     repeat = dict(kv.split("=") for kv in args.repeat.split(","))
     out = RESULTS / "ingest.json"
     result = json.loads(out.read_text()) if out.exists() else {}
-    result["machine"] = describe()
+    # each part names the machine and the time of its own run: `--part` runs one of them
+    run = {"machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         if args.part in ("all", "throughput"):
             result["throughput"] = [
@@ -157,10 +158,14 @@ def main() -> None:
                 for b in args.backends.split(",")
                 for n in (1, 2)
             ]
+            result["throughput_run"] = run
         if args.part in ("all", "merge"):
             from bench.under_merge import under_merge
 
-            result["under_merge"] = under_merge(Path(tmp), "aliked", args.idle_seconds)
+            result["under_merge"] = {
+                **under_merge(Path(tmp), "aliked", args.idle_seconds),
+                "run": run,
+            }
             print(json.dumps(result["under_merge"], indent=2), flush=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     from bench.report import rewrite

@@ -277,7 +277,11 @@ def write_report(report: dict, path: Path) -> None:
 
 
 def rewrite() -> None:
-    """REPORT.md from every result file there is (bench.json holds the main run)."""
+    """REPORT.md from every result file there is (bench.json holds the main run), and the
+    figures README.md and docs/ show (bench/figures.py)."""
+    from bench import figures
+
+    figures.write()
     bench = RESULTS / "bench.json"
     if not bench.exists():
         return

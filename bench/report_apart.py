@@ -77,11 +77,12 @@ def ingest_section(ingest: dict | None) -> list[str]:
         "",
         "## Feeding the service (`make bench-ingest`)",
         "",
-        f"Run on {_machine(ingest)}.",
-        "",
     ]
     if ingest.get("throughput"):
+        run = ingest.get("throughput_run", {})
         lines += [
+            f"Run on {_machine(run)}, {run.get('date', 'at an unrecorded time')}.",
+            "",
             "Photos/s from a folder of the real photos (repeated under new ids) to a searchable "
             "index, through `index_folder`, beside the photos/s the same extractor processes "
             "sustain driven directly with a saturating load, in the same run. All processes "
@@ -102,6 +103,7 @@ def ingest_section(ingest: dict | None) -> list[str]:
     if m:
         lines += [
             "",
+            f"Run on {_machine(m.get('run', {}))}, {m.get('run', {}).get('date', '')}. "
             f"Writes while a merge runs: one search process, {m['rows_before']:,} rows; the "
             f"merge writes {m['merge_live_rows']:,} live rows in {m['merge_s']} s. Small adds "
             "(1 photo), bulk adds (20 photos, a segment each) and searches (real photos) run "

@@ -96,6 +96,12 @@ def test_an_extractor_killed_mid_run_leaves_its_photos_to_the_other(services, ga
         report = client.ingest(photos())
     assert (report.added, report.failed) == (PHOTOS, [])
     assert sorted(ids_in(search)) == [p.image_id for p in photos_of(gallery)]
+    killed, alive = services.addresses["ex1"], services.addresses["ex0"]
+    # ex1 worked before the kill, and had calls in flight at it: they failed and were sent
+    # again, to ex0 (the only replica left), which described every other photo
+    assert report.described.get(killed, 0) >= 1 and report.retried >= 1
+    assert report.described[alive] + report.described.get(killed, 0) == PHOTOS
+    assert report.described[alive] >= PHOTOS - 10
 
 
 def test_the_search_node_killed_mid_run_loses_no_acknowledged_add(services, gallery, tmp_path):

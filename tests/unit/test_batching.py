@@ -70,13 +70,21 @@ def test_concurrent_calls_of_one_size_run_as_one_batch(aliked):
     backend.batcher.close()
 
 
-def test_a_lone_call_waits_no_longer_than_the_delay(aliked):
-    backend = BatchedBackend(aliked, max_batch=8, max_delay=0.3)
+def test_a_lone_call_waits_no_longer_than_the_delay():
+    """It runs alone once the delay has passed (a backend that answers at once, so that
+    the wait is the batcher's alone)."""
+    ran_at: list[float] = []
+
+    def run(images, max_features, threshold):
+        ran_at.append(time.monotonic())
+        return [max_features] * len(images)
+
+    batcher = Batcher(run, max_batch=8, max_delay=0.3)
     start = time.monotonic()
-    backend.extract(same_size_photos()[0], 100)
-    assert 0.3 <= time.monotonic() - start < 5
-    assert backend.batcher.batches == {1: 1}
-    backend.batcher.close()
+    assert batcher.submit(np.zeros((4, 4, 3), np.uint8), 5, 0.2) == 5
+    assert 0.3 <= ran_at[0] - start < 0.4
+    assert batcher.batches == {1: 1}
+    batcher.close()
 
 
 def test_different_sizes_and_options_never_share_a_batch():

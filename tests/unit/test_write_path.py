@@ -245,3 +245,29 @@ def test_settled_means_nothing_is_left_to_do_in_the_background(tmp_path):
     assert not idle.settled()  # two small segments wait for writes to pause, to merge
     assert idle.merger.merge(reclaim=True) and idle.settled()
     idle.close()
+
+
+@pytest.mark.parametrize("small_merge_rows, idle", [(100, True), (1_000_000, False)])
+def test_a_large_merge_builds_at_idle_priority_a_small_one_at_nice_19(
+    tmp_path, monkeypatch, small_merge_rows, idle
+):
+    """The merger asks for the child's priority by the merge's size; what each priority is,
+    seen from outside the child, is test_build_apart's."""
+    from search_service.index import merging
+
+    asked: list[bool] = []
+    real = disk.build_apart
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        asked.append(args[-1] if len(args) == 8 else kwargs["idle"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(disk, "build_apart", spy)
+    monkeypatch.setattr(merging, "SMALL_MERGE_ROWS", small_merge_rows)
+    index = store_at(tmp_path / "index", max_segments=1)
+    for i in range(2):
+        Writer(index.store).add([image(i)], KIND, OnConflict.ERROR)
+        assert index.sealer.seal()
+    assert index.merger.merge()
+    assert asked == [idle]
+    index.close()

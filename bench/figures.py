@@ -1,0 +1,178 @@
+"""The measured figures README.md and docs/ show, generated from the committed result files
+in bench/results, never typed: each block sits between ``<!-- figures:NAME -->`` and
+``<!-- /figures:NAME -->``. Every bench run rewrites them (bench/report.py), `make figures`
+does so by hand, and tests/unit/test_figures.py fails when one is stale."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import RESULTS, ROOT
+from bench.report_apart import ingest_section, large_section
+
+
+def _load(name: str) -> dict:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _run(result: dict) -> str:
+    m = result.get("machine") or {}
+    when = f" on {result['date']}" if result.get("date") else ""
+    return f"{m.get('cpu', 'an unnamed machine')}, {m.get('cores', '?')} cores{when}"
+
+
+def _tables(lines: list[str]) -> list[str]:
+    """A REPORT.md section without its heading."""
+    return [line for line in lines if not line.startswith("## ")][1:]
+
+
+def search_block() -> list[str]:
+    bench, large = _load("bench.json"), _load("large.json")
+    lines = [
+        f"`make bench`, {_run(bench)} (bench/results/bench.json; `make bench-large` for "
+        "50,000 images, bench/results/large.json). p50 / p95 ms per query, in the search "
+        "process and through gRPC; the previous path had every query descriptor look up.",
+        "",
+        "| images | padding | top-1 | in-process p50 / p95 | gRPC p50 / p95 | previous path "
+        "p50 | build s | bytes per descriptor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in bench.get("search", []):
+        i, g = s["in_process"], s["grpc"]
+        every = s.get("every_lookup", {}).get("p50_ms", "-")
+        lines.append(
+            f"| {s['size']:,} | {s['padding']} | {i['top1']:.3f} | {i['p50_ms']} / "
+            f"{i['p95_ms']} | {g['p50_ms']} / {g['p95_ms']} | {every} | {s['build_s']} | "
+            f"{s['bytes_per_descriptor']} |"
+        )
+    for r in large.get("runs", []):
+        i, g = r["in_process"], r["grpc"]
+        every = r.get("every_lookup", {}).get("p50_ms", "-")
+        lines.append(
+            f"| {r['images']:,} | real | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
+            f"{g['p50_ms']} / {g['p95_ms']} | {every} | {r['build_s']} | "
+            f"{r['bytes_per_descriptor']} |"
+        )
+    return lines
+
+
+def extraction_block() -> list[str]:
+    bench = _load("bench.json")
+    rates: dict[str, dict[int, float]] = {}
+    for e in bench.get("extraction", []):
+        if e.get("threads") == 2:
+            rates.setdefault(e["backend"], {})[e["max_image_size"]] = e["images_per_s"]
+    ends = {(e["backend"], e["clients"]): e for e in bench.get("end_to_end", []) if "p50_ms" in e}
+    lines = [
+        f"`make bench`, {_run(bench)} (bench/results/bench.json): photos/s with two "
+        "extractions at once, and `recognize` (extract, then search 100 images) end to end.",
+        "",
+        "| backend | photos/s at 512 / 768 / 1024 px | recognize p50, 1 client | photos/s, "
+        "16 clients |",
+        "|---|---|---|---|",
+    ]
+    for backend, by_size in rates.items():
+        sizes = " / ".join(str(by_size.get(px, "-")) for px in (512, 768, 1024))
+        one, many = ends.get((backend, 1)), ends.get((backend, 16))
+        p50 = f"{one['p50_ms'] / 1e3:.2f} s" if one else ""
+        busy = many["throughput_per_s"] if many else ""
+        lines.append(f"| {backend} | {sizes} | {p50} | {busy} |")
+    return lines
+
+
+def ingest_block() -> list[str]:
+    return ["`make bench-ingest` (bench/results/ingest.json).", ""] + _tables(
+        ingest_section(_load("ingest.json"))
+    )[1:]
+
+
+def merge_ratio_block() -> list[str]:
+    m = _load("ingest.json").get("under_merge")
+    if not m:
+        return []
+    idle, merging = m["idle"], m["merging"]
+    ratio = merging["search"]["p50_ms"] / idle["search"]["p50_ms"]
+    adds = max(merging["small"]["p99_ms"], merging["bulk"]["p99_ms"])
+    return [
+        f"While the merge ran, searches took {ratio:.2f} times their p50 without it, adds "
+        f"answered within {adds:,.0f} ms at p99 (bulk adds included), and the merge of "
+        f"{m['merge_live_rows']:,} live rows took {m['merge_s']} s."
+    ]
+
+
+def node_block() -> list[str]:
+    bench, large = _load("bench.json"), _load("large.json")
+    rows = [
+        "| figure | measured | source |",
+        "|---|---|---|",
+    ]
+    for s in bench.get("search", []):
+        if s["size"] == 10_000:
+            rows.append(
+                f"| search p50 at 10 M descriptors, {s['padding']} padding (one shard, "
+                f"{bench['machine']['cores']} cores) | {s['in_process']['p50_ms']} ms "
+                "in-process | `make bench` |"
+            )
+    for r in large.get("runs", []):
+        i = r["in_process"]
+        rows.append(
+            f"| one node at {r['images']:,} photos ({r['descriptors'] / 1e6:.0f} M descriptors) "
+            f"| {r['bytes_on_disk'] / 1e9:.1f} GB on disk, top-1 {i['top1']:.3f}, search p50 "
+            f"{i['p50_ms']} ms / p95 {i['p95_ms']} ms, built in {r['build_s'] / 60:.0f} min, "
+            f"peak resident {r['peak_rss_mib'] / 1024:.1f} GiB | `make bench-large` |"
+        )
+    for e in bench.get("extraction", []):
+        if e.get("threads") == 2 and e.get("max_image_size") == 1024:
+            rows.append(
+                f"| extractor `{e['backend']}` at 1024 px, two at once | {e['images_per_s']} "
+                "photos/s | `make bench` |"
+            )
+    return [f"Measured on {_run(bench)} (bench/results):", "", *rows]
+
+
+README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
+BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
+    "search": (README, search_block),
+    "extraction": (README, extraction_block),
+    "large": (README, lambda: _tables(large_section(_load("large.json")))[1:]),
+    "ingest": (README, ingest_block),
+    "merge": (README, merge_ratio_block),
+    "node": (SCALING, node_block),
+}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- figures:{name} -->\n)(.*?)(<!-- /figures:{name} -->)", re.DOTALL)
+
+
+def current(name: str) -> str | None:
+    path, _ = BLOCKS[name]
+    found = _pattern(name).search(path.read_text())
+    return found.group(2) if found else None
+
+
+def rendered(name: str) -> str:
+    return "\n".join(BLOCKS[name][1]()) + "\n"
+
+
+def stale() -> list[str]:
+    """The blocks whose text is not what the result files give (or that are missing)."""
+    return [name for name in BLOCKS if current(name) != rendered(name)]
+
+
+def write() -> None:
+    for name, (path, _) in BLOCKS.items():
+        text, block = path.read_text(), rendered(name)
+        new, n = _pattern(name).subn(lambda m, block=block: m.group(1) + block + m.group(3), text)
+        if n != 1:
+            raise SystemExit(f"{path.name}: no <!-- figures:{name} --> block to write into")
+        path.write_text(new)
+
+
+if __name__ == "__main__":
+    write()
+    print("figures written from bench/results into README.md and docs/")
