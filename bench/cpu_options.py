@@ -231,7 +231,8 @@ def measure() -> dict:
     previous = rows[0]["photos_per_s"]
     for r in rows:
         r["against_previous_path"] = round(r["photos_per_s"] / previous, 2)
-    return {"machine": describe(), "photos": len(blobs), "rows": rows}
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return {"machine": describe(), "date": when, "photos": len(blobs), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,7 +134,38 @@ def node_block() -> list[str]:
     return [f"Measured on {_run(bench)} (bench/results):", "", *rows]
 
 
+def _same(difference: dict | None) -> str:
+    if difference is None:
+        return "another size (quality: below)"
+    if difference["same_keypoint_sets"] and difference["largest_descriptor_difference"] <= 1e-5:
+        return "yes"
+    return (
+        f"no: keypoints moved up to {difference['largest_keypoint_move_px']:g} px, "
+        f"descriptors up to {difference['largest_descriptor_difference']:g}"
+    )
+
+
+def cpu_options_block() -> list[str]:
+    run = _load("cpu_options.json")
+    lines = [
+        f"`make cpu-options`, {_run(run)}, {run.get('photos', '?')} real photos "
+        "(bench/results/cpu_options.json); features compared with the default's on 4 of them.",
+        "",
+        "| option | px | calls at once | threads per call | photos/s | x previous path | "
+        "features as the default's |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in run.get("rows", []):
+        lines.append(
+            f"| {r['option']} | {r['max_image_size']} | {r['calls_at_once']} | "
+            f"{r['ort_threads_per_call']} | {r['photos_per_s']} | {r['against_previous_path']} | "
+            f"{_same(r['features_against_default'])} |"
+        )
+    return lines
+
+
 README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
+QUALITY = ROOT / "docs" / "quality.md"
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "search": (README, search_block),
     "extraction": (README, extraction_block),
@@ -142,6 +173,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "ingest": (README, ingest_block),
     "merge": (README, merge_ratio_block),
     "node": (SCALING, node_block),
+    "cpu-options": (QUALITY, cpu_options_block),
 }
 
 
