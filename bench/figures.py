@@ -164,6 +164,30 @@ def cpu_options_block() -> list[str]:
     return lines
 
 
+def eval_block() -> list[str]:
+    run = _load("eval.json")
+    if not run:
+        return []
+    r, o, h = run["report"], run["report"]["open_set"], run["report"]["half_protocol"]
+    g = r["groups"]
+    negatives = r["distractor_queries"] + o["left_out_queries"]
+    wrong_answers = round(o["false_accept_rate"] * negatives)
+    right = round(r["top1"] * r["queries"])
+    return [
+        f"`{run['command']}`, {_run(run)} (bench/results/eval.json; {run['runs']} runs of the "
+        "same code gave the same figures, latency aside):",
+        "",
+        "| backend | top-1 | per landmark | easy / medium / hard | mAP | wrong answers | "
+        "distractors accepted | open-set false accepts | half protocol top-1 / mAP |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| aliked (the default) | {r['top1']:.3f} ({right} of {r['queries']}) | "
+        f"{r['top1_per_landmark']:.3f} | {g['easy']['top1']:.3f} / {g['medium']['top1']:.3f} / "
+        f"{g['hard']['top1']:.3f} | {r['map']:.3f} | {r['wrong']} | {r['false_accepts']} of "
+        f"{r['distractor_queries']} | {o['false_accept_rate']:.1%} ({wrong_answers} of "
+        f"{negatives}) | {h['top1']:.3f} / {h['map']:.3f} |",
+    ]
+
+
 README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
 QUALITY = ROOT / "docs" / "quality.md"
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
@@ -174,11 +198,14 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "merge": (README, merge_ratio_block),
     "node": (SCALING, node_block),
     "cpu-options": (QUALITY, cpu_options_block),
+    "eval": (QUALITY, eval_block),
+    "readme-eval": (README, eval_block),
 }
 
 
 def _pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- figures:{name} -->\n)(.*?)(<!-- /figures:{name} -->)", re.DOTALL)
+    marker = name.removeprefix("readme-")  # one block shown in two files
+    return re.compile(rf"(<!-- figures:{marker} -->\n)(.*?)(<!-- /figures:{marker} -->)", re.DOTALL)
 
 
 def current(name: str) -> str | None:
