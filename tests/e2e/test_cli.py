@@ -222,12 +222,20 @@ def test_eval_runs_in_an_empty_deployment_and_leaves_it_empty(services, landmark
             text=True,
         )
         deadline = time.monotonic() + 120
-        while not ids_held(search) and time.monotonic() < deadline:
+        while not querying(search) and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130  # interrupted, not finished
-        assert "removed the 24 evaluation photos" in proc.stderr.read()
+        code, said = proc.wait(timeout=60), proc.stderr.read()
+        assert code == 130, said  # interrupted, not finished
+        assert "removed the 24 evaluation photos" in said
         assert ids_held(search) == []
+
+
+def querying(search: str) -> bool:
+    """The photos are in and the index has settled: an evaluation queries from then on."""
+    with SearchClient(search) as client:
+        info = client.index_info()
+    return info.images == 24 and info.settled
 
 
 def ids_held(search: str) -> list[str]:

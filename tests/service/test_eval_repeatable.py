@@ -62,3 +62,54 @@ def test_two_evaluations_of_the_same_photos_give_the_same_figures(tmp_path, gall
     assert first["queries"] > 20 and info.images == len(gallery[1])
     assert second == first
     assert (again.segments, again.descriptors) == (info.segments, info.descriptors)
+
+
+WAITER = """
+import sys
+from landmark_client import SearchClient
+from landmark_client.evaluation import wait_settled
+print("waiting", flush=True)
+try:
+    wait_settled(SearchClient(sys.argv[1]), timeout=60)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_the_wait_for_the_index_to_settle(tmp_path, gallery):
+    """An index that will not settle for an hour (idle merges wait that long): Ctrl-C
+    stops the wait at once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from landmark_client import ImageToAdd
+
+    images, features = gallery
+    config = SearchConfig(
+        port=0,
+        metrics_port=-1,
+        index_dir=str(tmp_path / "i"),
+        seal_descriptors=500,  # each photo's add is written as a segment of its own
+        idle_merge_seconds=3600,
+    )
+    server, port, engine = create_server(config)
+    try:
+        with SearchClient(f"127.0.0.1:{port}") as search:
+            for g in images[:2]:  # two bulk adds: two segments an idle merge would join
+                search.add_images([ImageToAdd(g.image_id, g.label, features[g.image_id])])
+            info = search.index_info()
+            assert info.segments == 2 and not info.settled
+        for _ in range(3):
+            waiter = subprocess.Popen(
+                [sys.executable, "-c", WAITER, f"127.0.0.1:{port}"], stdout=subprocess.PIPE
+            )
+            waiter.stdout.readline()
+            time.sleep(0.5)
+            waiter.send_signal(signal.SIGINT)
+            assert waiter.wait(timeout=10) == 130
+            waiter.stdout.close()
+    finally:
+        server.stop(0)
+        engine.close()
