@@ -16,6 +16,12 @@ from landmark_client.local import local_search, local_services
 from tests.conftest import sample_photo, two_view_gallery
 
 LANDMARK = [sys.executable, "-m", "landmark_client.cli"]
+# the command as a terminal runs it: Ctrl-C raises KeyboardInterrupt, even when the tests
+# themselves were started in the background, where SIGINT is ignored and children inherit that
+INTERRUPTIBLE = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from landmark_client.cli import main; sys.exit(main())"
+)
 
 
 def run(*args, env=None, check=True):
@@ -215,7 +221,7 @@ def test_eval_runs_in_an_empty_deployment_and_leaves_it_empty(services, landmark
         assert ids_held(search) == []
         # interrupted while querying (Ctrl-C): what it added is removed all the same
         proc = subprocess.Popen(
-            [sys.executable, "-m", "landmark_client.cli", "eval", str(root), "--search", search],
+            [sys.executable, "-c", INTERRUPTIBLE, "eval", str(root), "--search", search],
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -65,7 +65,8 @@ def test_two_evaluations_of_the_same_photos_give_the_same_figures(tmp_path, gall
 
 
 WAITER = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (test_cli)
 from landmark_client import SearchClient
 from landmark_client.evaluation import wait_settled
 print("waiting", flush=True)
