@@ -188,7 +188,27 @@ def eval_block() -> list[str]:
     ]
 
 
+def shortlist_block() -> list[str]:
+    run = _load("shortlist.json")
+    if not run:
+        return []
+    v, a = run["votes"], run["aggregated"]
+    return [
+        f"`{run['command']}`, {_run(run)} (bench/results/shortlist.json): {run['images']:,} "
+        f"images, {run['descriptors']:,} descriptors, shortlists of {run['shortlist']}.",
+        "",
+        "| first stage | queries with a right photo in the shortlist | right photos held | "
+        "bytes in memory per descriptor | p50 ms |",
+        "|---|---|---|---|---|",
+        f"| neighbour votes (today) | {v['queries_with_a_right_photo']} | "
+        f"{v['right_photos_held']} | {v['bytes_in_memory_per_descriptor']} | {v['p50_ms']} |",
+        f"| aggregated, {a['words']:,} words | {a['queries_with_a_right_photo']} | "
+        f"{a['right_photos_held']} | {a['bytes_in_memory_per_descriptor']} | {a['p50_ms']} |",
+    ]
+
+
 README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
+DESIGN = ROOT / "docs" / "index-design.md"
 QUALITY = ROOT / "docs" / "quality.md"
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "search": (README, search_block),
@@ -200,6 +220,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "cpu-options": (QUALITY, cpu_options_block),
     "eval": (QUALITY, eval_block),
     "readme-eval": (README, eval_block),
+    "shortlist": (DESIGN, shortlist_block),
 }
 
 
