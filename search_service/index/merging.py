@@ -87,6 +87,7 @@ class Merger:
         self,
         settings: StoreSettings,
         snapshot: Snapshot,
+        version: Callable[[], object],
         quiet_since: Callable[[], float | None],
         new_name: Callable[[str], str],
         write: Callable[..., Segment],
@@ -94,11 +95,14 @@ class Merger:
         stop: threading.Event,
         recovered: Callable[[], None],
     ) -> None:
-        """``snapshot``: the segments and tombstones now; ``quiet_since``: when the last
+        """``snapshot``: the segments and tombstones now; ``version``: a value that changes
+        whenever they do; ``quiet_since``: when the last
         write came, None while the buffer holds images; ``write``: IndexDisk.write_segment;
         ``commit``: IndexStore.commit_merge."""
         self._settings = settings
         self._snapshot = snapshot
+        self._version = version
+        self._nothing_left_at: object = None  # the version at which no merge was left
         self._quiet_since = quiet_since
         self._new_name = new_name
         self._write = write
@@ -145,12 +149,20 @@ class Merger:
         return due and bool(self.plan(max_rows))
 
     def settled(self) -> bool:
-        """No merge runs, none is due, and none waits for writes to pause."""
+        """No merge runs, none is due, and none waits for writes to pause. Asked by every
+        GetIndexInfo (and so every add's answer): the plans are made again only once the
+        segments or tombstones have changed."""
         with self._busy_lock:
             if self._busy:
                 return False
+        version = self._version()
+        if version == self._nothing_left_at:
+            return True
         idle = self._settings.idle_merge_seconds > 0 and bool(self.plan(reclaim=True))
-        return not idle and not self.needs_merge()
+        if idle or self.needs_merge():
+            return False
+        self._nothing_left_at = version
+        return True
 
     def idle_due(self, max_rows: int | None = None) -> bool:
         idle = self._settings.idle_merge_seconds

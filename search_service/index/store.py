@@ -269,6 +269,11 @@ class IndexStore:
         for s in old:
             shutil.rmtree(s.path, ignore_errors=True)  # open mmaps stay valid on POSIX
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the segments or the tombstones do (a manifest write, a remove)."""
+        with self._state:
+            return self.generation, len(self.removed)
+
     def snapshot(self) -> tuple[list[Segment], set[tuple[str, str]]]:
         """The segments and tombstones as they are now (for the merger's plan)."""
         with self._state:

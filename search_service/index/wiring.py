@@ -4,7 +4,7 @@ merger that build segments in the background, and the writer that decides each c
 This is the one place they are put together. Each part is handed what it uses and knows
 nothing of the others: the sealer gets the store's buffer, ``buffer_to_seal`` and
 ``commit_seal`` and the disk's ``write_segment``; the merger gets ``snapshot``,
-``quiet_since``, ``new_name`` and ``commit_merge``.
+``version``, ``quiet_since``, ``new_name`` and ``commit_merge``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Index:
         self.merger = Merger(
             settings,
             snapshot=store.snapshot,
+            version=store.version,
             quiet_since=store.quiet_since,
             new_name=store.new_name,
             write=disk.write_segment,

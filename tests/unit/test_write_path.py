@@ -271,3 +271,22 @@ def test_a_large_merge_builds_at_idle_priority_a_small_one_at_nice_19(
     assert index.merger.merge()
     assert asked == [idle]
     index.close()
+
+
+def test_settled_makes_its_merge_plans_once_per_change_of_the_segments(tmp_path, monkeypatch):
+    """Every add's answer carries the index's info, settled included: asked again with
+    nothing changed, it plans no merge again (a plan walks every image's tombstones)."""
+    from search_service.index.store import IndexStore
+
+    planned = []
+    real = IndexStore.snapshot
+    monkeypatch.setattr(IndexStore, "snapshot", lambda self: planned.append(1) or real(self))
+    index = store_at(tmp_path / "index", max_segments=8)
+    writer = Writer(index.store)
+    writer.add([image(0, n=100)], KIND, OnConflict.ERROR)
+    assert index.sealer.seal() and index.settled()
+    once = len(planned)
+    assert once > 0 and all(index.settled() for _ in range(5)) and len(planned) == once
+    writer.remove(["img-0"])  # a tombstone: the plans are made again, and a merge is due
+    assert not index.settled() and len(planned) > once
+    index.close()
