@@ -62,25 +62,16 @@ class _AsyncClient(_ClientCore):
 
 async def drive(op: ops.Op[T], clients: Mapping[str, _AsyncClient]) -> T:
     """Run ``op`` awaiting: each of its calls on the client of its service."""
-    try:
-        step = next(op)
-        while True:
-            if isinstance(step, ops.Pause):
-                await asyncio.sleep(step.seconds)
-                step = op.send(None)
-                continue
-            client = clients[step.service]
-            try:
-                response = await client._call(
-                    step.method,
-                    step.request,
-                    step.timeout,
-                    retry=step.retry,
-                    stubs=client._stubs_for(step),
-                )
-            except LandmarkError as err:
-                step = op.throw(err)
-            else:
-                step = op.send(response)
-    except StopIteration as done:
-        return done.value
+    step = ops.resume(op)
+    while not isinstance(step, ops.Done):
+        if isinstance(step, ops.Pause):
+            await asyncio.sleep(step.seconds)
+            step = ops.resume(op)
+            continue
+        try:
+            response = await clients[step.service]._call_for(step)
+        except LandmarkError as err:
+            step = ops.resume(op, error=err)
+        else:
+            step = ops.resume(op, response)
+    return step.value

@@ -41,6 +41,7 @@ class _ClientCore:
     _stub_class: Any = None
     _default_address: Any = None
     _aio = False
+    _call: Any  # one call with retries: blocking (_Client) or a coroutine (_AsyncClient)
 
     def __init__(
         self,
@@ -80,8 +81,10 @@ class _ClientCore:
             raise LandmarkError.from_rpc(err, self._service, self.address) from None
         return wait
 
-    def _stubs_for(self, call: ops.Call) -> list[Any]:
-        return self._health if call.health else self._stubs
+    def _call_for(self, call: ops.Call) -> Any:
+        """``call`` on this client (a coroutine for the asyncio clients)."""
+        stubs = self._health if call.health else self._stubs
+        return self._call(call.method, call.request, call.timeout, retry=call.retry, stubs=stubs)
 
     def _ready(self, timeout: float) -> ops.Op[None]:
         where = f"{self._service} at {self.address}"
@@ -90,28 +93,19 @@ class _ClientCore:
 
 def drive(op: ops.Op[T], clients: Mapping[str, _Client]) -> T:
     """Run ``op`` blocking: each of its calls on the client of its service."""
-    try:
-        step = next(op)
-        while True:
-            if isinstance(step, ops.Pause):
-                time.sleep(step.seconds)
-                step = op.send(None)
-                continue
-            client = clients[step.service]
-            try:
-                response = client._call(
-                    step.method,
-                    step.request,
-                    step.timeout,
-                    retry=step.retry,
-                    stubs=client._stubs_for(step),
-                )
-            except LandmarkError as err:
-                step = op.throw(err)
-            else:
-                step = op.send(response)
-    except StopIteration as done:
-        return done.value
+    step = ops.resume(op)
+    while not isinstance(step, ops.Done):
+        if isinstance(step, ops.Pause):
+            time.sleep(step.seconds)
+            step = ops.resume(op)
+            continue
+        try:
+            response = clients[step.service]._call_for(step)
+        except LandmarkError as err:
+            step = ops.resume(op, error=err)
+        else:
+            step = ops.resume(op, response)
+    return step.value
 
 
 class _Client(_ClientCore):

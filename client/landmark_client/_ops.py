@@ -3,7 +3,8 @@
 An operation is a generator: it yields the calls it needs (``Call``: a method of one
 service, retried on the next replica when ``retry``) and its pauses (``Pause``), receives
 each call's response (or, thrown in, its LandmarkError), and returns its result.
-``_core.drive`` runs one blocking and ``_aio_core.drive`` awaiting; nothing here does I/O.
+``_core.drive`` runs one blocking and ``_aio_core.drive`` awaiting, ``resume`` taking each
+to its next step; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -54,7 +55,25 @@ class Pause:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Done:
+    value: Any
+
+
 Op = Generator[Call | Pause, Any, T]
+
+
+def resume(
+    op: Op[T], response: Any = None, error: LandmarkError | None = None
+) -> Call | Pause | Done:
+    """The operation's next step, after the ``response`` to its last call (or its
+    ``error``, raised where the operation made the call; None to start it)."""
+    try:
+        if error is not None:
+            return op.throw(error)
+        return op.send(response)
+    except StopIteration as finished:
+        return Done(finished.value)
 
 
 def health(service: str, name: str, timeout: float | None) -> Op[str]:
