@@ -108,8 +108,8 @@ PART ?= all
 bench-ingest: $(STAMP) ## how fast the service is fed (bench/results/ingest.json)
 	$(PY) -m bench.ingest --part $(PART)
 
-figures: $(STAMP) ## the README's and docs' measured tables, rewritten from bench/results
-	$(PY) -m bench.figures
+figures: $(STAMP) ## REPORT.md and the README's and docs' measured tables, from bench/results
+	$(PY) -c "from bench.report import rewrite; rewrite()"
 
 # Which ONNX Runtime provider the aliked extractor uses, ms per photo at batch 1 and 8 per
 # variant, parity with the CPU path; says "no GPU" (and exits 0) on a CPU-only machine.

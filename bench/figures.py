@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import RESULTS, ROOT
-from bench.report_apart import ingest_section, large_section
+from bench.report_apart import ingest_section, large_section, machine_of
 
 
 def _load(name: str) -> dict:
@@ -20,9 +20,8 @@ def _load(name: str) -> dict:
 
 
 def _run(result: dict) -> str:
-    m = result.get("machine") or {}
     when = f" on {result['date']}" if result.get("date") else ""
-    return f"{m.get('cpu', 'an unnamed machine')}, {m.get('cores', '?')} cores{when}"
+    return machine_of(result) + when
 
 
 def _tables(lines: list[str]) -> list[str]:
@@ -210,27 +209,30 @@ def shortlist_block() -> list[str]:
 README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
 DESIGN = ROOT / "docs" / "index-design.md"
 QUALITY = ROOT / "docs" / "quality.md"
-BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
-    "search": (README, search_block),
-    "extraction": (README, extraction_block),
-    "large": (README, lambda: _tables(large_section(_load("large.json")))[1:]),
-    "ingest": (README, ingest_block),
-    "merge": (README, merge_ratio_block),
-    "node": (SCALING, node_block),
-    "cpu-options": (QUALITY, cpu_options_block),
-    "eval": (QUALITY, eval_block),
-    "readme-eval": (README, eval_block),
-    "shortlist": (DESIGN, shortlist_block),
+# each block: the files that show it, and what renders it
+BLOCKS: dict[str, tuple[tuple[Path, ...], Callable[[], list[str]]]] = {
+    "search": ((README,), search_block),
+    "extraction": ((README,), extraction_block),
+    "large": ((README,), lambda: _tables(large_section(_load("large.json")))[1:]),
+    "ingest": ((README,), ingest_block),
+    "merge": ((README,), merge_ratio_block),
+    "node": ((SCALING,), node_block),
+    "cpu-options": ((QUALITY,), cpu_options_block),
+    "eval": ((README, QUALITY), eval_block),
+    "shortlist": ((DESIGN,), shortlist_block),
 }
 
 
+def places() -> list[tuple[str, Path]]:
+    """Every (block, file) that shows it."""
+    return [(name, path) for name, (paths, _) in BLOCKS.items() for path in paths]
+
+
 def _pattern(name: str) -> re.Pattern[str]:
-    marker = name.removeprefix("readme-")  # one block shown in two files
-    return re.compile(rf"(<!-- figures:{marker} -->\n)(.*?)(<!-- /figures:{marker} -->)", re.DOTALL)
+    return re.compile(rf"(<!-- figures:{name} -->\n)(.*?)(<!-- /figures:{name} -->)", re.DOTALL)
 
 
-def current(name: str) -> str | None:
-    path, _ = BLOCKS[name]
+def current(name: str, path: Path) -> str | None:
     found = _pattern(name).search(path.read_text())
     return found.group(2) if found else None
 
@@ -239,13 +241,13 @@ def rendered(name: str) -> str:
     return "\n".join(BLOCKS[name][1]()) + "\n"
 
 
-def stale() -> list[str]:
-    """The blocks whose text is not what the result files give (or that are missing)."""
-    return [name for name in BLOCKS if current(name) != rendered(name)]
+def stale() -> list[tuple[str, Path]]:
+    """The places whose text is not what the result files give (or that are missing)."""
+    return [(name, path) for name, path in places() if current(name, path) != rendered(name)]
 
 
 def write() -> None:
-    for name, (path, _) in BLOCKS.items():
+    for name, path in places():
         text, block = path.read_text(), rendered(name)
         new, n = _pattern(name).subn(lambda m, block=block: m.group(1) + block + m.group(3), text)
         if n != 1:

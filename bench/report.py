@@ -277,17 +277,22 @@ def write_report(report: dict, path: Path) -> None:
 
 
 def rewrite() -> None:
-    """REPORT.md from every result file there is (bench.json holds the main run), and the
-    figures README.md and docs/ show (bench/figures.py)."""
+    """REPORT.md from every result file there is, and the figures README.md and docs/ show
+    (bench/figures.py)."""
     from bench import figures
 
     figures.write()
+    write_all(RESULTS / "REPORT.md")
+
+
+def write_all(path: Path) -> None:
+    """The report of every result file there is (bench.json holds the main run) at ``path``."""
     bench = RESULTS / "bench.json"
     if not bench.exists():
         return
     report = json.loads(bench.read_text())
     for key in ("large", "ingest"):
-        path = RESULTS / f"{key}.json"
-        if path.exists():
-            report[key] = json.loads(path.read_text())
-    write_report(report, RESULTS / "REPORT.md")
+        source = RESULTS / f"{key}.json"
+        if source.exists():
+            report[key] = json.loads(source.read_text())
+    write_report(report, path)

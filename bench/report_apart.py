@@ -4,7 +4,7 @@ and for the comparison of the search path with the previous one, measured in eac
 from __future__ import annotations
 
 
-def _machine(run: dict) -> str:
+def machine_of(run: dict) -> str:
     m = run.get("machine") or {}
     return f"{m.get('cpu', 'an unnamed machine')}, {m.get('cores', '?')} cores"
 
@@ -47,7 +47,7 @@ def large_section(large: dict | None) -> list[str]:
         "",
         "## One node at scale (`make bench-large`)",
         "",
-        f"Run {large['date']} on {_machine(large)}, realistic padding. Built as a node ingests: "
+        f"Run {large['date']} on {machine_of(large)}, realistic padding. Built as a node ingests: "
         "adds of 1,000 generated images, each followed by the merges due, then the merges "
         "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
         "covers the build and the searches (the bench holds one batch of features at most).",
@@ -81,7 +81,7 @@ def ingest_section(ingest: dict | None) -> list[str]:
     if ingest.get("throughput"):
         run = ingest.get("throughput_run", {})
         lines += [
-            f"Run on {_machine(run)}, {run.get('date', 'at an unrecorded time')}.",
+            f"Run on {machine_of(run)}, {run.get('date', 'at an unrecorded time')}.",
             "",
             "Photos/s from a folder of the real photos (repeated under new ids) to a searchable "
             "index, through `index_folder`, beside the photos/s the same extractor processes "
@@ -103,7 +103,7 @@ def ingest_section(ingest: dict | None) -> list[str]:
     if m:
         lines += [
             "",
-            f"Run on {_machine(m.get('run', {}))}, {m.get('run', {}).get('date', '')}. "
+            f"Run on {machine_of(m.get('run', {}))}, {m.get('run', {}).get('date', '')}. "
             f"Writes while a merge runs: one search process, {m['rows_before']:,} rows; the "
             f"merge writes {m['merge_live_rows']:,} live rows in {m['merge_s']} s. Small adds "
             "(1 photo), bulk adds (20 photos, a segment each) and searches (real photos) run "
