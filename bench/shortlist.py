@@ -37,13 +37,6 @@ ALPHA = 3.0  # the selective match kernel's exponent: u**ALPHA for u > 0
 BITS = 128
 
 
-def popcount_table() -> np.ndarray:
-    return np.array([bin(i).count("1") for i in range(256)], np.uint8)
-
-
-POPCOUNT = popcount_table()
-
-
 def kmeans(sample: np.ndarray, words: int, rounds: int, rng: np.random.Generator) -> np.ndarray:
     """Lloyd's k-means on unit vectors (spherical: centroids renormalised), from a random
     choice of the sample."""
@@ -107,7 +100,7 @@ class InvertedFile:
             if found is None:
                 continue
             images, sigs = found
-            hamming = POPCOUNT[np.bitwise_xor(sigs, b)].sum(axis=1)
+            hamming = np.bitwise_count(np.bitwise_xor(sigs, b)).sum(axis=1, dtype=np.int64)
             u = 1.0 - 2.0 * hamming / BITS
             np.add.at(score, images, np.where(u > 0, u**ALPHA, 0.0))
         return score * self.norms / np.sqrt(max(len(present), 1))
