@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -73,6 +75,10 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
             info = client.index_info()
             assert (info.images, info.shards) == (9, 3)
             assert info.labels == 2  # distinct across shards, not summed per shard
+            deadline = time.monotonic() + 30  # every shard seals its buffer (nothing to merge)
+            while not client.index_info().settled and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.index_info().settled
             assert [r.image_id for r in client.list_images(page_size=4)] == sorted(
                 im.image_id for im in images
             )
@@ -120,6 +126,7 @@ def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch)
             metadata=write,
         )
         assert (added.added, added.index.images, added.index.shards) == (1, 10, 3)
+        assert not added.index.settled  # one shard holds it in its buffer: not all settled
         removed = stub.RemoveImages(
             search_pb2.RemoveImagesRequest(image_ids=["img-extra"]), timeout=10, metadata=write
         )
