@@ -21,7 +21,7 @@ def image_data(image_id: str, label: str, metadata: dict, f: Features) -> ImageD
     """An image as the index keeps it: descriptors and locations already in the form a
     sealed segment reads back (int8 rows, uint16 positions), so that the image scores the
     same in the buffer as after its seal."""
-    w, h = f.image_size
+    w, h = (int(v) for v in f.image_size)  # numpy integers would not go into meta.json
     descriptors = dequantize_descriptors(quantize_descriptors(f.descriptors))
     locations = dequantize_locations(quantize_locations(f.locations, (w, h)), (w, h))
     return ImageData(image_id, label, descriptors, locations, w, h, dict(metadata))

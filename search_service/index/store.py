@@ -16,6 +16,8 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from landmark.wire import Features
@@ -90,16 +92,23 @@ class IndexStore:
             self._next += 1
             return name
 
-    def _commit(self, new: list[Segment], what: str) -> None:
-        """Write the manifest for a change of segments / removed / wals made in memory
-        after ``saved = self._saved()``; on failure the caller restores ``saved`` (the new
-        segments' files are deleted here)."""
+    @contextmanager
+    def _changing(self, new: list[Segment], what: str) -> Iterator[None]:
+        """Change segments / removed / wals in memory inside the block, then write the
+        manifest; if either fails, the state is as it was and ``new`` segments' files are
+        deleted."""
+        saved = list(self.segments), set(self.removed), list(self.logs.paths)
         try:
+            yield
             self._write_manifest()
-        except OSError as exc:
+        except BaseException as exc:
+            self.segments, self.removed, self.logs.paths = saved
+            self._sealed = None
             for segment in new:
                 shutil.rmtree(segment.path, ignore_errors=True)
-            raise self.disk.storage_error(exc, what) from exc
+            if isinstance(exc, OSError):
+                raise self.disk.storage_error(exc, what) from exc
+            raise
         self._sealed = None
 
     def _refresh(self, write: bool = False) -> None:
@@ -107,12 +116,6 @@ class IndexStore:
         self.view = self._make_view()
         if write:
             self.last_write = time.monotonic()
-
-    def _saved(self) -> tuple[list[Segment], set[tuple[str, str]], list[Path]]:
-        return list(self.segments), set(self.removed), list(self.logs.paths)
-
-    def _restore(self, saved: tuple[list[Segment], set[tuple[str, str]], list[Path]]) -> None:
-        self.segments, self.removed, self.logs.paths = saved
 
     def _replay(self) -> None:
         """Apply every logged change."""
@@ -190,17 +193,11 @@ class IndexStore:
         ``built`` that must not be served (``dead``: found present since they were built)."""
         with self._state:
             self._set_kind(*kind)
-            saved = self._saved()
-            try:
+            with self._changing(built, what):
                 self._apply_remove(removes)
                 self.segments.extend(built)
                 for seg in built:
                     self.removed |= {(seg.name, i) for i in self._ids(seg) & dead}
-                self._commit(built, what)
-            except BaseException:
-                self._restore(saved)
-                self._sealed = None
-                raise
             self._refresh(write=True)
 
     def buffer_to_seal(self) -> BufferToSeal | None:
@@ -221,9 +218,8 @@ class IndexStore:
         """Serve ``batch``'s images from ``segment`` and forget the logs that held them. An
         image removed or replaced while the segment was built is tombstoned in it."""
         with self._state:
-            saved = self._saved()
             served = []
-            try:
+            with self._changing([segment], "the sealed segment"):
                 self.segments.append(segment)
                 for im in batch.images:
                     if self.growing.get(im.image_id) is im:
@@ -231,10 +227,6 @@ class IndexStore:
                     else:  # removed or replaced while sealing: its sealed copy is dead
                         self.removed.add((segment.name, im.image_id))
                 self.logs.paths = [p for p in self.logs.paths if p not in batch.logs]
-                self._commit([segment], "the sealed segment")
-            except BaseException:
-                self._restore(saved)
-                raise
             for image_id in served:  # from now on served by the segment
                 self.growing.drop(image_id)
             self._refresh()
@@ -250,19 +242,14 @@ class IndexStore:
         when the merge began, ``removed_then`` being the tombstones of that time); images
         removed since are tombstoned in it. Deletes the old segments' files."""
         with self._state:
-            saved = self._saved()
             gone = {s.name for s in old}
             late = {i for seg, i in self.removed - removed_then if seg in gone}
-            try:
+            with self._changing([merged] if merged else [], "the merged segment"):
                 rest = [s for s in self.segments if s.name not in gone]
                 self.segments = ([merged] if merged else []) + rest
                 self.removed = {(seg, i) for seg, i in self.removed if seg not in gone}
                 if merged:
                     self.removed |= {(merged.name, i) for i in late}
-                self._commit([merged] if merged else [], "the merged segment")
-            except BaseException:
-                self._restore(saved)
-                raise
             for name in gone:
                 self._ids_cache.pop(name, None)
             self._refresh()

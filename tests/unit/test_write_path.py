@@ -3,6 +3,7 @@ bulk add each finish while a merge is still building; a bulk add decides its con
 again when it commits; the growing buffer is bounded; a small add leaves the sealed part of
 the view alone (its cost does not grow with the index)."""
 
+import errno
 import threading
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from landmark_client import Features
-from search_service.errors import AlreadyExists, BufferFull
-from search_service.index import disk
+from search_service.errors import AlreadyExists, BufferFull, DiskFull
+from search_service.index import disk, manifest
 from search_service.index.store_settings import StoreSettings
 from search_service.index.wiring import Index
 from search_service.index.writing import OnConflict, Writer
@@ -179,6 +180,59 @@ def test_a_small_add_leaves_the_sealed_part_of_the_view_alone(tmp_path):
     assert len(store.view.by_id) == 6
     writer.remove(["img-0"])  # a tombstone changes the sealed part
     assert store.view.sealed is not sealed and "img-0" not in store.view.by_id
+    index.close()
+
+
+def test_an_image_size_in_numpy_integers_seals_like_one_in_ints(tmp_path):
+    """An in-process caller may give the size as numpy integers (an array's shape)."""
+    index = store_at(tmp_path / "index")
+    _, label, meta, f = image(1)
+    size = np.array([640, 480], dtype=np.int64)
+    f = Features(f.backend, f.locations, f.descriptors, (size[0], size[1]))
+    Writer(index.store).add([("img-1", label, meta, f)], KIND, OnConflict.ERROR)
+    assert index.sealer.seal()
+    index.close()
+    again = store_at(tmp_path / "index")
+    view = again.store.view
+    sealed = view.images[view.by_id["img-1"]]
+    assert (sealed.label, sealed.width, sealed.height) == ("x", 640, 480)
+    again.close()
+
+
+def test_a_failed_manifest_write_leaves_the_index_as_it_was(tmp_path, monkeypatch):
+    """A seal, a bulk add and a merge whose manifest write fails: DiskFull, the state as
+    before (images served from where they were), the new segment's files gone; each
+    succeeds once the disk has room."""
+    index = store_at(tmp_path / "index")
+    store, writer = index.store, Writer(index.store)
+    writer.add([image(i) for i in range(3)], KIND, OnConflict.ERROR)  # a segment
+    writer.add([image(10)], KIND, OnConflict.ERROR)  # in the buffer
+    real = manifest.write
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def no_room(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise full
+
+    def attempt(step) -> None:  # noqa: ANN001
+        before = ([s.name for s in store.segments], set(store.removed), dict(store.view.by_id))
+        monkeypatch.setattr(manifest, "write", no_room)
+        with pytest.raises(DiskFull):
+            step()
+        after = ([s.name for s in store.segments], set(store.removed), dict(store.view.by_id))
+        assert after == before
+        on_disk = {p.name for p in store.dir.iterdir() if p.name.startswith("seg-")}
+        assert on_disk == set(before[0])  # the unlisted segment was deleted
+        monkeypatch.setattr(manifest, "write", real)
+        step()
+
+    attempt(index.sealer.seal)
+    assert not store.growing and len(store.segments) == 2
+    attempt(lambda: writer.add([image(i) for i in range(20, 23)], KIND, OnConflict.ERROR))
+    assert len(store.segments) == 3
+    writer.remove(["img-0"])
+    attempt(index.merger.merge)
+    assert len(store.segments) == 1 and not store.removed
+    assert set(store.view.by_id) == {"img-1", "img-2", "img-10", "img-20", "img-21", "img-22"}
     index.close()
 
 
