@@ -31,86 +31,31 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS
+from bench.ivfpq import PROBES, SUBSPACES, IvfPq, nearest_words
+from search_service.index import codebook, inverted
 
 SHORTLIST = 20
-ALPHA = 3.0  # the selective match kernel's exponent: u**ALPHA for u > 0
-BITS = 128
 
 
-def kmeans(sample: np.ndarray, words: int, rounds: int, rng: np.random.Generator) -> np.ndarray:
-    """Lloyd's k-means on unit vectors (spherical: centroids renormalised), from a random
-    choice of the sample."""
-    centroids = sample[rng.choice(len(sample), words, replace=False)].copy()
-    for _ in range(rounds):
-        nearest = assign(sample, centroids)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, nearest, sample)
-        counts = np.bincount(nearest, minlength=words)
-        empty = counts == 0
-        sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]
-        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    return centroids.astype(np.float32)
+class ExactWords(codebook.Codebook):
+    """The same words found by a full product instead of Annoy (what Annoy's lookup is
+    measured against)."""
+
+    @classmethod
+    def of(cls, book: codebook.Codebook) -> ExactWords:
+        return cls(book.backend, book.centroids, book.annoy, book.version, book.fitted_on)
+
+    def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
+        return nearest_words(np.asarray(x, np.float32), self.centroids, per_row).astype(np.int32)
 
 
-def assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
-    """The nearest word of each row (largest dot product: unit vectors)."""
-    out = np.empty(len(x), np.int64)
-    for lo in range(0, len(x), block):
-        out[lo : lo + block] = (x[lo : lo + block] @ centroids.T).argmax(axis=1)
-    return out
-
-
-def signatures(x: np.ndarray, words: np.ndarray, centroids: np.ndarray):
-    """Per word present: the summed residuals, binarized and packed: (words [W], bits [W, 16])."""
-    order = np.argsort(words, kind="stable")
-    w, xs = words[order], x[order]
-    present, starts = np.unique(w, return_index=True)
-    sums = np.add.reduceat(xs - centroids[w], starts, axis=0)
-    return present, np.packbits(sums > 0, axis=1)
-
-
-class InvertedFile:
-    def __init__(self, centroids: np.ndarray) -> None:
-        self.centroids = centroids
-        self.postings: dict[int, tuple[list[int], list[np.ndarray]]] = {}
-        self.word_counts: list[int] = []
-
-    def add(self, image: int, descriptors: np.ndarray) -> None:
-        present, bits = signatures(descriptors, assign(descriptors, self.centroids), self.centroids)
-        for word, b in zip(present.tolist(), bits, strict=True):
-            images, sigs = self.postings.setdefault(word, ([], []))
-            images.append(image)
-            sigs.append(b)
-        self.word_counts.append(len(present))
-
-    def freeze(self) -> None:
-        self.frozen = {
-            w: (np.array(i, np.int32), np.stack(s)) for w, (i, s) in self.postings.items()
-        }
-        self.norms = 1.0 / np.sqrt(np.maximum(np.array(self.word_counts, np.float64), 1))
-
-    def entries(self) -> int:
-        return sum(len(i) for i, _ in self.frozen.values())
-
-    def scores(self, descriptors: np.ndarray) -> np.ndarray:
-        present, bits = signatures(descriptors, assign(descriptors, self.centroids), self.centroids)
-        score = np.zeros(len(self.word_counts), np.float64)
-        for word, b in zip(present.tolist(), bits, strict=True):
-            found = self.frozen.get(word)
-            if found is None:
-                continue
-            images, sigs = found
-            hamming = np.bitwise_count(np.bitwise_xor(sigs, b)).sum(axis=1, dtype=np.int64)
-            u = 1.0 - 2.0 * hamming / BITS
-            np.add.at(score, images, np.where(u > 0, u**ALPHA, 0.0))
-        return score * self.norms / np.sqrt(max(len(present), 1))
-
-
-def measure(images: int, words: int, rounds: int, cache: Path | None = None) -> dict:
+def measure(images: int, words: int, multiple: int, cache: Path | None = None) -> dict:
     from bench.extraction import extract_real
     from bench.synthetic import DescriptorPool, synthetic_images
     from search_service.engine import SearchEngine
     from search_service.limits import RequestLimits
+    from search_service.search.lookup import lookup_rows
+    from search_service.search.shortlist import QueryWords
     from search_service.search.votes import shortlist, vote
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,25 +105,39 @@ def measure(images: int, words: int, rounds: int, cache: Path | None = None) -> 
         resident = engine.info()["bytes_per_descriptor"]
         engine.close()
 
-        rng = np.random.default_rng(0)
         every = np.concatenate([f.descriptors for *_, f in database])
         start = time.perf_counter()
-        centroids = kmeans(every[rng.choice(len(every), 40 * words)], words, rounds, rng)
+        book = codebook.create("aliked", codebook.fit(every, words), len(every))
         trained_s = time.perf_counter() - start
-        inverted = InvertedFile(centroids)
+        counts = np.array([len(f) for *_, f in database], np.int64)
+        aggregated: dict[str, tuple[list, list, float, int, int]] = {}
+        for assignment, words_of in (("annoy", book), ("exact", ExactWords.of(book))):
+            start = time.perf_counter()
+            inv = inverted.build(every, np.cumsum(counts) - counts, counts, words_of)
+            built_s = time.perf_counter() - start
+            chosen_lists, times = [], []
+            for n in queries:
+                start = time.perf_counter()
+                score = QueryWords(feats[n].descriptors, words_of, multiple).scores(inv)
+                score[n] = -np.inf  # the query itself is excluded
+                best = np.argsort(-score, kind="stable")[:SHORTLIST]
+                times.append((time.perf_counter() - start) * 1e3)
+                chosen_lists.append([database[i][0] for i in best])
+            aggregated[assignment] = (chosen_lists, times, built_s, inv.nbytes(), inv.entries)
+
         start = time.perf_counter()
-        for image, (*_, f) in enumerate(database):
-            inverted.add(image, f.descriptors)
-        inverted.freeze()
-        built_s = time.perf_counter() - start
-        aggregated, aggregated_ms = [], []
+        pq = IvfPq(every, np.repeat(np.arange(len(database)), counts), book.centroids)
+        pq_built_s = time.perf_counter() - start
+        quantized, quantized_ms = [], []
+        limit = p.lookup_features_for("aliked")
         for n in queries:
             start = time.perf_counter()
-            score = inverted.scores(feats[n].descriptors)
-            score[n] = -np.inf  # the query itself is excluded
-            best = np.argsort(-score, kind="stable")[:SHORTLIST]
-            aggregated_ms.append((time.perf_counter() - start) * 1e3)
-            aggregated.append([database[i][0] for i in best])
+            which = lookup_rows(feats[n].strengths, len(feats[n]), limit)
+            votes = pq.votes(feats[n].descriptors[which], len(database))
+            votes[n] = -1  # the query itself is excluded
+            chosen = shortlist(votes, SHORTLIST, p.min_votes, lambda i: database[i][0])
+            quantized_ms.append((time.perf_counter() - start) * 1e3)
+            quantized.append([database[i][0] for i in chosen])
 
     def recall(lists: list[list[str]]) -> dict:
         hit = held = relevant = 0
@@ -191,7 +150,6 @@ def measure(images: int, words: int, rounds: int, cache: Path | None = None) -> 
         return {"queries_with_a_right_photo": round(hit / len(queries), 3),
                 "right_photos_held": round(held / relevant, 3)}  # fmt: skip
 
-    entries = inverted.entries()
     return {
         "images": len(database),
         "descriptors": descriptors,
@@ -202,17 +160,31 @@ def measure(images: int, words: int, rounds: int, cache: Path | None = None) -> 
             "p50_ms": round(float(np.median(voted_ms)), 1),
         },
         "aggregated": {
-            **recall(aggregated),
-            "words": words,
-            "kmeans_rounds": rounds,
-            "entries": entries,
-            # per entry: the image (4 bytes) and its signature (16); the codebook as int8
+            assignment: {
+                **recall(chosen),
+                "words": words,
+                "query_words_per_descriptor": multiple,
+                "entries": entries,
+                # the inverted file's arrays and the codebook (float32 words and their trees)
+                "bytes_in_memory_per_descriptor": round(
+                    (nbytes + book.centroids.nbytes * 2) / descriptors, 1
+                ),
+                "p50_ms": round(float(np.median(times)), 1),
+                "indexing_s": round(built_s, 1),
+            }
+            for assignment, (chosen, times, built_s, nbytes, entries) in aggregated.items()
+        },
+        "codebook_s": round(trained_s, 1),
+        "ivf_pq": {
+            **recall(quantized),
+            "bytes_per_code": SUBSPACES,
+            "probes": PROBES,
+            # codes, row images, word starts and sub-codebooks, and the words
             "bytes_in_memory_per_descriptor": round(
-                (entries * (4 + BITS // 8) + words * 128) / descriptors, 1
+                (pq.nbytes() + book.centroids.nbytes) / descriptors, 1
             ),
-            "p50_ms": round(float(np.median(aggregated_ms)), 1),
-            "codebook_s": round(trained_s, 1),
-            "indexing_s": round(built_s, 1),
+            "p50_ms": round(float(np.median(quantized_ms)), 1),
+            "indexing_s": round(pq_built_s, 1),
         },
     }
 
@@ -220,8 +192,8 @@ def measure(images: int, words: int, rounds: int, cache: Path | None = None) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--words", type=int, default=16384)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--words", type=int, default=8192)
+    parser.add_argument("--multiple", type=int, default=1, help="query words per descriptor")
     parser.add_argument("--out", default=str(RESULTS / "shortlist.json"))
     parser.add_argument("--cache", help="the real photos' features (bench/extraction.py)")
     args = parser.parse_args()
@@ -231,8 +203,8 @@ def main() -> None:
         "machine": describe(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": f"python -m bench.shortlist --images {args.images} --words {args.words} "
-        f"--rounds {args.rounds}",
-        **measure(args.images, args.words, args.rounds, Path(args.cache) if args.cache else None),
+        f"--multiple {args.multiple}",
+        **measure(args.images, args.words, args.multiple, Path(args.cache) if args.cache else None),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -1,0 +1,130 @@
+"""A segment's inverted file: ASMK* aggregation of its images' descriptors over the index's
+codebook (Tolias et al., "To aggregate or not to aggregate: selective match kernels").
+
+Each descriptor goes to its nearest word; per image and word, the residuals (descriptor
+minus word) of its descriptors in that word are summed and binarized, one bit per
+dimension: one signature per (image, word), however many of the image's descriptors fall
+in it, so a repeated pattern (a fence, a facade's windows) counts once (burstiness). The
+entries are stored by word:
+
+    inverted/  meta.json           codebook version, words, entries, bits
+               word_starts.npy     [W + 1] int64: word w's entries are [starts[w], starts[w+1])
+               entry_image.npy     [E] int32 image number within the segment
+               entry_bits.npy      [E, ceil(D / 8)] uint8 packed signatures
+               image_words.npy     [images] int32 words each image holds
+
+These arrays are what a search keeps in memory: 4 + D/8 bytes per entry, about one entry
+per descriptor or fewer. The descriptors and locations themselves stay on disk and are
+read only for the images a shortlist chose.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexCorrupt
+from .codebook import Codebook
+
+FORMAT = 1
+ARRAYS = ("word_starts", "entry_image", "entry_bits", "image_words")
+
+
+@dataclass(frozen=True)
+class InvertedFile:
+    codebook_version: str
+    word_starts: np.ndarray  # [W + 1] int64
+    entry_image: np.ndarray  # [E] int32
+    entry_bits: np.ndarray  # [E, B] uint8
+    image_words: np.ndarray  # [images] int32
+
+    @property
+    def entries(self) -> int:
+        return int(self.entry_image.shape[0])
+
+    def nbytes(self) -> int:
+        return sum(int(getattr(self, a).nbytes) for a in ARRAYS)
+
+
+def aggregate(
+    x: np.ndarray, words: np.ndarray, codebook: Codebook
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's (or one query's) signatures: the words present, ascending [k] int64,
+    and per word the packed signs of its summed residuals [k, ceil(D / 8)] uint8."""
+    if len(x) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, (codebook.dimension + 7) // 8), np.uint8)
+    order = np.argsort(words, kind="stable")
+    w, xs = words[order].astype(np.int64), np.asarray(x, np.float32)[order]
+    present, starts = np.unique(w, return_index=True)
+    sums = np.add.reduceat(xs - codebook.centroids[w], starts, axis=0)
+    return present, np.packbits(sums > 0, axis=1)
+
+
+def build(
+    descriptors: np.ndarray, starts: np.ndarray, counts: np.ndarray, codebook: Codebook
+) -> InvertedFile:
+    """The inverted file of images whose unit descriptors are ``descriptors[starts[i] :
+    starts[i] + counts[i]]``."""
+    words = codebook.nearest(descriptors)[:, 0] if len(descriptors) else np.zeros(0, np.int32)
+    per_word: list[np.ndarray] = []
+    per_image: list[np.ndarray] = []
+    bits: list[np.ndarray] = []
+    image_words = np.zeros(len(starts), np.int32)
+    for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
+        rows = slice(start, start + count)
+        present, signs = aggregate(descriptors[rows], words[rows], codebook)
+        per_word.append(present)
+        per_image.append(np.full(len(present), i, np.int32))
+        bits.append(signs)
+        image_words[i] = len(present)
+    width = (codebook.dimension + 7) // 8
+    word = np.concatenate(per_word) if per_word else np.zeros(0, np.int64)
+    order = np.argsort(word, kind="stable")  # by word, then by image
+    return InvertedFile(
+        codebook.version,
+        np.concatenate([[0], np.cumsum(np.bincount(word, minlength=codebook.words))]),
+        (np.concatenate(per_image) if per_image else np.zeros(0, np.int32))[order],
+        (np.concatenate(bits) if bits else np.zeros((0, width), np.uint8))[order],
+        image_words,
+    )
+
+
+def save(inverted: InvertedFile, path: Path) -> None:
+    """Write into ``path`` (a folder inside a segment being written; the segment's writer
+    fsyncs and renames it)."""
+    path.mkdir()
+    for name in ARRAYS:
+        np.save(path / f"{name}.npy", getattr(inverted, name), allow_pickle=False)
+    meta = {
+        "format": FORMAT,
+        "codebook": inverted.codebook_version,
+        "words": len(inverted.word_starts) - 1,
+        "entries": inverted.entries,
+    }
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def load(path: Path, images: int) -> InvertedFile:
+    """Mapped from ``path``: its pages are read as searches touch them."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise IndexCorrupt(f"{path}: inverted file format {meta.get('format')} unknown")
+        arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in ARRAYS}
+    except IndexCorrupt:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexCorrupt(f"{path}: cannot load the inverted file ({exc})") from None
+    inverted = InvertedFile(meta["codebook"], **arrays)
+    if (
+        len(inverted.word_starts) != meta["words"] + 1
+        or inverted.entries != meta["entries"]
+        or len(inverted.entry_bits) != meta["entries"]
+        or len(inverted.image_words) != images
+        or int(inverted.word_starts[-1]) != meta["entries"]
+    ):
+        raise IndexCorrupt(f"{path}: the inverted file's arrays disagree with its meta.json")
+    return inverted
