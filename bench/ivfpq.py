@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from search_service.index.codebook import assign_exact
+
 SUBSPACES = 16
 CENTROIDS = 256
 PROBES = 4
@@ -37,7 +39,7 @@ class IvfPq:
     def __init__(self, rows: np.ndarray, row_image: np.ndarray, centroids: np.ndarray) -> None:
         rng = np.random.default_rng(0)
         self.centroids = centroids
-        words = nearest_words(rows, centroids, 1)[:, 0]
+        words = assign_exact(rows, centroids)[:, 0]
         residual = rows - centroids[words]
         self.width = rows.shape[1] // SUBSPACES
         sample = residual[rng.choice(len(rows), min(len(rows), 100 * CENTROIDS), replace=False)]
@@ -62,7 +64,7 @@ class IvfPq:
 
     def votes(self, queries: np.ndarray, images: int) -> np.ndarray:
         """Per image: query descriptors with one of their K nearest rows in it."""
-        probes = nearest_words(queries, self.centroids, PROBES)  # [Q, P]
+        probes = assign_exact(queries, self.centroids, PROBES)  # [Q, P]
         q_of = np.repeat(np.arange(len(queries)), PROBES)
         word = probes.reshape(-1)
         residual = queries[q_of] - self.centroids[word]  # [Q*P, D]
@@ -88,17 +90,3 @@ class IvfPq:
         keep = order[rank < K]
         pairs = np.unique(query[keep].astype(np.int64) * images + self.image[entry[keep]])
         return np.bincount(pairs % images, minlength=images)
-
-
-def nearest_words(x: np.ndarray, centroids: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` nearest words of each unit row (largest products), nearest first."""
-    out = np.empty((len(x), n), np.int64)
-    for lo in range(0, len(x), 8192):
-        sims = x[lo : lo + 8192] @ centroids.T
-        if n == 1:
-            out[lo : lo + 8192, 0] = sims.argmax(axis=1)
-            continue
-        top = np.argpartition(-sims, n - 1, axis=1)[:, :n]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-        out[lo : lo + 8192] = np.take_along_axis(top, order, axis=1)
-    return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +23,14 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ..errors import IndexCorrupt
+from .wal import publish_dir
 
 FORMAT = 1
 N_TREES = 32
 SEED = 1
 ROUNDS = 10  # Lloyd iterations: the assignment barely changes after a few
 SAMPLE_PER_WORD = 40  # descriptors fitted per word (the rest are not needed)
+ASSIGN_BLOCK = 8192  # rows per product in assign_exact: [8192, W] similarities at a time
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Codebook:
     @property
     def dimension(self) -> int:
         return int(self.centroids.shape[1])
+
+    @property
+    def signature_bytes(self) -> int:
+        """A binarized residual's size: one bit per dimension."""
+        return (self.dimension + 7) // 8
 
     def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
         """The ``per_row`` nearest words of each unit row of ``x``: [n, per_row] int32,
@@ -73,7 +79,7 @@ def fit(descriptors: np.ndarray, words: int, seed: int = SEED) -> np.ndarray:
         x = x[np.sort(rng.choice(len(x), SAMPLE_PER_WORD * words, replace=False))]
     centroids = x[rng.choice(len(x), words, replace=False)].copy()
     for _ in range(ROUNDS):
-        nearest = assign_exact(x, centroids)
+        nearest = assign_exact(x, centroids)[:, 0]
         sums = np.zeros_like(centroids)
         np.add.at(sums, nearest, x)
         empty = np.bincount(nearest, minlength=words) == 0
@@ -82,11 +88,19 @@ def fit(descriptors: np.ndarray, words: int, seed: int = SEED) -> np.ndarray:
     return np.ascontiguousarray(centroids, np.float32)
 
 
-def assign_exact(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
-    """The nearest word of each unit row by a full product (for fitting)."""
-    out = np.empty(len(x), np.int64)
-    for lo in range(0, len(x), block):
-        out[lo : lo + block] = (x[lo : lo + block] @ centroids.T).argmax(axis=1)
+def assign_exact(x: np.ndarray, centroids: np.ndarray, per_row: int = 1) -> np.ndarray:
+    """The ``per_row`` nearest words of each unit row by a full product (largest dot
+    product first): [n, per_row] int64. What fitting uses, and what Annoy's lookup is
+    measured against."""
+    out = np.empty((len(x), per_row), np.int64)
+    for lo in range(0, len(x), ASSIGN_BLOCK):
+        sims = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32) @ centroids.T
+        if per_row == 1:
+            out[lo : lo + ASSIGN_BLOCK, 0] = sims.argmax(axis=1)
+            continue
+        top = np.argpartition(-sims, per_row - 1, axis=1)[:, :per_row]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        out[lo : lo + ASSIGN_BLOCK] = np.take_along_axis(top, order, axis=1)
     return out
 
 
@@ -119,15 +133,7 @@ def save(codebook: Codebook, path: Path) -> None:
         "fitted_on": codebook.fitted_on,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.rename(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    publish_dir(tmp, path)
 
 
 def load(path: Path) -> Codebook:

@@ -55,7 +55,7 @@ def aggregate(
     """One image's (or one query's) signatures: the words present, ascending [k] int64,
     and per word the packed signs of its summed residuals [k, ceil(D / 8)] uint8."""
     if len(x) == 0:
-        return np.zeros(0, np.int64), np.zeros((0, (codebook.dimension + 7) // 8), np.uint8)
+        return np.zeros(0, np.int64), np.zeros((0, codebook.signature_bytes), np.uint8)
     order = np.argsort(words, kind="stable")
     w, xs = words[order].astype(np.int64), np.asarray(x, np.float32)[order]
     present, starts = np.unique(w, return_index=True)
@@ -69,9 +69,10 @@ def build(
     """The inverted file of images whose unit descriptors are ``descriptors[starts[i] :
     starts[i] + counts[i]]``."""
     words = codebook.nearest(descriptors)[:, 0] if len(descriptors) else np.zeros(0, np.int32)
-    per_word: list[np.ndarray] = []
-    per_image: list[np.ndarray] = []
-    bits: list[np.ndarray] = []
+    # each list starts empty-shaped, so that an empty segment concatenates too
+    per_word = [np.zeros(0, np.int64)]
+    per_image = [np.zeros(0, np.int32)]
+    bits = [np.zeros((0, codebook.signature_bytes), np.uint8)]
     image_words = np.zeros(len(starts), np.int32)
     for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
         rows = slice(start, start + count)
@@ -80,14 +81,13 @@ def build(
         per_image.append(np.full(len(present), i, np.int32))
         bits.append(signs)
         image_words[i] = len(present)
-    width = (codebook.dimension + 7) // 8
-    word = np.concatenate(per_word) if per_word else np.zeros(0, np.int64)
+    word = np.concatenate(per_word)
     order = np.argsort(word, kind="stable")  # by word, then by image
     return InvertedFile(
         codebook.version,
         np.concatenate([[0], np.cumsum(np.bincount(word, minlength=codebook.words))]),
-        (np.concatenate(per_image) if per_image else np.zeros(0, np.int32))[order],
-        (np.concatenate(bits) if bits else np.zeros((0, width), np.uint8))[order],
+        np.concatenate(per_image)[order],
+        np.concatenate(bits)[order],
         image_words,
     )
 

@@ -4,7 +4,6 @@ to a temporary folder that is fsynced and renamed into place."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from .compact import Covariance, quantize_descriptors, quantize_locations
 from .images import ImageData
 from .segment import FORMAT, Segment, load_segment
 from .store_settings import PROJECTION_DIM
-from .wal import fsync_dir
+from .wal import publish_dir
 
 ANNOY_SEED = 1  # the seed of every segment's trees: the same images build the same index
 
@@ -111,15 +110,7 @@ def build_segment(
         "images": [asdict(m) for m in metas],
     }
     (tmp / "meta.json").write_text(json.dumps(meta))
-    for p in tmp.iterdir():
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(tmp)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
+    publish_dir(tmp, final)
     return load_segment(final)
 
 

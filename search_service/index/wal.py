@@ -153,8 +153,23 @@ class WalWriter:
 
 
 def fsync_dir(path: Path) -> None:
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Make the folder ``tmp`` durable under the name ``final``: its files and the folder
+    fsynced, renamed, and the parent fsynced (a crash leaves either nothing or all of it)."""
+    for p in tmp.iterdir():
+        _fsync(p)
+    _fsync(tmp)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)

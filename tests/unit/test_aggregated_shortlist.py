@@ -47,11 +47,20 @@ def test_the_same_descriptors_fit_the_same_codebook_and_version():
 def test_annoy_finds_the_nearest_word_of_clustered_descriptors(book):
     rng = np.random.default_rng(2)
     x = clustered(500, book.centroids, rng, spread=0.1)
-    exact = codebook.assign_exact(x, book.centroids)
+    exact = codebook.assign_exact(x, book.centroids)[:, 0]
     found = book.nearest(x, per_row=3)
     assert found.shape == (500, 3)
     assert (found[:, 0] == exact).mean() >= 0.98
     assert len(np.unique(found[0])) == 3  # three different words, nearest first
+
+
+def test_the_full_product_gives_the_nearest_words_nearest_first(book):
+    rng = np.random.default_rng(6)
+    x = clustered(300, book.centroids, rng)
+    top = codebook.assign_exact(x, book.centroids, per_row=12)
+    sims = x @ book.centroids.T
+    assert np.array_equal(top[:, 0], sims.argmax(axis=1))
+    assert np.array_equal(top, np.argsort(-sims, axis=1)[:, :12])
 
 
 def test_a_codebook_is_stored_loaded_and_checked(book, tmp_path):
