@@ -13,7 +13,7 @@ from ..index.codebook import Codebook
 from ..index.inverted import InvertedFile, aggregate
 
 ALPHA = 3.0
-THRESHOLD = 0.0
+THRESHOLD = 0.0  # at least 0: a word whose signatures disagree counts nothing
 
 
 class QueryWords:
@@ -45,7 +45,7 @@ class QueryWords:
         bits = np.asarray(inverted.entry_bits[entry]) ^ self.bits[which]
         hamming = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
         u = 1.0 - 2.0 * hamming / self.dimension
-        kernel = np.where(u > THRESHOLD, np.abs(u) ** ALPHA, 0.0)
+        kernel = np.where(u > THRESHOLD, u, 0.0) ** ALPHA
         image = np.asarray(inverted.entry_image[entry])
         score = np.bincount(image, weights=kernel, minlength=images)
         norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))

@@ -122,6 +122,20 @@ def test_an_image_scores_one_against_itself_and_a_repeated_pattern_counts_once(b
     assert not QueryWords(far, book).scores(inv).any()
 
 
+def test_a_shared_word_whose_signatures_disagree_counts_nothing(book):
+    """An image whose descriptors mirror the query's about their words: the same words,
+    opposite residuals (u near -1). Scored 0, not below: a word only adds evidence."""
+    rng = np.random.default_rng(7)
+    own = book.centroids[rng.choice(book.words, 8, replace=False)]
+    x = clustered(80, own, rng, spread=0.05)
+    words = book.nearest(x)[:, 0]
+    mirrored = unit(2 * book.centroids[words] - x)
+    both = np.concatenate([x, mirrored])
+    inv = inverted.build(both, np.array([0, 80]), np.array([80, 80]), book)
+    score = QueryWords(x, book).scores(inv)
+    assert score[0] == pytest.approx(1.0) and score[1] == 0.0
+
+
 def test_an_inverted_file_is_stored_mapped_and_checked(book, tmp_path):
     rng = np.random.default_rng(5)
     x, starts, counts = images_of(rng, book)
