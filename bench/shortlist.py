@@ -17,7 +17,7 @@ photos queries it with itself excluded. For each first stage: the share of queri
 shortlist holds at least one other photo of their landmark (what verification then needs),
 the share of those photos it holds, and the bytes it keeps in memory per stored descriptor.
 
-    python -m bench.shortlist [--images 1000] [--words 16384] [--out FILE]
+    python -m bench.shortlist [--images 1000] [--words 8192] [--multiple 1] [--out FILE]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS
-from bench.ivfpq import PROBES, SUBSPACES, IvfPq, nearest_words
+from bench.ivfpq import PROBES, SUBSPACES, IvfPq
 from search_service.index import codebook, inverted
 
 SHORTLIST = 20
@@ -46,11 +46,11 @@ class ExactWords(codebook.Codebook):
         return cls(book.backend, book.centroids, book.annoy, book.version, book.fitted_on)
 
     def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
-        return nearest_words(np.asarray(x, np.float32), self.centroids, per_row).astype(np.int32)
+        return codebook.assign_exact(x, self.centroids, per_row).astype(np.int32)
 
 
 def measure(images: int, words: int, multiple: int, cache: Path | None = None) -> dict:
-    from bench.extraction import extract_real
+    from bench.extraction import extract_real, load_pool, load_real
     from bench.synthetic import DescriptorPool, synthetic_images
     from search_service.engine import SearchEngine
     from search_service.limits import RequestLimits
@@ -62,25 +62,12 @@ def measure(images: int, words: int, multiple: int, cache: Path | None = None) -
         if cache is None or not cache.exists():
             cache = cache or Path(tmp) / "real.npz"
             extract_real(cache, "aliked")
-        real = np.load(cache)
-        ids, labels = real["ids"].tolist(), real["labels"].tolist()
-        from landmark.wire import Features
-
-        feats = [
-            Features(
-                "aliked",
-                real[f"l{i}"],
-                real[f"d{i}"],
-                tuple(int(v) for v in real["sizes"][i]),
-                strengths=real[f"s{i}"],
-            )
-            for i in range(len(ids))
+        database = load_real(cache)
+        ids, labels, feats = (list(column) for column in zip(*database, strict=True))
+        pool = DescriptorPool(load_pool(cache))
+        database += [
+            (i, "padding", f) for i, f in synthetic_images(pool, images - len(ids), 1000, "aliked")
         ]
-        padding = list(
-            synthetic_images(DescriptorPool(real["pool"]), images - len(ids), 1000, "aliked")
-        )
-        database = [(i, lab, f) for i, lab, f in zip(ids, labels, feats, strict=True)]
-        database += [(i, "padding", f) for i, f in padding]
         descriptors = sum(len(f) for *_, f in database)
         queries = [n for n, lab in enumerate(labels) if lab != "distractor"]
 
@@ -109,6 +96,13 @@ def measure(images: int, words: int, multiple: int, cache: Path | None = None) -
         start = time.perf_counter()
         book = codebook.create("aliked", codebook.fit(every, words), len(every))
         trained_s = time.perf_counter() - start
+        stored = Path(tmp) / "words"
+        codebook.save(book, stored)
+        # what each way of finding words keeps in memory: the words, and Annoy's trees
+        words_bytes = {
+            "annoy": sum((stored / f).stat().st_size for f in ("centroids.npy", "words.ann")),
+            "exact": book.centroids.nbytes,
+        }
         counts = np.array([len(f) for *_, f in database], np.int64)
         aggregated: dict[str, tuple[list, list, float, int, int]] = {}
         for assignment, words_of in (("annoy", book), ("exact", ExactWords.of(book))):
@@ -165,9 +159,9 @@ def measure(images: int, words: int, multiple: int, cache: Path | None = None) -
                 "words": words,
                 "query_words_per_descriptor": multiple,
                 "entries": entries,
-                # the inverted file's arrays and the codebook (float32 words and their trees)
+                # the inverted file's arrays and the words (with Annoy's trees for "annoy")
                 "bytes_in_memory_per_descriptor": round(
-                    (nbytes + book.centroids.nbytes * 2) / descriptors, 1
+                    (nbytes + words_bytes[assignment]) / descriptors, 1
                 ),
                 "p50_ms": round(float(np.median(times)), 1),
                 "indexing_s": round(built_s, 1),
