@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,7 +90,13 @@ def test_an_extractor_killed_mid_run_leaves_its_photos_to_the_other(services, ga
     def photos() -> Iterator[Photo]:
         for n, photo in enumerate(photos_of(gallery)):
             if n == 10:
-                services.kill("ex1")  # its calls in flight fail: they go to ex0
+                # both extractors have answered (the first photos are in the index: the pool
+                # reads ahead, so photo 10 can be asked for before either has), then ex1 dies
+                # with calls in flight: they fail and go to ex0
+                deadline = time.monotonic() + 60
+                while len(ids_in(search)) < 6 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                services.kill("ex1")
             yield photo
 
     with LandmarkClient(extractors, search, timeout=60) as client:
