@@ -32,8 +32,10 @@ from .search.hits import Hits
 from .search.lookup import gather_hits, knn, lookup_rows
 from .search.ranking import SearchResult, Timing
 from .search.search_params import THREADS, SearchParams
-from .search.searching import Comparison, compare, from_hits
+from .search.searching import Comparison, compare, from_shortlist
+from .search.shortlist import QueryWords, sealed_shortlist
 from .search.verify import FailureCount
+from .search.votes import shortlist, vote
 
 __all__ = ["AddResult", "OnConflict", "RequestLimits", "SearchEngine"]
 
@@ -129,18 +131,33 @@ class SearchEngine:
         alive = alive or (lambda: True)
         min_inliers = p.min_inliers_for(features.backend, min_inliers)
         t0 = time.perf_counter()
-        found = self._hits(features, p.k, exclude, alive)
-        if found is None:
+        view = self.store.view
+        if len(features) == 0 or not view.by_id:
             return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
-        view, hits = found
-        return from_hits(
+        _check_kind(view, features)
+        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
+        words = (
+            QueryWords(features.descriptors, view.codebook, p.query_words)
+            if view.codebook
+            else None
+        )
+        sealed, votes = sealed_shortlist(view, words, 2 * shortlist_size, skip)
+        looked_up = self._lookup_votes(view, features, skip)
+        votes = np.where(looked_up > 0, looked_up, votes)
+        chosen = np.concatenate([
+            sealed,
+            shortlist(looked_up, shortlist_size, p.min_votes, lambda i: view.images[i].image_id),
+        ])  # fmt: skip
+        if not alive():
+            raise Cancelled("the caller went away during the first stage")
+        return from_shortlist(
             features,
-            hits,
+            chosen,
+            votes,
             view.images,
             view_matcher(view, features.descriptors, p.ratio, p.max_distance, self._pool, alive),
             p,
             top_k=top_k,
-            shortlist_size=shortlist_size,
             min_inliers=min_inliers,
             neighbours_ms=_ms(t0),
             started=start,
@@ -204,6 +221,19 @@ class SearchEngine:
         if not alive():
             raise Cancelled("the caller went away during the neighbour search")
         return view, gather_hits(rows, images, dists, excluded, which)
+
+    def _lookup_votes(self, view: View, features: Features, skip: np.ndarray) -> np.ndarray:
+        """Per global image number, the votes of the query's nearest rows among the images
+        without words: the growing buffer (searched exactly until it is sealed) and the
+        segments written before the index had words (searched by their Annoy trees)."""
+        p = self.params
+        which = lookup_rows(
+            features.strengths, len(features), p.lookup_features_for(features.backend)
+        )
+        queries = features.descriptors[which]
+        rows, images, dists = knn(view, queries, p.k, p.search_k, self._pool, skip, worded=False)
+        hits = gather_hits(rows, images, dists, np.concatenate([view.dead, skip]), which)
+        return vote(hits, len(view.images))
 
     def neighbours(
         self,

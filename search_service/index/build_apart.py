@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Stopped
+from .codebook import Codebook
+from .codebook import load as load_codebook
 from .segment import Segment, load_segment
 from .segment_writer import StoredImages, build_segment
 
@@ -57,6 +59,7 @@ def build_apart(
     stopping: Any,
     projection_dim: int,
     idle: bool = True,
+    codebook: Codebook | None = None,
 ) -> Segment:
     """``build_segment`` of ``images`` (rows of sealed segments) in a child process, with
     one thread for Annoy's trees, at idle priority (``idle``) or else at nice 19. Raises
@@ -70,6 +73,7 @@ def build_apart(
         "final": str(final),
         "projection_dim": projection_dim,
         "idle": idle,
+        "codebook": str(codebook.path) if codebook else None,
     }
     proc = spawn_builder()
     assert proc.stdin is not None and proc.stdout is not None
@@ -140,6 +144,7 @@ def _build(job: dict) -> None:
         Path(job["tmp"]),
         Path(job["final"]),
         projection_dim=job["projection_dim"],
+        codebook=load_codebook(Path(job["codebook"])) if job["codebook"] else None,
     )
 
 

@@ -31,6 +31,10 @@ SEED = 1
 ROUNDS = 10  # Lloyd iterations: the assignment barely changes after a few
 SAMPLE_PER_WORD = 40  # descriptors fitted per word (the rest are not needed)
 ASSIGN_BLOCK = 8192  # rows per product in assign_exact: [8192, W] similarities at a time
+# nodes Annoy inspects per word lookup: at its default (trees x 1) it misses the nearest
+# word of about half of real descriptors, and the shortlist misses hard pairs with it
+WORD_SEARCH_K = 1000
+MIN_ROWS_PER_WORD = 16  # at least this many: fewer descriptors fit fewer words
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Codebook:
     annoy: AnnoyIndex
     version: str
     fitted_on: int  # descriptors the words were fitted on
+    path: Path | None = None  # its folder, once stored
 
     @property
     def words(self) -> int:
@@ -54,7 +59,7 @@ class Codebook:
         """A binarized residual's size: one bit per dimension."""
         return (self.dimension + 7) // 8
 
-    def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
+    def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = WORD_SEARCH_K) -> np.ndarray:
         """The ``per_row`` nearest words of each unit row of ``x``: [n, per_row] int32,
         nearest first (Annoy; ``search_k`` as Annoy takes it)."""
         out = np.empty((len(x), per_row), np.int32)
@@ -67,18 +72,24 @@ def version_of(centroids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()[:16]
 
 
-def fit(descriptors: np.ndarray, words: int, seed: int = SEED) -> np.ndarray:
+def fit(
+    descriptors: np.ndarray,
+    words: int,
+    seed: int = SEED,
+    rounds: int = ROUNDS,
+    sample_per_word: int = SAMPLE_PER_WORD,
+) -> np.ndarray:
     """Spherical k-means (Lloyd, renormalised centroids) of unit rows: [words, D] float32.
-    Fitted on at most SAMPLE_PER_WORD rows per word, chosen with ``seed``; an empty word
+    Fitted on at most ``sample_per_word`` rows per word, chosen with ``seed``; an empty word
     takes a random row. The same rows and seed give the same words."""
     x = np.asarray(descriptors, np.float32)
     if len(x) < words:
         raise ValueError(f"{words} words need at least as many descriptors (got {len(x)})")
     rng = np.random.default_rng(seed)
-    if len(x) > SAMPLE_PER_WORD * words:
-        x = x[np.sort(rng.choice(len(x), SAMPLE_PER_WORD * words, replace=False))]
+    if len(x) > sample_per_word * words:
+        x = x[np.sort(rng.choice(len(x), sample_per_word * words, replace=False))]
     centroids = x[rng.choice(len(x), words, replace=False)].copy()
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         nearest = assign_exact(x, centroids)[:, 0]
         sums = np.zeros_like(centroids)
         np.add.at(sums, nearest, x)
@@ -155,4 +166,6 @@ def load(path: Path) -> Codebook:
         or version_of(centroids) != meta["version"]
     ):
         raise IndexCorrupt(f"{path}: the codebook's files disagree with its meta.json")
-    return Codebook(meta["backend"], centroids, annoy, meta["version"], int(meta["fitted_on"]))
+    return Codebook(
+        meta["backend"], centroids, annoy, meta["version"], int(meta["fitted_on"]), path
+    )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DiskFull, StorageFailure
 from .build_apart import build_apart
+from .codebook import Codebook
 from .images import ImageData
 from .segment import Segment
 from .segment_writer import StoredImages, build_segment, bytes_needed
@@ -66,6 +67,7 @@ class IndexDisk:
         what: str,
         apart: bool = False,
         idle: bool = False,
+        codebook: Codebook | None = None,
     ) -> Segment:
         """Build a segment (no lock held), refusing up front when the disk cannot hold it;
         on failure nothing of it is left behind. ``apart``: build the rows of sealed segments
@@ -92,9 +94,17 @@ class IndexDisk:
                     self.stop.is_set,
                     s.projection_dim,
                     idle,
+                    codebook,
                 )
             return build_segment(
-                images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim
+                images,
+                dimension,
+                s.n_trees,
+                tmp,
+                final,
+                self.stop.is_set,
+                s.projection_dim,
+                codebook,
             )
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)

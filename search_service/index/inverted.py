@@ -63,33 +63,53 @@ def aggregate(
     return present, np.packbits(sums > 0, axis=1)
 
 
+class Builder:
+    """An inverted file built one image at a time (a segment's writer streams its images
+    through it): only the entries are held, about one per descriptor or fewer."""
+
+    def __init__(self, codebook: Codebook) -> None:
+        self.codebook = codebook
+        self._words: list[np.ndarray] = []
+        self._images: list[np.ndarray] = []
+        self._bits: list[np.ndarray] = []
+        self._image_words: list[int] = []
+
+    def add(self, descriptors: np.ndarray) -> None:
+        """The next image's unit descriptors."""
+        words = (
+            self.codebook.nearest(descriptors)[:, 0] if len(descriptors) else np.zeros(0, np.int32)
+        )
+        present, signs = aggregate(descriptors, words, self.codebook)
+        self._words.append(present)
+        self._images.append(np.full(len(present), len(self._image_words), np.int32))
+        self._bits.append(signs)
+        self._image_words.append(len(present))
+
+    def finish(self) -> InvertedFile:
+        book = self.codebook
+        width = book.signature_bytes
+        word = np.concatenate(self._words) if self._words else np.zeros(0, np.int64)
+        order = np.argsort(word, kind="stable")  # by word, then by image
+        images = np.concatenate(self._images) if self._images else np.zeros(0, np.int32)
+        bits = np.concatenate(self._bits) if self._bits else np.zeros((0, width), np.uint8)
+        return InvertedFile(
+            book.version,
+            np.concatenate([[0], np.cumsum(np.bincount(word, minlength=book.words))]),
+            images[order],
+            bits[order],
+            np.array(self._image_words, np.int32),
+        )
+
+
 def build(
     descriptors: np.ndarray, starts: np.ndarray, counts: np.ndarray, codebook: Codebook
 ) -> InvertedFile:
     """The inverted file of images whose unit descriptors are ``descriptors[starts[i] :
     starts[i] + counts[i]]``."""
-    words = codebook.nearest(descriptors)[:, 0] if len(descriptors) else np.zeros(0, np.int32)
-    # each list starts empty-shaped, so that an empty segment concatenates too
-    per_word = [np.zeros(0, np.int64)]
-    per_image = [np.zeros(0, np.int32)]
-    bits = [np.zeros((0, codebook.signature_bytes), np.uint8)]
-    image_words = np.zeros(len(starts), np.int32)
-    for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
-        rows = slice(start, start + count)
-        present, signs = aggregate(descriptors[rows], words[rows], codebook)
-        per_word.append(present)
-        per_image.append(np.full(len(present), i, np.int32))
-        bits.append(signs)
-        image_words[i] = len(present)
-    word = np.concatenate(per_word)
-    order = np.argsort(word, kind="stable")  # by word, then by image
-    return InvertedFile(
-        codebook.version,
-        np.concatenate([[0], np.cumsum(np.bincount(word, minlength=codebook.words))]),
-        np.concatenate(per_image)[order],
-        np.concatenate(bits)[order],
-        image_words,
-    )
+    builder = Builder(codebook)
+    for start, count in zip(starts.tolist(), counts.tolist(), strict=True):
+        builder.add(descriptors[start : start + count])
+    return builder.finish()
 
 
 def save(inverted: InvertedFile, path: Path) -> None:

@@ -37,6 +37,7 @@ class Manifest:
     segments: tuple[str, ...] = ()
     wals: tuple[str, ...] = ()
     removed: frozenset[tuple[str, str]] = frozenset()  # (segment name, image id)
+    codebook: str = ""  # the folder of the index's visual words, once fitted
     format: int = FORMAT
 
 
@@ -63,6 +64,7 @@ def read(index_dir: Path) -> Manifest:
             segments=tuple(raw["segments"]),
             wals=tuple(raw["wals"]),
             removed=frozenset((seg, image_id) for seg, image_id in raw["removed"]),
+            codebook=str(raw.get("codebook", "")),
             format=raw["format"],
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -79,6 +81,7 @@ def write(index_dir: Path, manifest: Manifest) -> None:
         "segments": list(manifest.segments),
         "wals": list(manifest.wals),
         "removed": sorted(map(list, manifest.removed)),
+        "codebook": manifest.codebook,
     }
     tmp = index_dir / f".{NAME}.tmp"
     with open(tmp, "w") as fh:
@@ -92,9 +95,9 @@ def write(index_dir: Path, manifest: Manifest) -> None:
 def remove_unlisted(index_dir: Path, manifest: Manifest) -> None:
     """Delete what an interrupted change left behind: segments and logs the manifest does
     not name, and temporary files. They are never loaded."""
-    keep = {*manifest.segments, *manifest.wals, NAME, "LOCK"}
+    keep = {*manifest.segments, *manifest.wals, manifest.codebook, NAME, "LOCK"}
     for p in index_dir.iterdir():
-        if p.name not in keep and p.name.startswith(("seg-", "wal-", ".tmp", ".")):
+        if p.name not in keep and p.name.startswith(("seg-", "wal-", "words-", ".tmp", ".")):
             log.info("removing %s (not in the manifest: left by an interrupted change)", p)
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 

@@ -23,6 +23,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ..errors import IndexCorrupt
+from . import inverted as inverted_file
 from .compact import (
     Projection,
     dequantize_descriptors,
@@ -47,6 +48,7 @@ class Segment:
     n_trees: int
     projection: Projection | None  # None: Annoy holds the full descriptors (format 2)
     size: int = 0  # bytes of its files, measured when loaded (they never change)
+    inverted: inverted_file.InvertedFile | None = None  # written when the index had words
 
     @property
     def rows(self) -> int:
@@ -138,7 +140,12 @@ def load_segment(path: Path) -> Segment:
             annoy=annoy,
             n_trees=int(meta["n_trees"]),
             projection=projection,
-            size=sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
+            size=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+            inverted=(
+                inverted_file.load(path / "inverted", len(images))
+                if (path / "inverted").is_dir()
+                else None
+            ),
         )
     except IndexCorrupt:
         raise

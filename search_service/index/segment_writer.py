@@ -12,7 +12,9 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ..errors import Stopped
-from .compact import Covariance, quantize_descriptors, quantize_locations
+from . import inverted
+from .codebook import Codebook
+from .compact import Covariance, dequantize_descriptors, quantize_descriptors, quantize_locations
 from .images import ImageData
 from .segment import FORMAT, Segment, load_segment
 from .store_settings import PROJECTION_DIM
@@ -49,8 +51,10 @@ def build_segment(
     final: Path,
     stopping: Callable[[], bool] = lambda: False,
     projection_dim: int = PROJECTION_DIM,
+    codebook: Codebook | None = None,
 ) -> Segment:
-    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``.
+    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``; with a
+    ``codebook``, its inverted file too (from the rows as stored: what a query meets).
 
     Two passes over the images, one image at a time: the first writes the int8 descriptors
     and uint16 locations and accumulates the covariance, the second adds the projections to
@@ -65,13 +69,17 @@ def build_segment(
     total = start
     tmp.mkdir(parents=True, exist_ok=True)
     covariance = Covariance(dimension)
+    words = inverted.Builder(codebook) if codebook else None
 
     def quantized() -> Iterator[np.ndarray]:
         for im in images:
             if stopping():
                 raise Stopped("shutting down")
             covariance.add(im.descriptors)
-            yield quantize_descriptors(im.descriptors)
+            rows = quantize_descriptors(im.descriptors)
+            if words:
+                words.add(dequantize_descriptors(rows))
+            yield rows
 
     # Ordinary writes, not memory-mapped files: on a full disk a write fails with an
     # OSError the store can handle, where a store into a sparse mapping kills the process
@@ -83,6 +91,8 @@ def build_segment(
         (total, 2),
         (quantize_locations(im.locations, (im.width, im.height)) for im in images),
     )
+    if words:
+        inverted.save(words.finish(), tmp / "inverted")
     projection = covariance.projection(projection_dim)
     np.savez(tmp / "projection.npz", mean=projection.mean, axes=projection.axes)
     annoy = AnnoyIndex(projection.dimension, "euclidean")

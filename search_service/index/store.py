@@ -28,8 +28,10 @@ from .buffer import BufferToSeal, GrowingBuffer, image_data
 from .disk import IndexDisk
 from .logfiles import LogFiles
 from .segment import Segment, load_segment
+from .segment_writer import StoredImages
 from .store_settings import StoreSettings
 from .view import Sealed, View, build_view, sealed_part
+from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,14 @@ class IndexStore:
             self.dir, found.wals, lambda: self.new_name("wal"), self._write_manifest
         )
         self.growing = GrowingBuffer()
+        self.vocabulary = Vocabulary(
+            self.dir,
+            found.codebook,
+            settings.codebook_words,
+            settings.codebook_min_rows,
+            self.new_name,
+            self._stored,
+        )
         self.last_write = time.monotonic()
         self._ids_cache: dict[str, set[str]] = {}
         self._sealed: Sealed | None = None  # the view's sealed part, until it changes
@@ -83,6 +93,7 @@ class IndexStore:
                 segments=tuple(s.name for s in self.segments),
                 wals=tuple(p.name for p in self.logs.paths),
                 removed=frozenset(self.removed),
+                codebook=self.vocabulary.name,
             ),
         )
 
@@ -256,6 +267,18 @@ class IndexStore:
         for s in old:
             shutil.rmtree(s.path, ignore_errors=True)  # open mmaps stay valid on POSIX
 
+    def _stored(self) -> StoredImages:
+        """The live images of the sealed segments (read from disk when asked for)."""
+        with self._state:
+            return StoredImages(
+                [
+                    (seg, i)
+                    for seg in self.segments
+                    for i, m in enumerate(seg.images)
+                    if (seg.name, m.image_id) not in self.removed
+                ]
+            )
+
     def version(self) -> tuple[int, int]:
         """Changes whenever the segments or the tombstones do (a manifest write, a remove)."""
         with self._state:
@@ -267,10 +290,13 @@ class IndexStore:
             return list(self.segments), set(self.removed)
 
     def bytes_on_disk(self) -> int:
-        """The index's files: its segments' (measured once each), its logs' and manifest's."""
+        """The index's files: its segments' (measured once each), its logs', manifest's and
+        codebook's."""
         with self._state:
             segments = sum(s.bytes_on_disk() for s in self.segments)
             files = [*self.logs.paths, self.dir / manifest.NAME]
+            if self.vocabulary.name:
+                files += (self.dir / self.vocabulary.name).iterdir()
         return segments + sum(p.stat().st_size for p in files if p.exists())
 
     def quiet_since(self) -> float | None:
@@ -281,7 +307,14 @@ class IndexStore:
     def _make_view(self) -> View:
         if self._sealed is None:
             self._sealed = sealed_part(self.segments, self.removed)
-        return build_view(self._sealed, self.growing, self.backend, self.dimension, self.generation)
+        return build_view(
+            self._sealed,
+            self.growing,
+            self.backend,
+            self.dimension,
+            self.generation,
+            self.vocabulary.codebook,
+        )
 
     def close(self) -> None:
         """Close the log and unlock the directory (after the builders have stopped)."""

@@ -24,3 +24,7 @@ class StoreSettings:
     # ... or when no write came for this long and there is something to compact
     # (more than one segment, or removed rows); 0 = never compact when idle
     idle_merge_seconds: float = 5.0
+    # visual words of the aggregated shortlist, fitted once the sealed images and a build
+    # hold codebook_min_rows descriptors (words fitted on a few photos shortlist badly)
+    codebook_words: int = 8192
+    codebook_min_rows: int = 30_000

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .codebook import Codebook
 from .images import ImageData, ImageMeta
 from .segment import Segment
 
@@ -116,6 +117,7 @@ class View:
     growing_row_image: np.ndarray  # [G] global image numbers
     growing_ids: dict[str, int]
     generation: int
+    codebook: Codebook | None = None  # the words the segments' inverted files use
 
     @property
     def segments(self) -> tuple[Segment, ...]:
@@ -173,6 +175,7 @@ def build_view(
     backend: str,
     dimension: int,
     generation: int,
+    codebook: Codebook | None = None,
 ) -> View:
     """The view of the ``sealed`` part and the growing buffer."""
     first = len(sealed.images)
@@ -199,4 +202,5 @@ def build_view(
         growing_row_image=np.concatenate(g_img) if g_img else np.zeros(0, np.int32),
         growing_ids=ids,
         generation=generation,
+        codebook=codebook,
     )

@@ -166,9 +166,10 @@ def _fsync(path: Path) -> None:
 
 
 def publish_dir(tmp: Path, final: Path) -> None:
-    """Make the folder ``tmp`` durable under the name ``final``: its files and the folder
-    fsynced, renamed, and the parent fsynced (a crash leaves either nothing or all of it)."""
-    for p in tmp.iterdir():
+    """Make the folder ``tmp`` durable under the name ``final``: its files, its folders and
+    itself fsynced, renamed, and the parent fsynced (a crash leaves either nothing or all of
+    it)."""
+    for p in sorted(tmp.rglob("*"), reverse=True):  # a folder's files before the folder
         _fsync(p)
     _fsync(tmp)
     os.replace(tmp, final)

@@ -15,6 +15,7 @@ from pathlib import Path
 from .disk import IndexDisk
 from .merging import Merger
 from .sealing import Sealer
+from .segment import Segment
 from .store import IndexStore
 from .store_settings import StoreSettings
 from .writing import Writer
@@ -41,11 +42,16 @@ class Index:
         def rested() -> None:
             disk.set_disk_full(False)
 
+        def write(images, *args, **kwargs) -> Segment:  # noqa: ANN001, ANN002, ANN003
+            """A segment, with its inverted file over the index's words."""
+            words = store.vocabulary.for_build(images, store.backend)
+            return disk.write_segment(images, *args, codebook=words, **kwargs)
+
         self.sealer = Sealer(
             settings,
             store.growing,
             take=store.buffer_to_seal,
-            write=disk.write_segment,
+            write=write,
             commit=store.commit_seal,
             stop=self.stop,
             recovered=rested,
@@ -56,7 +62,7 @@ class Index:
             version=store.version,
             quiet_since=store.quiet_since,
             new_name=store.new_name,
-            write=disk.write_segment,
+            write=write,
             commit=store.commit_merge,
             stop=self.stop,
             recovered=rested,

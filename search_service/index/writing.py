@@ -125,10 +125,15 @@ class Writer:
             chunks[-1].append(im)
             rows += n
         built = []
+        words = self.store.vocabulary.for_build(images, entries[0][3].backend)
         try:
             for chunk in chunks:
                 name = self.store.new_name("seg")
-                built.append(self.store.disk.write_segment(chunk, dimension, name, "the change"))
+                built.append(
+                    self.store.disk.write_segment(
+                        chunk, dimension, name, "the change", codebook=words
+                    )
+                )
         except BaseException:
             for segment in built:
                 shutil.rmtree(segment.path, ignore_errors=True)

@@ -131,9 +131,12 @@ def knn(
     search_k: int,
     pool: ThreadPoolExecutor | None = None,
     skip: np.ndarray | None = None,
+    worded: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """k nearest database rows over every segment and the growing buffer, leaving out
-    removed images and the global image numbers in ``skip`` (excluded by the caller).
+    removed images and the global image numbers in ``skip`` (excluded by the caller);
+    with ``worded`` False, leaving out the segments with an inverted file too (their
+    images are shortlisted by their words).
 
     Left-out images must not take the places of the others: removed images stay in their
     sealed segment until a merge (an image replaced by the same photo leaves a dead twin of
@@ -148,6 +151,8 @@ def knn(
     nodes = search_k or k * NODES_PER_NEIGHBOUR
     sealed_rows = sum(seg.rows for seg in view.segments)
     for s, seg in enumerate(view.segments):
+        if not worded and seg.inverted is not None:
+            continue
         lo, hi = view.image_offsets[s], bounds[s]
         dead = gone[(gone >= lo) & (gone < hi)]
         # an image may hold several of a descriptor's nearest rows (itself, when it is
@@ -175,6 +180,9 @@ def knn(
         rows.append(np.where(valid, local + view.row_offsets[-1], -1))
         images.append(np.where(valid, image, -1))
         dists.append(d)
+    if not rows:  # every segment has words, and the buffer is empty
+        none = np.full((len(queries), k), -1, np.int64)
+        return none, none.copy(), np.full((len(queries), k), np.inf, np.float32)
     if len(rows) == 1 and rows[0].shape[1] == k:
         return rows[0], images[0], dists[0]
     r, i, d = np.hstack(rows), np.hstack(images), np.hstack(dists)

@@ -59,6 +59,9 @@ class SearchParams:
     # of the query's feature kind); exact matching and verification use all of them
     lookup_features: int = 0
     shortlist: int = 20  # best-voted images matched exactly and verified
+    # the aggregated shortlist: words each query descriptor is counted in (multiple
+    # assignment; the stored images' descriptors go to their one nearest word)
+    query_words: int = 3
     min_votes: int = 4
     ratio: float = 0.85  # Lowe's ratio test of exact matching with a shortlisted image
     max_distance: float = 0.9  # on L2-normalised descriptors (0..2)

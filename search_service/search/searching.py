@@ -34,8 +34,25 @@ def from_hits(
     match: Matcher,
     params: SearchParams,
     *,
-    top_k: int,
     shortlist_size: int,
+    **rest,  # noqa: ANN003 (from_shortlist's)
+) -> SearchResult:
+    """The rest of a search once the lookup has found ``hits`` (``hits.image`` indexes
+    ``images``): votes choose the shortlist, then ``from_shortlist``."""
+    votes = vote(hits, len(images))
+    chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
+    return from_shortlist(features, chosen, votes, images, match, params, **rest)
+
+
+def from_shortlist(
+    features: Features,
+    chosen: np.ndarray,
+    votes: np.ndarray,
+    images: Sequence[ImageMeta],
+    match: Matcher,
+    params: SearchParams,
+    *,
+    top_k: int,
     min_inliers: int,
     neighbours_ms: float,
     started: float,
@@ -45,13 +62,11 @@ def from_hits(
     pool: ThreadPoolExecutor | None = None,
     failures: FailureCount | None = None,
 ) -> SearchResult:
-    """The rest of a search once the lookup has found ``hits`` (``hits.image`` indexes
-    ``images``): votes choose the shortlist, ``match`` matches it exactly with the query,
-    each candidate is verified, and the candidates are ranked. ``started`` is the search's
+    """The ``chosen`` images (numbers into ``images``) matched exactly with the query by
+    ``match``, each verified, and ranked (``votes`` per image: what the first stage gave
+    them, shown and used to break ties). ``started`` is the search's
     time.perf_counter() at its start."""
     t0 = time.perf_counter()
-    votes = vote(hits, len(images))
-    chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
     if not alive():
         raise Cancelled("the caller went away before matching")
     putatives = match(chosen)

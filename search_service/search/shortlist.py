@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..index.codebook import Codebook
+from ..index.codebook import Codebook, assign_exact
 from ..index.inverted import InvertedFile, aggregate
+from ..index.view import View
 
 ALPHA = 3.0
 THRESHOLD = 0.0  # at least 0: a word whose signatures disagree counts nothing
@@ -23,13 +24,24 @@ class QueryWords:
         self.dimension = codebook.dimension
         self.codebook_version = codebook.version
         n = len(descriptors)
-        words = codebook.nearest(descriptors, multiple) if n else np.zeros((0, multiple))
+        # by a full product: Annoy at any affordable search_k misses the nearest word of
+        # many real descriptors, and the shortlist then misses the hard pairs
+        words = (
+            assign_exact(descriptors, codebook.centroids, multiple)
+            if n
+            else np.zeros((0, multiple), np.int64)
+        )
         x = np.repeat(np.asarray(descriptors, np.float32), multiple, axis=0)
         self.words, self.bits = aggregate(x, words.reshape(-1), codebook)
 
     def scores(self, inverted: InvertedFile) -> np.ndarray:
         """Per image of the segment: its kernel score against the query (0 when it shares
         no word)."""
+        return self.match(inverted)[0]
+
+    def match(self, inverted: InvertedFile) -> tuple[np.ndarray, np.ndarray]:
+        """Per image of the segment: its kernel score, and the query's words it shares
+        with a positive kernel (what the shortlist shows as the image's votes)."""
         if inverted.codebook_version != self.codebook_version:
             raise ValueError("the segment's inverted file was built with another codebook")
         images = len(inverted.image_words)
@@ -37,7 +49,7 @@ class QueryWords:
         counts = np.asarray(inverted.word_starts[self.words + 1]) - lo
         total = int(counts.sum())
         if total == 0 or images == 0:
-            return np.zeros(images, np.float64)
+            return np.zeros(images, np.float64), np.zeros(images, np.int64)
         # the entries of every query word, one after the other
         first = np.cumsum(counts) - counts
         entry = np.arange(total) - np.repeat(first - lo, counts)
@@ -45,8 +57,39 @@ class QueryWords:
         bits = np.asarray(inverted.entry_bits[entry]) ^ self.bits[which]
         hamming = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
         u = 1.0 - 2.0 * hamming / self.dimension
-        kernel = np.where(u > THRESHOLD, u, 0.0) ** ALPHA
+        positive = u > THRESHOLD
+        kernel = np.where(positive, u, 0.0) ** ALPHA
         image = np.asarray(inverted.entry_image[entry])
         score = np.bincount(image, weights=kernel, minlength=images)
+        shared = np.bincount(image[positive], minlength=images)
         norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
-        return score / norm / np.sqrt(max(len(self.words), 1))
+        return score / norm / np.sqrt(max(len(self.words), 1)), shared
+
+
+def sealed_shortlist(
+    view: View, words: QueryWords | None, size: int, skip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` best-scored sealed images (global numbers, best first; ties by image
+    id), leaving out removed images and ``skip``; and per global image number the words
+    the query shares with it (0 for the buffer's images)."""
+    total = len(view.sealed.images)
+    score = np.zeros(total, np.float64)
+    shared = np.zeros(len(view.images), np.int64)
+    if words is not None:
+        for s, seg in enumerate(view.segments):
+            if seg.inverted is None:
+                continue
+            lo = view.image_offsets[s]
+            got, counts = words.match(seg.inverted)
+            score[lo : lo + len(got)] = got
+            shared[lo : lo + len(got)] = counts
+    gone = np.union1d(view.dead, skip).astype(np.int64)
+    score[gone[gone < total]] = 0.0
+    pool = np.nonzero(score > 0)[0]
+    if pool.size > size:
+        cutoff = np.partition(score[pool], pool.size - size)[pool.size - size]
+        pool = pool[score[pool] >= cutoff]
+    images = view.sealed.images
+    order = sorted(pool.tolist(), key=lambda i: (-score[i], images[i].image_id))[:size]
+    return np.array(order, np.int64), shared
+

@@ -164,6 +164,7 @@ def test_the_child_dies_with_its_process_whichever_thread_started_it(tmp_path, r
         "final": str(tmp_path / "seg"),
         "projection_dim": 16,
         "idle": True,
+        "codebook": None,
     }
     (tmp_path / "job.json").write_text(json.dumps(job))
     parent = subprocess.Popen(

@@ -253,3 +253,26 @@ def test_info_counts_distinct_labels_and_the_files_over_segments_and_buffer(engi
     files = [p for p in engine.index_dir.rglob("*") if p.is_file() and p.name != "LOCK"]
     walked = sum(p.stat().st_size for p in files)
     assert engine.info()["bytes_on_disk"] == walked
+
+
+def test_images_with_and_without_words_are_found_alike(tmp_path, feats):
+    """Segments written before the index had words are shortlisted by their rows' votes,
+    later ones by their words, the buffer by exact votes: each view finds its photo with
+    the inliers it has in an index of one kind only."""
+    from search_service.index.store_settings import StoreSettings
+
+    settings = StoreSettings(n_trees=2, codebook_words=256, codebook_min_rows=1500)
+    eng = SearchEngine(tmp_path / "idx", threads=1, store_settings=settings, background=False)
+    try:
+        eng.add([(PHOTOS[0], "a", {}, feats[PHOTOS[0]])])
+        assert eng.index.sealer.seal()  # before the words
+        eng.add([(n, n, {}, feats[n]) for n in PHOTOS[1:3]])
+        assert eng.index.sealer.seal()  # fits them
+        eng.add([(PHOTOS[3], "d", {}, feats[PHOTOS[3]])])  # in the buffer
+        segments = eng.index.store.segments
+        assert [s.inverted is not None for s in segments] == [False, True]
+        for name in PHOTOS:
+            best = eng.search(feats["view:" + name], top_k=1).best
+            assert best is not None and best.image.image_id == name and best.inliers >= 20
+    finally:
+        eng.close()

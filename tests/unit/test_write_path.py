@@ -313,7 +313,7 @@ def test_a_large_merge_builds_at_idle_priority_a_small_one_at_nice_19(
     real = disk.build_apart
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        asked.append(args[-1] if len(args) == 8 else kwargs["idle"])
+        asked.append(args[7] if len(args) > 7 else kwargs["idle"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(disk, "build_apart", spy)

@@ -1,0 +1,91 @@
+"""The index's visual words: the codebook every segment's inverted file is built with.
+
+An index has none until its first segment is built; that build fits it on its own
+descriptors (``codebook_words`` words, or one per MIN_ROWS_PER_WORD descriptors when it
+has fewer: words fitted on a few photos shortlist nearly as well as words fitted on the
+whole index) and stores it in a folder of its own (``words-000007``), fsynced. Every
+manifest written from then on names it, the first being the one that commits that
+segment; a crash before then leaves the folder unnamed, and the next start deletes it.
+Builds that run at the same time wait for that one fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import codebook
+from .codebook import MIN_ROWS_PER_WORD, Codebook
+from .images import ImageData
+from .segment_writer import StoredImages
+
+log = logging.getLogger(__name__)
+
+# a seal fits the words while adds wait for nothing but still share its 2 cores: fewer
+# rows and rounds than the bench's fit (about 9 s for 8,192 words, not a minute)
+FIT_SAMPLE_PER_WORD = 10
+FIT_ROUNDS = 5
+
+
+class Vocabulary:
+    def __init__(
+        self,
+        index_dir: Path,
+        name: str,
+        words: int,
+        min_rows: int,
+        new_name: Callable[[str], str],
+        stored: Callable[[], StoredImages],
+    ) -> None:
+        """``name``: the folder the manifest names ("" for none); ``stored()``: the live
+        images of the sealed segments, read from disk when asked for."""
+        self.dir = index_dir
+        self.name = name
+        self.words = words
+        self.min_rows = min_rows
+        self._new_name = new_name
+        self._stored = stored
+        self._lock = threading.Lock()
+        self.codebook: Codebook | None = codebook.load(index_dir / name) if name else None
+
+    def for_build(self, images: Sequence[ImageData], backend: str) -> Codebook | None:
+        """The codebook a build of ``images`` uses; fitted when there is none and the
+        build's and the sealed images hold ``min_rows`` descriptors or more (None before:
+        the build is written without an inverted file, and searched by its rows)."""
+        with self._lock:
+            if self.codebook is None:
+                stored = self._stored()
+                rows = sum(len(im.descriptors) for im in images) + stored.row_count()
+                if rows >= max(self.min_rows, 1):
+                    sample = _sample(images, stored, FIT_SAMPLE_PER_WORD * self.words)
+                    self.codebook = self._fit(sample, backend)
+            return self.codebook
+
+    def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
+        words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
+        name = self._new_name("words")
+        fitted = codebook.create(backend, codebook.fit(rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD), len(rows))
+        codebook.save(fitted, self.dir / name)
+        book = codebook.load(self.dir / name)
+        self.name = name
+        log.info("fitted %d words on %d descriptors (%s)", words, len(rows), name)
+        return book
+
+
+def _sample(images: Sequence[ImageData], stored: StoredImages, limit: int) -> np.ndarray:
+    """Up to about ``limit`` descriptors of ``images`` and ``stored``: all of them when
+    they are fewer, else those of images taken in a seeded random order until there are
+    enough (a stored image is read from disk only when taken)."""
+    order = np.random.default_rng(codebook.SEED).permutation(len(images) + len(stored))
+    parts, total = [], 0
+    for i in order.tolist():
+        d = (images[i] if i < len(images) else stored[i - len(images)]).descriptors
+        parts.append(d)
+        total += len(d)
+        if total >= limit:
+            break
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

@@ -1,0 +1,71 @@
+"""The index's visual words: fitted by the first segment build after the index holds
+codebook_min_rows descriptors, on a sample of them; named in the manifest with that
+segment; the same for every later segment (seals, bulk adds, merges in the child
+process); kept across a restart. A crash between the fit and the commit leaves nothing
+named."""
+
+import json
+
+from search_service.index import manifest
+from search_service.index.codebook import MIN_ROWS_PER_WORD
+from search_service.index.store_settings import StoreSettings
+from search_service.index.wiring import Index
+from search_service.index.writing import OnConflict, Writer
+from tests.unit.test_write_path import KIND, image
+
+
+def index_at(path, words: int = 64, min_rows: int = 0) -> Index:
+    settings = StoreSettings(
+        n_trees=2,
+        seal_descriptors=1000,
+        idle_merge_seconds=0,
+        codebook_words=words,
+        codebook_min_rows=min_rows,
+    )
+    return Index(path, settings, background=False)
+
+
+def test_words_are_fitted_once_the_index_holds_enough_and_used_from_then_on(tmp_path):
+    index = index_at(tmp_path / "index", min_rows=1500)
+    store, writer = index.store, Writer(index.store)
+    writer.add([image(1)], KIND, OnConflict.ERROR)  # 500 descriptors in the buffer
+    assert index.sealer.seal()
+    assert store.vocabulary.codebook is None and store.segments[0].inverted is None
+    writer.add([image(i) for i in range(2, 5)], KIND, OnConflict.ERROR)  # a bulk add: 2,000
+    book = store.vocabulary.codebook
+    assert book is not None and book.words == min(64, book.fitted_on // MIN_ROWS_PER_WORD)
+    assert json.loads((store.dir / manifest.NAME).read_text())["codebook"] == book.path.name
+    assert [s.inverted is not None for s in store.segments] == [False, True]
+    writer.remove(["img-2"])
+    assert index.merger.merge()  # in the child process: the first segment gets words too
+    assert store.vocabulary.codebook is book
+    assert [s.inverted.codebook_version for s in store.segments] == [book.version]
+    merged = store.segments[0]
+    assert merged.inverted.image_words.shape == (len(merged.images),)
+    index.close()
+    again = index_at(tmp_path / "index", min_rows=1500)
+    assert again.store.vocabulary.codebook.version == book.version
+    again.close()
+
+
+def test_a_small_first_build_fits_fewer_words(tmp_path):
+    index = index_at(tmp_path / "index", words=8192)
+    Writer(index.store).add([image(1, n=300)], KIND, OnConflict.ERROR)
+    assert index.sealer.seal()
+    assert index.store.vocabulary.codebook.words == 300 // MIN_ROWS_PER_WORD
+    index.close()
+
+
+def test_words_fitted_before_a_crash_are_not_named_and_are_deleted(tmp_path):
+    index = index_at(tmp_path / "index")
+    store = index.store
+    Writer(store).add([image(1)], KIND, OnConflict.ERROR)
+    batch = store.buffer_to_seal()
+    book = store.vocabulary.for_build(batch.images, "aliked")  # fitted, then the crash
+    index.close()
+    assert (store.dir / book.path.name).is_dir()
+    assert json.loads((store.dir / manifest.NAME).read_text())["codebook"] == ""
+    again = index_at(tmp_path / "index")
+    assert not (store.dir / book.path.name).exists()
+    assert again.store.vocabulary.codebook is None and "img-1" in again.store.view.by_id
+    again.close()
