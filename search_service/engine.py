@@ -29,13 +29,12 @@ from .limits import RequestLimits, check_add, check_query_size, check_search_arg
 from .search.blas import single_threaded_blas
 from .search.exact_matches import view_matcher
 from .search.hits import Hits
-from .search.lookup import gather_hits, knn, lookup_rows
+from .search.lookup import nearest_hits
 from .search.ranking import SearchResult, Timing
 from .search.search_params import THREADS, SearchParams
 from .search.searching import Comparison, compare, from_shortlist
-from .search.shortlist import QueryWords, sealed_shortlist
+from .search.shortlist import first_stage
 from .search.verify import FailureCount
-from .search.votes import shortlist, vote
 
 __all__ = ["AddResult", "OnConflict", "RequestLimits", "SearchEngine"]
 
@@ -136,18 +135,7 @@ class SearchEngine:
             return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
         _check_kind(view, features)
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
-        words = (
-            QueryWords(features.descriptors, view.codebook, p.query_words)
-            if view.codebook
-            else None
-        )
-        sealed, votes = sealed_shortlist(view, words, 2 * shortlist_size, skip)
-        looked_up = self._lookup_votes(view, features, skip)
-        votes = np.where(looked_up > 0, looked_up, votes)
-        chosen = np.concatenate([
-            sealed,
-            shortlist(looked_up, shortlist_size, p.min_votes, lambda i: view.images[i].image_id),
-        ])  # fmt: skip
+        chosen, votes = first_stage(view, features, p, shortlist_size, skip, self._pool)
         if not alive():
             raise Cancelled("the caller went away during the first stage")
         return from_shortlist(
@@ -210,30 +198,15 @@ class SearchEngine:
         if len(features) == 0 or not view.by_id:
             return None
         _check_kind(view, features)
-        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int32)
-        limit = self.params.lookup_features_for(features.backend)
-        which = lookup_rows(features.strengths, len(features), limit)
-        queries = (
-            features.descriptors if len(which) == len(features) else features.descriptors[which]
+        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
+        p = self.params
+        lookup = p.lookup_features_for(features.backend)
+        hits = nearest_hits(
+            view, features.descriptors, features.strengths, lookup, k, p.search_k, skip, self._pool
         )
-        rows, images, dists = knn(view, queries, k, self.params.search_k, self._pool, skip)
-        excluded = np.concatenate([view.dead, skip])
         if not alive():
             raise Cancelled("the caller went away during the neighbour search")
-        return view, gather_hits(rows, images, dists, excluded, which)
-
-    def _lookup_votes(self, view: View, features: Features, skip: np.ndarray) -> np.ndarray:
-        """Per global image number, the votes of the query's nearest rows among the images
-        without words: the growing buffer (searched exactly until it is sealed) and the
-        segments written before the index had words (searched by their Annoy trees)."""
-        p = self.params
-        which = lookup_rows(
-            features.strengths, len(features), p.lookup_features_for(features.backend)
-        )
-        queries = features.descriptors[which]
-        rows, images, dists = knn(view, queries, p.k, p.search_k, self._pool, skip, worded=False)
-        hits = gather_hits(rows, images, dists, np.concatenate([view.dead, skip]), which)
-        return vote(hits, len(view.images))
+        return view, hits
 
     def neighbours(
         self,

@@ -106,12 +106,13 @@ def assign_exact(x: np.ndarray, centroids: np.ndarray, per_row: int = 1) -> np.n
     out = np.empty((len(x), per_row), np.int64)
     for lo in range(0, len(x), ASSIGN_BLOCK):
         sims = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32) @ centroids.T
-        if per_row == 1:
-            out[lo : lo + ASSIGN_BLOCK, 0] = sims.argmax(axis=1)
-            continue
-        top = np.argpartition(-sims, per_row - 1, axis=1)[:, :per_row]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-        out[lo : lo + ASSIGN_BLOCK] = np.take_along_axis(top, order, axis=1)
+        # one argmax per word, each word taken out once found: several times faster than
+        # an argpartition of the whole [n, W] block for the 1-3 words asked for
+        block = out[lo : lo + ASSIGN_BLOCK]
+        rows = np.arange(len(sims))
+        for j in range(per_row):
+            block[:, j] = sims.argmax(axis=1)
+            sims[rows, block[:, j]] = -np.inf
     return out
 
 

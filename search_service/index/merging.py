@@ -185,14 +185,7 @@ class Merger:
             self._busy |= {s.name for s in old}
         try:
             name = self._new_name("seg")
-            keep = StoredImages(
-                [
-                    (s, i)
-                    for s in old
-                    for i, m in enumerate(s.images)
-                    if (s.name, m.image_id) not in removed
-                ]
-            )
+            keep = StoredImages.live(old, removed)
             merged = (
                 self._write(
                     keep,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,11 @@ class Segment:
     projection: Projection | None  # None: Annoy holds the full descriptors (format 2)
     size: int = 0  # bytes of its files, measured when loaded (they never change)
     inverted: inverted_file.InvertedFile | None = None  # written when the index had words
+
+    @cached_property
+    def ids(self) -> set[str]:
+        """Its images' ids."""
+        return {m.image_id for m in self.images}
 
     @property
     def rows(self) -> int:

@@ -30,6 +30,18 @@ class StoredImages(Sequence[ImageData]):
     def __init__(self, where: list[tuple[Segment, int]]) -> None:
         self.where = where
 
+    @classmethod
+    def live(cls, segments: list[Segment], removed: set[tuple[str, str]]) -> StoredImages:
+        """The images of ``segments`` but the removed ones ((segment name, image id))."""
+        return cls(
+            [
+                (seg, i)
+                for seg in segments
+                for i, m in enumerate(seg.images)
+                if (seg.name, m.image_id) not in removed
+            ]
+        )
+
     def __len__(self) -> int:
         return len(self.where)
 
@@ -124,17 +136,20 @@ def build_segment(
     return load_segment(final)
 
 
+def row_count(images: Sequence[ImageData]) -> int:
+    """The rows of ``images``, without reading stored images from disk."""
+    if isinstance(images, StoredImages):
+        return images.row_count()
+    return sum(len(im.descriptors) for im in images)
+
+
 def bytes_needed(
     images: Sequence[ImageData], dimension: int, n_trees: int, projection_dim: int = PROJECTION_DIM
 ) -> int:
     """A little more than what ``build_segment`` writes for ``images``: D + 4 bytes of row
     data, and Annoy's nodes: one of 16 + 4·P bytes per row plus its trees' leaf and split
     nodes, measured at 12-13 bytes per row and tree whatever P."""
-    rows = (
-        images.row_count()
-        if isinstance(images, StoredImages)
-        else sum(len(im.descriptors) for im in images)
-    )
+    rows = row_count(images)
     node = 16 + 4 * min(projection_dim, dimension)
     return rows * (dimension + 4 + node + 14 * n_trees) + 64 * 1024 * (1 + n_trees)
 

@@ -60,16 +60,9 @@ class IndexStore:
             self.dir, found.wals, lambda: self.new_name("wal"), self._write_manifest
         )
         self.growing = GrowingBuffer()
-        self.vocabulary = Vocabulary(
-            self.dir,
-            found.codebook,
-            settings.codebook_words,
-            settings.codebook_min_rows,
-            self.new_name,
-            self._stored,
-        )
+        stored = lambda: StoredImages.live(*self.snapshot())  # noqa: E731
+        self.vocabulary = Vocabulary(self.dir, found.codebook, settings, self.new_name, stored)
         self.last_write = time.monotonic()
-        self._ids_cache: dict[str, set[str]] = {}
         self._sealed: Sealed | None = None  # the view's sealed part, until it changes
         manifest.remove_unlisted(self.dir, found)
         self._replay()
@@ -181,15 +174,9 @@ class IndexStore:
         for image_id in ids:
             self.growing.drop(image_id)
             for seg in self.segments:
-                if image_id in self._ids(seg):
+                if image_id in seg.ids:
                     self.removed.add((seg.name, image_id))
                     self._sealed = None
-
-    def _ids(self, seg: Segment) -> set[str]:
-        ids = self._ids_cache.get(seg.name)
-        if ids is None:
-            ids = self._ids_cache[seg.name] = {m.image_id for m in seg.images}
-        return ids
 
     def add_segments(
         self,
@@ -208,7 +195,7 @@ class IndexStore:
                 self._apply_remove(removes)
                 self.segments.extend(built)
                 for seg in built:
-                    self.removed |= {(seg.name, i) for i in self._ids(seg) & dead}
+                    self.removed |= {(seg.name, i) for i in seg.ids & dead}
             self._refresh(write=True)
 
     def buffer_to_seal(self) -> BufferToSeal | None:
@@ -261,23 +248,9 @@ class IndexStore:
                 self.removed = {(seg, i) for seg, i in self.removed if seg not in gone}
                 if merged:
                     self.removed |= {(merged.name, i) for i in late}
-            for name in gone:
-                self._ids_cache.pop(name, None)
             self._refresh()
         for s in old:
             shutil.rmtree(s.path, ignore_errors=True)  # open mmaps stay valid on POSIX
-
-    def _stored(self) -> StoredImages:
-        """The live images of the sealed segments (read from disk when asked for)."""
-        with self._state:
-            return StoredImages(
-                [
-                    (seg, i)
-                    for seg in self.segments
-                    for i, m in enumerate(seg.images)
-                    if (seg.name, m.image_id) not in self.removed
-                ]
-            )
 
     def version(self) -> tuple[int, int]:
         """Changes whenever the segments or the tombstones do (a manifest write, a remove)."""
@@ -295,9 +268,11 @@ class IndexStore:
         with self._state:
             segments = sum(s.bytes_on_disk() for s in self.segments)
             files = [*self.logs.paths, self.dir / manifest.NAME]
-            if self.vocabulary.name:
-                files += (self.dir / self.vocabulary.name).iterdir()
-        return segments + sum(p.stat().st_size for p in files if p.exists())
+        return (
+            segments
+            + self.vocabulary.bytes_on_disk()
+            + sum(p.stat().st_size for p in files if p.exists())
+        )
 
     def quiet_since(self) -> float | None:
         """When the last write came, or None while the buffer holds images."""
@@ -307,13 +282,9 @@ class IndexStore:
     def _make_view(self) -> View:
         if self._sealed is None:
             self._sealed = sealed_part(self.segments, self.removed)
+        book = self.vocabulary.codebook
         return build_view(
-            self._sealed,
-            self.growing,
-            self.backend,
-            self.dimension,
-            self.generation,
-            self.vocabulary.codebook,
+            self._sealed, self.growing, self.backend, self.dimension, self.generation, book
         )
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ class StoreSettings:
     # (more than one segment, or removed rows); 0 = never compact when idle
     idle_merge_seconds: float = 5.0
     # visual words of the aggregated shortlist, fitted once the sealed images and a build
-    # hold codebook_min_rows descriptors (words fitted on a few photos shortlist badly)
+    # hold codebook_min_rows descriptors: words fitted on the first 48 photos of 95 (a few
+    # landmarks) shortlist worse than words fitted on them all (docs/index-design.md)
     codebook_words: int = 8192
-    codebook_min_rows: int = 30_000
+    codebook_min_rows: int = 100_000

@@ -21,7 +21,8 @@ import numpy as np
 from . import codebook
 from .codebook import MIN_ROWS_PER_WORD, Codebook
 from .images import ImageData
-from .segment_writer import StoredImages
+from .segment_writer import StoredImages, row_count
+from .store_settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,7 @@ class Vocabulary:
         self,
         index_dir: Path,
         name: str,
-        words: int,
-        min_rows: int,
+        settings: StoreSettings,
         new_name: Callable[[str], str],
         stored: Callable[[], StoredImages],
     ) -> None:
@@ -45,8 +45,8 @@ class Vocabulary:
         images of the sealed segments, read from disk when asked for."""
         self.dir = index_dir
         self.name = name
-        self.words = words
-        self.min_rows = min_rows
+        self.words = settings.codebook_words
+        self.min_rows = settings.codebook_min_rows
         self._new_name = new_name
         self._stored = stored
         self._lock = threading.Lock()
@@ -59,16 +59,27 @@ class Vocabulary:
         with self._lock:
             if self.codebook is None:
                 stored = self._stored()
-                rows = sum(len(im.descriptors) for im in images) + stored.row_count()
+                # a merge's images are stored ones already: counted once
+                new = [] if isinstance(images, StoredImages) else images
+                rows = row_count(new) + stored.row_count()
                 if rows >= max(self.min_rows, 1):
-                    sample = _sample(images, stored, FIT_SAMPLE_PER_WORD * self.words)
+                    sample = _sample(new, stored, FIT_SAMPLE_PER_WORD * self.words)
                     self.codebook = self._fit(sample, backend)
             return self.codebook
+
+    def bytes_on_disk(self) -> int:
+        """The codebook's files (0 before it is fitted)."""
+        if not self.name:
+            return 0
+        return sum(f.stat().st_size for f in (self.dir / self.name).iterdir())
 
     def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
         words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
         name = self._new_name("words")
-        fitted = codebook.create(backend, codebook.fit(rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD), len(rows))
+        centroids = codebook.fit(
+            rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD
+        )
+        fitted = codebook.create(backend, centroids, len(rows))
         codebook.save(fitted, self.dir / name)
         book = codebook.load(self.dir / name)
         self.name = name

@@ -217,3 +217,23 @@ def gather_hits(
     if excluded is not None and excluded.size:
         keep &= ~np.isin(img, excluded)
     return Hits(q[keep], r[keep], img[keep].astype(np.int32), d[keep])
+
+
+def nearest_hits(
+    view: View,
+    descriptors: np.ndarray,
+    strengths: np.ndarray | None,
+    lookup_features: int,
+    k: int,
+    search_k: int,
+    skip: np.ndarray,
+    pool: ThreadPoolExecutor | None = None,
+    worded: bool = True,
+) -> Hits:
+    """The hits of the ``lookup_features`` strongest query descriptors (all: 0): their k
+    nearest live rows, leaving out the images in ``skip``, and with ``worded`` False the
+    segments that have words (knn)."""
+    which = lookup_rows(strengths, len(descriptors), lookup_features)
+    queries = descriptors if len(which) == len(descriptors) else descriptors[which]
+    rows, images, dists = knn(view, queries, k, search_k, pool, skip, worded)
+    return gather_hits(rows, images, dists, np.concatenate([view.dead, skip]), which)

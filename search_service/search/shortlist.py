@@ -7,11 +7,18 @@ the square roots of both word counts (a stored image scores 1 against itself).""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+
+from landmark.wire import Features
 
 from ..index.codebook import Codebook, assign_exact
 from ..index.inverted import InvertedFile, aggregate
 from ..index.view import View
+from .lookup import nearest_hits
+from .search_params import SearchParams
+from .votes import shortlist, vote
 
 ALPHA = 3.0
 THRESHOLD = 0.0  # at least 0: a word whose signatures disagree counts nothing
@@ -66,6 +73,34 @@ class QueryWords:
         return score / norm / np.sqrt(max(len(self.words), 1)), shared
 
 
+def first_stage(
+    view: View,
+    features: Features,
+    params: SearchParams,
+    size: int,
+    skip: np.ndarray,
+    pool: ThreadPoolExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A search's shortlist: up to ``size`` sealed images chosen by their words, and up to
+    ``size`` images without words (the growing buffer, searched exactly until it is sealed,
+    and segments written before the index had words) chosen by the votes of the query's
+    nearest rows. Returns the global image numbers and, per global image number, its votes
+    (looked-up rows, or the words shared with the query)."""
+    p = params
+    words = (
+        QueryWords(features.descriptors, view.codebook, p.query_words) if view.codebook else None
+    )
+    sealed, shared = sealed_shortlist(view, words, size, skip)
+    lookup = p.lookup_features_for(features.backend)
+    hits = nearest_hits(
+        view, features.descriptors, features.strengths, lookup, p.k, p.search_k, skip, pool,
+        worded=False,
+    )  # fmt: skip
+    votes = vote(hits, len(view.images))
+    rest = shortlist(votes, size, p.min_votes, lambda i: view.images[i].image_id)
+    return np.concatenate([sealed, rest]), np.where(votes > 0, votes, shared)
+
+
 def sealed_shortlist(
     view: View, words: QueryWords | None, size: int, skip: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -92,4 +127,3 @@ def sealed_shortlist(
     images = view.sealed.images
     order = sorted(pool.tolist(), key=lambda i: (-score[i], images[i].image_id))[:size]
     return np.array(order, np.int64), shared
-
