@@ -128,6 +128,21 @@ class SearchConfig(RankingConfig):
     max_add_features: int = setting(
         _LIMITS.max_add_features, "LANDMARK_MAX_ADD_FEATURES", "most descriptors in one add"
     )
+    codebook: str = setting(
+        _STORE.codebook,
+        "LANDMARK_CODEBOOK",
+        "a codebook folder (python -m search_service.index.vocabulary) the index takes as its "
+        "words from its first segment; every shard of a coordinator needs the same one "
+        "(empty = fitted on the index's own descriptors)",
+    )
+    codebook_words: int = setting(
+        _STORE.codebook_words, "LANDMARK_CODEBOOK_WORDS", "visual words fitted on the index"
+    )
+    codebook_min_rows: int = setting(
+        _STORE.codebook_min_rows,
+        "LANDMARK_CODEBOOK_MIN_ROWS",
+        "words are fitted once the index holds this many descriptors",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -140,6 +155,8 @@ class SearchConfig(RankingConfig):
             "max_growing_descriptors",
             "max_segments",
             "max_segment_rows",
+            "codebook_words",
+            "codebook_min_rows",
         )
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
@@ -163,6 +180,9 @@ class SearchConfig(RankingConfig):
             max_segments=self.max_segments,
             max_segment_rows=self.max_segment_rows,
             idle_merge_seconds=self.idle_merge_seconds,
+            codebook=self.codebook,
+            codebook_words=self.codebook_words,
+            codebook_min_rows=self.codebook_min_rows,
         )
 
     def request_limits(self) -> RequestLimits:

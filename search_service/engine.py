@@ -1,8 +1,9 @@
 """The pure core of the search service: add, remove, search and describe one index.
 
 Searches read the store's current View (immutable, swapped whole by every change), so they
-never wait for writers and never see a half-applied change; a search is lookup (here, over
-the view) and then searching.from_hits: votes → exact matches → verification → ranking.
+never wait for writers and never see a half-applied change; a search is its first stage
+(shortlist.first_stage, over the view) and then searching.from_first_stage: shortlist →
+exact matches → verification → ranking.
 Writes are decided by the Writer (writing.py) and go log → buffer → seal → merge (store.py).
 """
 
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,10 @@ from .index.writing import AddResult, OnConflict
 from .limits import RequestLimits, check_add, check_query_size, check_search_args
 from .search.blas import single_threaded_blas
 from .search.exact_matches import view_matcher
-from .search.hits import Hits
-from .search.lookup import nearest_hits
+from .search.hits import Hits, WordChoice
 from .search.ranking import SearchResult, Timing
 from .search.search_params import THREADS, SearchParams
-from .search.searching import Comparison, compare, from_shortlist
+from .search.searching import Comparison, compare, from_first_stage
 from .search.shortlist import first_stage
 from .search.verify import FailureCount
 
@@ -135,17 +136,18 @@ class SearchEngine:
             return SearchResult([], min_inliers, Timing(total_ms=_ms(start)))
         _check_kind(view, features)
         skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
-        chosen, votes = first_stage(view, features, p, shortlist_size, skip, self._pool)
+        words, hits = first_stage(view, features, p, shortlist_size, skip, self._pool)
         if not alive():
             raise Cancelled("the caller went away during the first stage")
-        return from_shortlist(
+        return from_first_stage(
             features,
-            chosen,
-            votes,
+            words,
+            hits,
             view.images,
             view_matcher(view, features.descriptors, p.ratio, p.max_distance, self._pool, alive),
             p,
             top_k=top_k,
+            shortlist_size=shortlist_size,
             min_inliers=min_inliers,
             neighbours_ms=_ms(t0),
             started=start,
@@ -186,48 +188,41 @@ class SearchEngine:
         check_query_size(self.limits, len(reference))
         return compare(query, reference, self.params, min_inliers)
 
-    def _hits(
-        self,
-        features: Features,
-        k: int,
-        exclude: list[str] | tuple[str, ...],
-        alive: Callable[[], bool],
-    ) -> tuple[View, Hits] | None:
-        """The k-NN hits of ``features`` over the current view (None: nothing to search)."""
-        view = self.store.view
-        if len(features) == 0 or not view.by_id:
-            return None
-        _check_kind(view, features)
-        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
-        p = self.params
-        lookup = p.lookup_features_for(features.backend)
-        hits = nearest_hits(
-            view, features.descriptors, features.strengths, lookup, k, p.search_k, skip, self._pool
-        )
-        if not alive():
-            raise Cancelled("the caller went away during the neighbour search")
-        return view, hits
-
     def neighbours(
         self,
         features: Features,
         k: int = 0,
         exclude: list[str] | tuple[str, ...] = (),
         alive: Callable[[], bool] | None = None,
-    ) -> tuple[list[ImageMeta], Hits]:
-        """The first half of a search, for a coordinator: the k nearest live descriptors
-        of every query descriptor. Returns the images hit and the hits (``image`` indexes
-        that list)."""
+        shortlist: int = 0,
+    ) -> tuple[list[ImageMeta], Hits, WordChoice]:
+        """The first half of a search, for a coordinator (shortlist.first_stage): the k
+        nearest live rows of the query's descriptors among the images without words, and
+        the ``shortlist`` best images by words. Returns the images either names, and the
+        hits and word choice (their image numbers index that list)."""
         if not 0 <= k <= 100:
             raise InvalidRequest(f"k must be between 0 (default) and 100, got {k}")
-        check_query_size(self.limits, len(features))
-        found = self._hits(features, k or self.params.k, exclude, alive or (lambda: True))
-        if found is None:
-            return [], Hits.empty()
-        view, hits = found
-        used, local = np.unique(hits.image, return_inverse=True)
+        check_search_args(self.limits, len(features), 1, shortlist, 0)
+        view = self.store.view
+        if len(features) == 0 or not view.by_id:
+            return [], Hits.empty(), WordChoice.empty()
+        _check_kind(view, features)
+        skip = np.array([view.by_id[i] for i in exclude if i in view.by_id], np.int64)
+        p = replace(self.params, k=k or self.params.k)
+        size = shortlist or p.shortlist
+        words, hits = first_stage(view, features, p, size, skip, self._pool)
+        if not (alive or (lambda: True))():
+            raise Cancelled("the caller went away during the first stage")
+        used = np.unique(np.concatenate([hits.image, words.image]).astype(np.int64))
+        local = np.searchsorted(used, hits.image).astype(np.int32)
+        mine = WordChoice(np.searchsorted(used, words.image), words.score, words.shared)
         images = [view.images[i] for i in used]
-        return images, Hits(hits.query, hits.row, local.astype(np.int32), hits.dist)
+        return images, Hits(hits.query, hits.row, local, hits.dist), mine
+
+    def codebook_version(self) -> str:
+        """The version of the index's words ("" while it has none)."""
+        book = self.store.view.codebook
+        return book.version if book else ""
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view

@@ -143,10 +143,14 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             if not request.HasField("features"):
                 raise InvalidRequest("features are missing: extract them first")
             features = request_features(request.features)
-            images, hits = self.engine.neighbours(
-                features, request.k, list(request.exclude_image_ids), alive=context.is_active
+            images, hits, words = self.engine.neighbours(
+                features,
+                request.k,
+                list(request.exclude_image_ids),
+                alive=context.is_active,
+                shortlist=request.shortlist,
             )
-            return neighbours_to_proto(images, hits)
+            return neighbours_to_proto(images, hits, words, self.engine.codebook_version())
         except Exception as exc:
             abort(context, exc)
 

@@ -1,4 +1,5 @@
-"""Which shard holds an image, where the shards are, and the wire form of k-NN hits."""
+"""Which shard holds an image, where the shards are, and the wire form of a search's first
+stage (k-NN hits and images chosen by words) and of exact matches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from landmark.v1 import shard_pb2
 from landmark.wire import matrix_from_proto, matrix_to_proto
 
 from .index.images import ImageMeta
-from .search.hits import Hits
+from .search.hits import Hits, WordChoice
 
 
 def shard_of(image_id: str, shards: int) -> int:
@@ -36,10 +37,17 @@ def resolve(name_and_port: str) -> list[str]:
     return sorted(set(out))
 
 
-def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> shard_pb2.NeighboursResponse:
+def neighbours_to_proto(
+    images: list[ImageMeta], hits: Hits, words: WordChoice, codebook_version: str
+) -> shard_pb2.NeighboursResponse:
     ids = np.stack([hits.query, hits.image, hits.row], axis=1).astype("<i8")
     msg = shard_pb2.NeighboursResponse(
-        hit_ids=ids.tobytes(), hit_distances=np.asarray(hits.dist, "<f4").tobytes()
+        hit_ids=ids.tobytes(),
+        hit_distances=np.asarray(hits.dist, "<f4").tobytes(),
+        word_images=np.asarray(words.image, "<i8").tobytes(),
+        word_shared=np.asarray(words.shared, "<i8").tobytes(),
+        word_scores=np.asarray(words.score, "<f8").tobytes(),
+        codebook_version=codebook_version,
     )
     for m in images:
         msg.images.add(
@@ -53,7 +61,9 @@ def neighbours_to_proto(images: list[ImageMeta], hits: Hits) -> shard_pb2.Neighb
     return msg
 
 
-def neighbours_from_proto(msg: shard_pb2.NeighboursResponse) -> tuple[list[ImageMeta], Hits]:
+def neighbours_from_proto(
+    msg: shard_pb2.NeighboursResponse,
+) -> tuple[list[ImageMeta], Hits, WordChoice]:
     if len(msg.hit_ids) % 24 or len(msg.hit_distances) % 4:
         raise ValueError("a shard answered hit_ids or hit_distances of a broken length")
     ids = np.frombuffer(msg.hit_ids, "<i8").reshape(-1, 3)
@@ -74,7 +84,20 @@ def neighbours_from_proto(msg: shard_pb2.NeighboursResponse) -> tuple[list[Image
         ids[:, 1].astype(np.int32),
         dist.astype(np.float32),
     )
-    return images, hits
+    return images, hits, _words_from_proto(msg, len(images))
+
+
+def _words_from_proto(msg: shard_pb2.NeighboursResponse, images: int) -> WordChoice:
+    sizes = {len(msg.word_images), len(msg.word_shared), len(msg.word_scores)}
+    if len(sizes) != 1 or sizes.pop() % 8:
+        raise ValueError("a shard answered word_images, word_shared and word_scores that disagree")
+    chosen = np.frombuffer(msg.word_images, "<i8").astype(np.int64)
+    score = np.frombuffer(msg.word_scores, "<f8").astype(np.float64)
+    if chosen.size and (chosen.min() < 0 or chosen.max() >= images):
+        raise ValueError("a shard answered word images that point past its image list")
+    if not np.isfinite(score).all():
+        raise ValueError("a shard answered word scores that are not finite")
+    return WordChoice(chosen, score, np.frombuffer(msg.word_shared, "<i8").astype(np.int64))
 
 
 def match_to_proto(

@@ -18,13 +18,13 @@ from ..index.images import ImageMeta
 from ..limits import RequestLimits, check_query_size, check_search_args
 from ..messages import compare_request, compare_response, search_response
 from ..search.exact_matches import Matcher, Putative
-from ..search.searching import compare, from_hits
+from ..search.searching import compare, from_first_stage
 from ..search.verify import FailureCount
 from ..sharding import match_from_proto, shard_of
 from ..status import abort
 from ..validation import request_features
 from .config import CoordinatorConfig
-from .shards import ShardError, Shards, ShardUnavailable, merge_neighbours
+from .shards import CodebooksDiffer, ShardError, Shards, ShardUnavailable, merge_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,24 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 self.limits, len(features), request.top_k, opts.shortlist, opts.min_inliers
             )
             min_inliers = self.params.min_inliers_for(features.backend, opts.min_inliers)
+            size = opts.shortlist or self.params.shortlist
             ask = shard_pb2.NeighboursRequest(
                 features=request.features,
                 k=self.params.k,
                 exclude_image_ids=opts.exclude_image_ids,
+                shortlist=size,
             )
             answers, missing = self._all("Neighbours", ask, context, opts.allow_partial)
-            images, hits = merge_neighbours(answers, self.params.k)
-            result = from_hits(
+            images, hits, words = merge_neighbours(answers, self.params.k)
+            result = from_first_stage(
                 features,
+                words,
                 hits,
                 images,
                 self._matcher(request, len(features), images, context, missing),
                 self.params,
                 top_k=request.top_k,
-                shortlist_size=opts.shortlist or self.params.shortlist,
+                shortlist_size=size,
                 min_inliers=min_inliers,
                 neighbours_ms=(time.perf_counter() - start) * 1e3,
                 started=start,
@@ -146,6 +149,8 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 f"{exc}; search with allow_partial for an answer from the others",
             )
+        if isinstance(exc, CodebooksDiffer):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         if isinstance(exc, ShardError):
             if exc.retry_after is not None:
                 hint = str(int(exc.retry_after * 1000))

@@ -1,5 +1,6 @@
-"""The shards a coordinator calls: where they are, parallel calls, and the global k nearest
-from every shard's k nearest."""
+"""The shards a coordinator calls: where they are, parallel calls, and the global first
+stage from every shard's: the k nearest of every shard's k nearest, and all the images
+shards chose by their words."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from landmark.connection import Connection, retry_hint
 from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2_grpc
 
 from ..index.images import ImageMeta
-from ..search.hits import Hits
+from ..search.hits import Hits, WordChoice
 from ..sharding import neighbours_from_proto, resolve
 from .config import CoordinatorConfig
 
@@ -35,6 +36,17 @@ class ShardUnavailable(Exception):
         self.missing = missing
         names = ", ".join(f"{name} ({why})" for name, why in missing.items())
         super().__init__(f"shard(s) not answering: {names}")
+
+
+class CodebooksDiffer(Exception):
+    """Shards answered word scores from different codebooks: they do not compare."""
+
+    def __init__(self, versions: dict[int, str]) -> None:
+        which = ", ".join(f"shard {n}: {v}" for n, v in sorted(versions.items()))
+        super().__init__(
+            f"the shards hold different codebooks ({which}), so their word scores do not "
+            "compare: start every shard with the same --codebook folder"
+        )
 
 
 class ShardError(Exception):
@@ -145,12 +157,16 @@ class Shards:
         self._pool.shutdown(wait=False)
 
 
-def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
-    """The global k nearest per query descriptor from every shard's k nearest."""
+def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits, WordChoice]:
+    """The global k nearest per query descriptor from every shard's k nearest, and every
+    shard's images chosen by words (their scores compare across shards that share one
+    codebook: CodebooksDiffer when two shards' differ)."""
     images: list[ImageMeta] = []
-    parts = []
+    parts, words, versions = [], [], {}
     for shard in sorted(answers):
-        shard_images, hits = neighbours_from_proto(answers[shard])
+        shard_images, hits, chosen = neighbours_from_proto(answers[shard])
+        if answers[shard].codebook_version:
+            versions[shard] = answers[shard].codebook_version
         parts.append(
             (
                 hits.query,
@@ -159,12 +175,20 @@ def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits]:
                 hits.dist,
             )
         )
+        words.append(WordChoice(chosen.image + len(images), chosen.score, chosen.shared))
         images.extend(shard_images)
+    if len(set(versions.values())) > 1:
+        raise CodebooksDiffer(versions)
+    chosen = WordChoice(
+        np.concatenate([np.zeros(0, np.int64), *(w.image for w in words)]),
+        np.concatenate([np.zeros(0, np.float64), *(w.score for w in words)]),
+        np.concatenate([np.zeros(0, np.int64), *(w.shared for w in words)]),
+    )
     if not parts:
-        return images, Hits.empty()
+        return images, Hits.empty(), chosen
     query, row, image, dist = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((row, dist, query))  # by query, then distance; ties by row
     query, row, image, dist = query[order], row[order], image[order], dist[order]
     first = np.searchsorted(query, query, side="left")
     keep = np.arange(query.size) - first < k  # the k nearest of each query descriptor
-    return images, Hits(query[keep], row[keep], image[keep].astype(np.int32), dist[keep])
+    return images, Hits(query[keep], row[keep], image[keep].astype(np.int32), dist[keep]), chosen

@@ -75,7 +75,7 @@ class IndexDisk:
         (build_apart.py)."""
         tmp = self.dir / f".tmp-{name}"
         s = self.settings
-        need = bytes_needed(images, dimension, s.n_trees, s.projection_dim)
+        need = bytes_needed(images, dimension, s.n_trees, s.projection_dim, bool(codebook))
         if self.free_bytes() < need:
             self.set_disk_full(True)
             raise DiskFull(

@@ -1,15 +1,19 @@
-"""A sealed segment: an immutable, mmap-loaded Annoy index over some images' descriptors.
+"""A sealed segment: immutable, mmap-loaded rows of some images, and its first stage.
 
-    seg-000042/  meta.json          format, dimensions, trees, the images (id, label,
-                                    metadata, first row, keypoint count, size)
+    seg-000042/  meta.json          format, dimensions, the images (id, label, metadata,
+                                    first row, keypoint count, size)
                  descriptors.npy    [N, D] int8     } row r of these is Annoy item r
                  locations.npy      [N, 2] uint16   }
+                 inverted/          its images' words (inverted.py), when the index has
+                                    words; or, when it had none yet:
                  projection.npz     mean [D] and axes [D, P] of the PCA projection
                  index.ann          Annoy (euclidean) over the P-D projections
 
-compact.py says how the rows are stored. Format 2 (read only: float32 descriptors and
-locations, a row_image.npy, Annoy over the full descriptors) loads as it is; the next merge
-rewrites its images in format 3. A segment is written (segment_writer.py) in a temporary
+compact.py says how the rows are stored. A search reads the rows and locations of the
+images its shortlist chose only; a segment with words is shortlisted by them, without a
+look at its rows. Formats 2 (float32 rows, a row_image.npy, Annoy over the full
+descriptors) and 3 (format 4 with trees, before words) are read as they are: the next merge
+rewrites their images in format 4. A segment is written (segment_writer.py) in a temporary
 folder, fsynced, then renamed; it becomes live only when the manifest names it.
 """
 
@@ -32,8 +36,8 @@ from .compact import (
 )
 from .images import ImageData, ImageMeta
 
-FORMAT = 3
-READABLE = (2, 3)
+FORMAT = 4
+READABLE = (2, 3, 4)
 
 
 @dataclass
@@ -45,8 +49,7 @@ class Segment:
     descriptors: np.ndarray  # [N, D] int8 (format 2: float32), mapped
     locations: np.ndarray  # [N, 2] uint16 (format 2: float32), mapped
     starts: np.ndarray  # [images] first row of each image, ascending
-    annoy: AnnoyIndex
-    n_trees: int
+    annoy: AnnoyIndex | None  # None: shortlisted by its words (inverted)
     projection: Projection | None  # None: Annoy holds the full descriptors (format 2)
     size: int = 0  # bytes of its files, measured when loaded (they never change)
     inverted: inverted_file.InvertedFile | None = None  # written when the index had words
@@ -128,12 +131,14 @@ def load_segment(path: Path) -> Segment:
             )
         compact = meta["format"] >= 3
         projection = None
-        if compact:
+        if compact and (path / "projection.npz").exists():
             with np.load(path / "projection.npz", allow_pickle=False) as npz:
                 projection = Projection(npz["mean"], npz["axes"])
-        annoy_dim = projection.dimension if projection else int(meta["dimension"])
-        annoy = AnnoyIndex(annoy_dim, meta["metric"])
-        annoy.load(str(path / "index.ann"))  # mmap: shared between processes
+        annoy = None
+        if not (path / "inverted").is_dir():
+            annoy_dim = projection.dimension if projection else int(meta["dimension"])
+            annoy = AnnoyIndex(annoy_dim, meta["metric"])
+            annoy.load(str(path / "index.ann"))  # mmap: shared between processes
         images = [ImageMeta(**m) for m in meta["images"]]
         seg = Segment(
             name=path.name,
@@ -144,7 +149,6 @@ def load_segment(path: Path) -> Segment:
             locations=np.load(path / "locations.npy", mmap_mode="r", allow_pickle=False),
             starts=np.array([m.start for m in images], np.int64),
             annoy=annoy,
-            n_trees=int(meta["n_trees"]),
             projection=projection,
             size=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
             inverted=(
@@ -162,7 +166,7 @@ def load_segment(path: Path) -> Segment:
         seg.descriptors.shape != (meta["descriptors"], seg.dimension)
         or seg.descriptors.dtype != want
         or seg.locations.shape != (meta["descriptors"], 2)
-        or annoy.get_n_items() != meta["descriptors"]
+        or (annoy is not None and annoy.get_n_items() != meta["descriptors"])
     ):
         raise IndexCorrupt(f"{path}: array sizes disagree with meta.json")
     return seg

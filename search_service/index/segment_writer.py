@@ -65,15 +65,16 @@ def build_segment(
     projection_dim: int = PROJECTION_DIM,
     codebook: Codebook | None = None,
 ) -> Segment:
-    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``; with a
-    ``codebook``, its inverted file too (from the rows as stored: what a query meets).
+    """Write ``images`` as a segment in ``tmp``, fsync it, rename it to ``final``. With a
+    ``codebook``, its first stage is an inverted file (from the rows as stored: what a
+    query meets); without, Annoy's trees over its projected rows.
 
-    Two passes over the images, one image at a time: the first writes the int8 descriptors
-    and uint16 locations and accumulates the covariance, the second adds the projections to
-    Annoy. ``stopping`` is polled between images; when it answers True the build raises
-    Stopped (the caller deletes ``tmp``). The same images give the same files, byte for
-    byte: Annoy's trees are seeded and built in one thread (with several, the trees come
-    out in the order the threads finish)."""
+    One image at a time: a first pass writes the int8 descriptors and uint16 locations (and
+    the inverted file's entries, or the covariance); without words a second pass adds the
+    projections to Annoy. ``stopping`` is polled between images; when it answers True the
+    build raises Stopped (the caller deletes ``tmp``). The same images give the same files,
+    byte for byte: Annoy's trees are seeded and built in one thread (with several, the
+    trees come out in the order the threads finish)."""
     metas, start = [], 0
     for im in images:
         metas.append(im.meta(start))
@@ -87,10 +88,11 @@ def build_segment(
         for im in images:
             if stopping():
                 raise Stopped("shutting down")
-            covariance.add(im.descriptors)
             rows = quantize_descriptors(im.descriptors)
             if words:
                 words.add(dequantize_descriptors(rows))
+            else:
+                covariance.add(im.descriptors)
             yield rows
 
     # Ordinary writes, not memory-mapped files: on a full disk a write fails with an
@@ -103,8 +105,31 @@ def build_segment(
         (total, 2),
         (quantize_locations(im.locations, (im.width, im.height)) for im in images),
     )
-    if words:
+    meta = {
+        "format": FORMAT,
+        "dimension": dimension,
+        "descriptors": total,
+        "images": [asdict(m) for m in metas],
+    }
+    if words:  # shortlisted by its words: no trees over its rows
         inverted.save(words.finish(), tmp / "inverted")
+    else:
+        meta |= _write_trees(images, covariance, projection_dim, n_trees, tmp, stopping)
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    publish_dir(tmp, final)
+    return load_segment(final)
+
+
+def _write_trees(
+    images: Sequence[ImageData],
+    covariance: Covariance,
+    projection_dim: int,
+    n_trees: int,
+    tmp: Path,
+    stopping: Callable[[], bool],
+) -> dict:
+    """The projection and Annoy's trees over the projected rows (a segment without
+    words); returns what meta.json says of them."""
     projection = covariance.projection(projection_dim)
     np.savez(tmp / "projection.npz", mean=projection.mean, axes=projection.axes)
     annoy = AnnoyIndex(projection.dimension, "euclidean")
@@ -122,18 +147,7 @@ def build_segment(
     if not annoy.save(str(tmp / "index.ann")):
         raise OSError(f"Annoy could not write {tmp / 'index.ann'}")
     annoy.unload()
-    meta = {
-        "format": FORMAT,
-        "dimension": dimension,
-        "projected_dimension": projection.dimension,
-        "metric": "euclidean",
-        "n_trees": n_trees,
-        "descriptors": total,
-        "images": [asdict(m) for m in metas],
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    publish_dir(tmp, final)
-    return load_segment(final)
+    return {"projected_dimension": projection.dimension, "metric": "euclidean", "n_trees": n_trees}
 
 
 def row_count(images: Sequence[ImageData]) -> int:
@@ -144,12 +158,19 @@ def row_count(images: Sequence[ImageData]) -> int:
 
 
 def bytes_needed(
-    images: Sequence[ImageData], dimension: int, n_trees: int, projection_dim: int = PROJECTION_DIM
+    images: Sequence[ImageData],
+    dimension: int,
+    n_trees: int,
+    projection_dim: int = PROJECTION_DIM,
+    words: bool = False,
 ) -> int:
     """A little more than what ``build_segment`` writes for ``images``: D + 4 bytes of row
-    data, and Annoy's nodes: one of 16 + 4·P bytes per row plus its trees' leaf and split
-    nodes, measured at 12-13 bytes per row and tree whatever P."""
+    data; with ``words`` an inverted file (at most one entry of 4 + D/8 bytes per row),
+    else Annoy's nodes: one of 16 + 4·P bytes per row plus its trees' leaf and split nodes,
+    measured at 12-13 bytes per row and tree whatever P."""
     rows = row_count(images)
+    if words:
+        return rows * (dimension + 4 + 4 + (dimension + 7) // 8) + 64 * 1024
     node = 16 + 4 * min(projection_dim, dimension)
     return rows * (dimension + 4 + node + 14 * n_trees) + 64 * 1024 * (1 + n_trees)
 

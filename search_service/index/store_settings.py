@@ -29,3 +29,5 @@ class StoreSettings:
     # landmarks) shortlist worse than words fitted on them all (docs/index-design.md)
     codebook_words: int = 8192
     codebook_min_rows: int = 100_000
+    # a codebook folder to take instead (shards of one coordinator must share their words)
+    codebook: str = ""

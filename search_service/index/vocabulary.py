@@ -7,6 +7,11 @@ whole index) and stores it in a folder of its own (``words-000007``), fsynced. E
 manifest written from then on names it, the first being the one that commits that
 segment; a crash before then leaves the folder unnamed, and the next start deletes it.
 Builds that run at the same time wait for that one fit.
+
+Shards of one coordinator must share their words, so that their images' scores compare: each
+is given the same codebook folder (``codebook`` setting), which its index takes as its own
+at its first segment build, whatever its size. An index whose words differ from the folder
+given is refused at start.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import IndexCorrupt
 from . import codebook
 from .codebook import MIN_ROWS_PER_WORD, Codebook
 from .images import ImageData
@@ -51,13 +57,32 @@ class Vocabulary:
         self._stored = stored
         self._lock = threading.Lock()
         self.codebook: Codebook | None = codebook.load(index_dir / name) if name else None
+        self.pinned = codebook.load(Path(settings.codebook)) if settings.codebook else None
+        if self.pinned and self.codebook and self.pinned.version != self.codebook.version:
+            raise IndexCorrupt(
+                f"{index_dir} holds the codebook {self.codebook.version} ({name}), not "
+                f"{self.pinned.version} given by --codebook {settings.codebook}: give the "
+                "index its own, or index the photos again in an empty folder"
+            )
 
-    def for_build(self, images: Sequence[ImageData], backend: str) -> Codebook | None:
+    def for_build(
+        self, images: Sequence[ImageData], backend: str, dimension: int
+    ) -> Codebook | None:
         """The codebook a build of ``images`` uses; fitted when there is none and the
         build's and the sealed images hold ``min_rows`` descriptors or more (None before:
         the build is written without an inverted file, and searched by its rows)."""
         with self._lock:
-            if self.codebook is None:
+            if self.codebook is None and self.pinned:
+                if self.pinned.backend == backend and self.pinned.dimension == dimension:
+                    self.codebook = self._take(self.pinned)
+                else:
+                    log.error(
+                        "the codebook %s is for %s (%d-D) features, the index holds %s "
+                        "(%d-D): segments are written without words",
+                        self.pinned.path, self.pinned.backend, self.pinned.dimension,
+                        backend, dimension,
+                    )  # fmt: skip
+            elif self.codebook is None:
                 stored = self._stored()
                 # a merge's images are stored ones already: counted once
                 new = [] if isinstance(images, StoredImages) else images
@@ -72,6 +97,16 @@ class Vocabulary:
         if not self.name:
             return 0
         return sum(f.stat().st_size for f in (self.dir / self.name).iterdir())
+
+    def _take(self, given: Codebook) -> Codebook:
+        name = self._new_name("words")
+        # its trees built again (seeded: the same), not copied from the mapped file
+        codebook.save(
+            codebook.create(given.backend, given.centroids, given.fitted_on), self.dir / name
+        )
+        self.name = name
+        log.info("took the codebook %s (%s) as %s", given.path, given.version, name)
+        return codebook.load(self.dir / name)
 
     def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
         words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
@@ -100,3 +135,40 @@ def _sample(images: Sequence[ImageData], stored: StoredImages, limit: int) -> np
         if total >= limit:
             break
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fit a codebook on an index's stored images, for shards to share (--codebook)."""
+    import argparse
+
+    from . import manifest
+    from .segment import load_segment
+
+    ap = argparse.ArgumentParser(
+        prog="python -m search_service.index.vocabulary",
+        description="fit visual words on the sealed images of an index folder (a sample of "
+        "photos indexed by one search service) and write them to a codebook folder that "
+        "every shard is then started with (--codebook)",
+    )
+    ap.add_argument("index_dir", type=Path)
+    ap.add_argument("out", type=Path, help="the codebook folder to write (must not exist)")
+    ap.add_argument("--words", type=int, default=StoreSettings().codebook_words)
+    args = ap.parse_args(argv)
+    found = manifest.read(args.index_dir)
+    segments = [load_segment(args.index_dir / n) for n in found.segments]
+    stored = StoredImages.live(segments, set(found.removed))
+    if stored.row_count() < args.words * MIN_ROWS_PER_WORD:
+        ap.error(
+            f"{args.index_dir} holds {stored.row_count()} sealed descriptors: {args.words} "
+            f"words need {args.words * MIN_ROWS_PER_WORD} (index more photos, or ask fewer "
+            "--words)"
+        )
+    rows = _sample([], stored, codebook.SAMPLE_PER_WORD * args.words)
+    fitted = codebook.create(found.backend, codebook.fit(rows, args.words), len(rows))
+    codebook.save(fitted, args.out)
+    print(f"{args.out}: {args.words} words ({found.backend}), version {fitted.version}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

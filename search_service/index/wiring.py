@@ -44,7 +44,7 @@ class Index:
 
         def write(images, *args, **kwargs) -> Segment:  # noqa: ANN001, ANN002, ANN003
             """A segment, with its inverted file over the index's words."""
-            words = store.vocabulary.for_build(images, store.backend)
+            words = store.vocabulary.for_build(images, store.backend, store.dimension)
             return disk.write_segment(images, *args, codebook=words, **kwargs)
 
         self.sealer = Sealer(

@@ -125,7 +125,9 @@ class Writer:
             chunks[-1].append(im)
             rows += n
         built = []
-        words = self.store.vocabulary.for_build(images, entries[0][3].backend)
+        words = self.store.vocabulary.for_build(
+            images, entries[0][3].backend, entries[0][3].dimension
+        )
         try:
             for chunk in chunks:
                 name = self.store.new_name("seg")

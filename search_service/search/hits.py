@@ -1,4 +1,5 @@
-"""Hits: what a lookup finds, and what votes count and shards send a coordinator."""
+"""What a search's first stage finds, and what shards send a coordinator: the hits of a
+lookup (votes count them), and the images chosen by their words."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ class Hits:
     def empty(cls) -> Hits:
         i32 = np.zeros(0, np.int32)
         return cls(i32, np.zeros(0, np.int64), i32.copy(), np.zeros(0, np.float32))
+
+
+@dataclass(frozen=True)
+class WordChoice:
+    """Images chosen by their words, best first: image numbers (of a view, or of a list of
+    images a shard answered), their kernel scores and the query words each shares."""
+
+    image: np.ndarray  # [n] int64
+    score: np.ndarray  # [n] float64
+    shared: np.ndarray  # [n] int64
+
+    @classmethod
+    def empty(cls) -> WordChoice:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64))

@@ -65,6 +65,8 @@ def segment_lookup(
     between the full descriptors. A compact segment's Annoy holds projections: it is asked
     for RERANK times n candidates, which are ranked again by their full descriptors. The
     nodes inspected (search_k) follow k, not the spare neighbours."""
+    if seg.annoy is None:
+        raise ValueError(f"{seg.name} has words, not trees: it is shortlisted by them")
     if seg.projection is None:
         return ann_lookup(seg.annoy, queries, n, search_k, pool)
     wide = RERANK * n
@@ -131,12 +133,11 @@ def knn(
     search_k: int,
     pool: ThreadPoolExecutor | None = None,
     skip: np.ndarray | None = None,
-    worded: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """k nearest database rows over every segment and the growing buffer, leaving out
-    removed images and the global image numbers in ``skip`` (excluded by the caller);
-    with ``worded`` False, leaving out the segments with an inverted file too (their
-    images are shortlisted by their words).
+    """k nearest database rows over the segments without words (Annoy) and the growing
+    buffer (exact), leaving out removed images and the global image numbers in ``skip``
+    (excluded by the caller). The images of segments with words are shortlisted by them
+    (shortlist.py).
 
     Left-out images must not take the places of the others: removed images stay in their
     sealed segment until a merge (an image replaced by the same photo leaves a dead twin of
@@ -149,9 +150,9 @@ def knn(
     gone = view.dead if skip is None or not skip.size else np.union1d(view.dead, skip)
     bounds = (*view.image_offsets[1:], view.growing_first)
     nodes = search_k or k * NODES_PER_NEIGHBOUR
-    sealed_rows = sum(seg.rows for seg in view.segments)
+    sealed_rows = sum(seg.rows for seg in view.segments if seg.annoy is not None)
     for s, seg in enumerate(view.segments):
-        if not worded and seg.inverted is not None:
+        if seg.annoy is None:
             continue
         lo, hi = view.image_offsets[s], bounds[s]
         dead = gone[(gone >= lo) & (gone < hi)]
@@ -228,12 +229,11 @@ def nearest_hits(
     search_k: int,
     skip: np.ndarray,
     pool: ThreadPoolExecutor | None = None,
-    worded: bool = True,
 ) -> Hits:
     """The hits of the ``lookup_features`` strongest query descriptors (all: 0): their k
-    nearest live rows, leaving out the images in ``skip``, and with ``worded`` False the
-    segments that have words (knn)."""
+    nearest live rows among the images without words, leaving out those in ``skip``
+    (knn)."""
     which = lookup_rows(strengths, len(descriptors), lookup_features)
     queries = descriptors if len(which) == len(descriptors) else descriptors[which]
-    rows, images, dists = knn(view, queries, k, search_k, pool, skip, worded)
+    rows, images, dists = knn(view, queries, k, search_k, pool, skip)
     return gather_hits(rows, images, dists, np.concatenate([view.dead, skip]), which)

@@ -1,8 +1,9 @@
-"""A search, as one story: lookup → votes → exact matches → verification → ranking.
+"""A search, as one story: first stage → shortlist → exact matches → verification → ranking.
 
-The lookup (lookup.py) gives the k nearest database descriptors of the query's strongest
-descriptors; a single index looks them up in its own view (engine.py), a coordinator asks
-its shards (coordinator/). From those hits on, both run ``from_hits``. ``compare`` is the
+The first stage (shortlist.first_stage) scores sealed images by their visual words and
+finds the k nearest rows of the query's strongest descriptors among the images without
+words (lookup.py); a single index runs it on its own view (engine.py), a coordinator asks
+its shards (coordinator/). From there on, both run ``from_first_stage``. ``compare`` is the
 same matching and verification for two photos, without an index.
 """
 
@@ -20,15 +21,16 @@ from landmark.wire import Features
 from ..errors import Cancelled, InvalidRequest
 from ..index.images import ImageMeta
 from .exact_matches import Matcher, mutual_matches
-from .hits import Hits
+from .hits import Hits, WordChoice
 from .ranking import SearchResult, Timing, ranked
 from .search_params import SearchParams
 from .verify import FailureCount, Frames, verify, verify_candidates
-from .votes import shortlist, vote
+from .votes import combine
 
 
-def from_hits(
+def from_first_stage(
     features: Features,
+    words: WordChoice,
     hits: Hits,
     images: Sequence[ImageMeta],
     match: Matcher,
@@ -37,10 +39,11 @@ def from_hits(
     shortlist_size: int,
     **rest,  # noqa: ANN003 (from_shortlist's)
 ) -> SearchResult:
-    """The rest of a search once the lookup has found ``hits`` (``hits.image`` indexes
-    ``images``): votes choose the shortlist, then ``from_shortlist``."""
-    votes = vote(hits, len(images))
-    chosen = shortlist(votes, shortlist_size, params.min_votes, lambda i: images[i].image_id)
+    """The rest of a search once its first stage has chosen images by their ``words`` and
+    found the ``hits`` of the query's nearest rows (image numbers index ``images``): the
+    shortlist (shortlist.combine), then ``from_shortlist``."""
+    name = lambda i: images[i].image_id  # noqa: E731
+    chosen, votes = combine(words, hits, len(images), shortlist_size, params.min_votes, name)
     return from_shortlist(features, chosen, votes, images, match, params, **rest)
 
 

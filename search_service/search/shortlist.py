@@ -16,9 +16,9 @@ from landmark.wire import Features
 from ..index.codebook import Codebook, assign_exact
 from ..index.inverted import InvertedFile, aggregate
 from ..index.view import View
+from .hits import Hits, WordChoice
 from .lookup import nearest_hits
 from .search_params import SearchParams
-from .votes import shortlist, vote
 
 ALPHA = 3.0
 THRESHOLD = 0.0  # at least 0: a word whose signatures disagree counts nothing
@@ -80,44 +80,37 @@ def first_stage(
     size: int,
     skip: np.ndarray,
     pool: ThreadPoolExecutor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A search's shortlist: up to ``size`` sealed images chosen by their words, and up to
-    ``size`` images without words (the growing buffer, searched exactly until it is sealed,
-    and segments written before the index had words) chosen by the votes of the query's
-    nearest rows. Returns the global image numbers and, per global image number, its votes
-    (looked-up rows, or the words shared with the query)."""
+) -> tuple[WordChoice, Hits]:
+    """What a search's shortlist is chosen from: up to ``size`` sealed images by their words
+    (by_words), and the hits of the query's nearest rows among the images without words
+    (the growing buffer, searched exactly until it is sealed, and segments written before
+    the index had words)."""
     p = params
     words = (
         QueryWords(features.descriptors, view.codebook, p.query_words) if view.codebook else None
     )
-    sealed, shared = sealed_shortlist(view, words, size, skip)
     lookup = p.lookup_features_for(features.backend)
     hits = nearest_hits(
-        view, features.descriptors, features.strengths, lookup, p.k, p.search_k, skip, pool,
-        worded=False,
-    )  # fmt: skip
-    votes = vote(hits, len(view.images))
-    rest = shortlist(votes, size, p.min_votes, lambda i: view.images[i].image_id)
-    return np.concatenate([sealed, rest]), np.where(votes > 0, votes, shared)
+        view, features.descriptors, features.strengths, lookup, p.k, p.search_k, skip, pool
+    )
+    return by_words(view, words, size, skip), hits
 
 
-def sealed_shortlist(
-    view: View, words: QueryWords | None, size: int, skip: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def by_words(view: View, words: QueryWords | None, size: int, skip: np.ndarray) -> WordChoice:
     """The ``size`` best-scored sealed images (global numbers, best first; ties by image
-    id), leaving out removed images and ``skip``; and per global image number the words
-    the query shares with it (0 for the buffer's images)."""
+    id), leaving out removed images and ``skip``."""
     total = len(view.sealed.images)
     score = np.zeros(total, np.float64)
-    shared = np.zeros(len(view.images), np.int64)
-    if words is not None:
-        for s, seg in enumerate(view.segments):
-            if seg.inverted is None:
-                continue
-            lo = view.image_offsets[s]
-            got, counts = words.match(seg.inverted)
-            score[lo : lo + len(got)] = got
-            shared[lo : lo + len(got)] = counts
+    shared = np.zeros(total, np.int64)
+    if words is None:
+        return WordChoice.empty()
+    for s, seg in enumerate(view.segments):
+        if seg.inverted is None:
+            continue
+        lo = view.image_offsets[s]
+        got, counts = words.match(seg.inverted)
+        score[lo : lo + len(got)] = got
+        shared[lo : lo + len(got)] = counts
     gone = np.union1d(view.dead, skip).astype(np.int64)
     score[gone[gone < total]] = 0.0
     pool = np.nonzero(score > 0)[0]
@@ -126,4 +119,5 @@ def sealed_shortlist(
         pool = pool[score[pool] >= cutoff]
     images = view.sealed.images
     order = sorted(pool.tolist(), key=lambda i: (-score[i], images[i].image_id))[:size]
-    return np.array(order, np.int64), shared
+    chosen = np.array(order, np.int64)
+    return WordChoice(chosen, score[chosen], shared[chosen])

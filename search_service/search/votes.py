@@ -1,6 +1,6 @@
-"""Votes, a search's second step: per database image, the number of distinct query
-keypoints with a neighbour in it; the best-voted images form the shortlist that is matched
-exactly and verified."""
+"""The shortlist, a search's second step: the images its words scored best, and the
+best-voted of the rest (per image, the number of distinct query keypoints with a neighbour
+in it); they are matched exactly and verified."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .hits import Hits
+from .hits import Hits, WordChoice
 
 
 def vote(hits: Hits, num_images: int) -> np.ndarray:
@@ -34,3 +34,25 @@ def shortlist(
     order = np.array(sorted(pool.tolist(), key=lambda i: (-votes[i], name_of(i))), np.int64)
     order = order[:size]
     return order[votes[order] >= min_votes]
+
+
+def combine(
+    words: WordChoice,
+    hits: Hits,
+    images: int,
+    size: int,
+    min_votes: int,
+    image_id: Callable[[int], str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shortlist: the ``size`` best of ``words`` (by score; ties by image id), then up to
+    ``size`` images by the votes of ``hits`` (votes.shortlist). Returns their image numbers
+    and, per image number, its votes: hits counted, or the query words it shares."""
+    order = sorted(
+        range(len(words.image)), key=lambda j: (-words.score[j], image_id(words.image[j]))
+    )
+    chosen = words.image[np.array(order[:size], np.int64)]
+    votes = vote(hits, images)
+    shared = np.zeros(images, np.int64)
+    shared[words.image] = words.shared
+    rest = shortlist(votes, size, min_votes, image_id)
+    return np.concatenate([chosen, rest]), np.where(votes > 0, votes, shared)

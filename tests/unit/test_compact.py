@@ -79,7 +79,7 @@ def test_a_compact_segment_is_under_350_bytes_per_descriptor(tmp_path):
     assert per_row <= 350, per_row
     assert bytes_needed(imgs, 128, 8) >= seg.bytes_on_disk()
     meta = json.loads((seg.path / "meta.json").read_text())
-    assert (meta["format"], meta["projected_dimension"]) == (3, 16)
+    assert (meta["format"], meta["projected_dimension"]) == (4, 16)
     d, loc = seg.features(7)
     assert np.einsum("ij,ij->i", d, imgs[7].descriptors).min() > 0.999
     assert np.abs(loc - imgs[7].locations).max() <= 1.5 * 640 / 65535 + 1e-4

@@ -231,7 +231,7 @@ def test_fewer_lookups_vote_and_every_descriptor_is_matched(engine, feats):
         query = feats["view:" + name]
         half = len(query) // 2  # the strongest half looks up neighbours
         engine.params = SearchParams(lookup_features=half)
-        found, hits = engine._hits(query, 5, (), lambda: True)
+        _, hits, _ = engine.neighbours(query, 5)
         strongest = set(np.argsort(-query.strengths, kind="stable")[:half].tolist())
         assert set(hits.query.tolist()) == strongest
         best = engine.search(query, top_k=1).best

@@ -118,7 +118,7 @@ def test_a_merge_rewrites_format_2_segments_in_the_compact_format(old_index):
     assert index.merger.merge()
     assert [s.compact for s in store.segments] == [True]
     meta = json.loads((store.segments[0].path / "meta.json").read_text())
-    assert meta["format"] == 3 and "projected_dimension" in meta
+    assert meta["format"] == 4 and "projected_dimension" in meta
     view = store.view
     assert sorted(view.by_id) == sorted(before)
     for image_id, (d, loc) in before.items():

@@ -61,7 +61,8 @@ def test_words_fitted_before_a_crash_are_not_named_and_are_deleted(tmp_path):
     store = index.store
     Writer(store).add([image(1)], KIND, OnConflict.ERROR)
     batch = store.buffer_to_seal()
-    book = store.vocabulary.for_build(batch.images, "aliked")  # fitted, then the crash
+    # fitted, then the crash
+    book = store.vocabulary.for_build(batch.images, "aliked", batch.dimension)
     index.close()
     assert (store.dir / book.path.name).is_dir()
     assert json.loads((store.dir / manifest.NAME).read_text())["codebook"] == ""

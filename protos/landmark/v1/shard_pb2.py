@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from landmark.v1 import features_pb2 as landmark_dot_v1_dot_features__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17landmark/v1/shard.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\"\x0f\n\rLabelsRequest\" \n\x0eLabelsResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\"b\n\x11NeighboursRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x19\n\x11\x65xclude_image_ids\x18\x03 \x03(\t\"\xd4\x01\n\x0eNeighbourImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12;\n\x08metadata\x18\x03 \x03(\x0b\x32).landmark.v1.NeighbourImage.MetadataEntry\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0cnum_features\x18\x06 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x12NeighboursResponse\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.landmark.v1.NeighbourImage\x12\x0f\n\x07hit_ids\x18\x02 \x01(\x0c\x12\x15\n\rhit_distances\x18\x04 \x01(\x0cJ\x04\x08\x03\x10\x04\"J\n\x0cMatchRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x11\n\timage_ids\x18\x02 \x03(\t\"f\n\x0cMatchedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x15\n\rquery_indices\x18\x02 \x01(\x0c\x12-\n\tlocations\x18\x03 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\":\n\rMatchResponse\x12)\n\x06images\x18\x01 \x03(\x0b\x32\x19.landmark.v1.MatchedImage2\xd9\x01\n\x05Shard\x12M\n\nNeighbours\x12\x1e.landmark.v1.NeighboursRequest\x1a\x1f.landmark.v1.NeighboursResponse\x12>\n\x05Match\x12\x19.landmark.v1.MatchRequest\x1a\x1a.landmark.v1.MatchResponse\x12\x41\n\x06Labels\x12\x1a.landmark.v1.LabelsRequest\x1a\x1b.landmark.v1.LabelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17landmark/v1/shard.proto\x12\x0blandmark.v1\x1a\x1alandmark/v1/features.proto\"\x0f\n\rLabelsRequest\" \n\x0eLabelsResponse\x12\x0e\n\x06labels\x18\x01 \x03(\t\"u\n\x11NeighboursRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x19\n\x11\x65xclude_image_ids\x18\x03 \x03(\t\x12\x11\n\tshortlist\x18\x04 \x01(\x05\"\xd4\x01\n\x0eNeighbourImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12;\n\x08metadata\x18\x03 \x03(\x0b\x32).landmark.v1.NeighbourImage.MetadataEntry\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0cnum_features\x18\x06 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc8\x01\n\x12NeighboursResponse\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.landmark.v1.NeighbourImage\x12\x0f\n\x07hit_ids\x18\x02 \x01(\x0c\x12\x15\n\rhit_distances\x18\x04 \x01(\x0c\x12\x13\n\x0bword_images\x18\x05 \x01(\x0c\x12\x13\n\x0bword_shared\x18\x06 \x01(\x0c\x12\x13\n\x0bword_scores\x18\x07 \x01(\x0c\x12\x18\n\x10\x63odebook_version\x18\x08 \x01(\tJ\x04\x08\x03\x10\x04\"J\n\x0cMatchRequest\x12\'\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x15.landmark.v1.Features\x12\x11\n\timage_ids\x18\x02 \x03(\t\"f\n\x0cMatchedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x15\n\rquery_indices\x18\x02 \x01(\x0c\x12-\n\tlocations\x18\x03 \x01(\x0b\x32\x1a.landmark.v1.Float32Matrix\":\n\rMatchResponse\x12)\n\x06images\x18\x01 \x03(\x0b\x32\x19.landmark.v1.MatchedImage2\xd9\x01\n\x05Shard\x12M\n\nNeighbours\x12\x1e.landmark.v1.NeighboursRequest\x1a\x1f.landmark.v1.NeighboursResponse\x12>\n\x05Match\x12\x19.landmark.v1.MatchRequest\x1a\x1a.landmark.v1.MatchResponse\x12\x41\n\x06Labels\x12\x1a.landmark.v1.LabelsRequest\x1a\x1b.landmark.v1.LabelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABELSRESPONSE']._serialized_start=85
   _globals['_LABELSRESPONSE']._serialized_end=117
   _globals['_NEIGHBOURSREQUEST']._serialized_start=119
-  _globals['_NEIGHBOURSREQUEST']._serialized_end=217
-  _globals['_NEIGHBOURIMAGE']._serialized_start=220
-  _globals['_NEIGHBOURIMAGE']._serialized_end=432
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_start=385
-  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_end=432
-  _globals['_NEIGHBOURSRESPONSE']._serialized_start=434
-  _globals['_NEIGHBOURSRESPONSE']._serialized_end=545
-  _globals['_MATCHREQUEST']._serialized_start=547
-  _globals['_MATCHREQUEST']._serialized_end=621
-  _globals['_MATCHEDIMAGE']._serialized_start=623
-  _globals['_MATCHEDIMAGE']._serialized_end=725
-  _globals['_MATCHRESPONSE']._serialized_start=727
-  _globals['_MATCHRESPONSE']._serialized_end=785
-  _globals['_SHARD']._serialized_start=788
-  _globals['_SHARD']._serialized_end=1005
+  _globals['_NEIGHBOURSREQUEST']._serialized_end=236
+  _globals['_NEIGHBOURIMAGE']._serialized_start=239
+  _globals['_NEIGHBOURIMAGE']._serialized_end=451
+  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_start=404
+  _globals['_NEIGHBOURIMAGE_METADATAENTRY']._serialized_end=451
+  _globals['_NEIGHBOURSRESPONSE']._serialized_start=454
+  _globals['_NEIGHBOURSRESPONSE']._serialized_end=654
+  _globals['_MATCHREQUEST']._serialized_start=656
+  _globals['_MATCHREQUEST']._serialized_end=730
+  _globals['_MATCHEDIMAGE']._serialized_start=732
+  _globals['_MATCHEDIMAGE']._serialized_end=834
+  _globals['_MATCHRESPONSE']._serialized_start=836
+  _globals['_MATCHRESPONSE']._serialized_end=894
+  _globals['_SHARD']._serialized_start=897
+  _globals['_SHARD']._serialized_end=1114
 # @@protoc_insertion_point(module_scope)

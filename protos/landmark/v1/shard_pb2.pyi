@@ -18,14 +18,16 @@ class LabelsResponse(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NeighboursRequest(_message.Message):
-    __slots__ = ("features", "k", "exclude_image_ids")
+    __slots__ = ("features", "k", "exclude_image_ids", "shortlist")
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SHORTLIST_FIELD_NUMBER: _ClassVar[int]
     features: _features_pb2.Features
     k: int
     exclude_image_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., k: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    shortlist: int
+    def __init__(self, features: _Optional[_Union[_features_pb2.Features, _Mapping]] = ..., k: _Optional[int] = ..., exclude_image_ids: _Optional[_Iterable[str]] = ..., shortlist: _Optional[int] = ...) -> None: ...
 
 class NeighbourImage(_message.Message):
     __slots__ = ("image_id", "label", "metadata", "width", "height", "num_features")
@@ -51,14 +53,22 @@ class NeighbourImage(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., label: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_features: _Optional[int] = ...) -> None: ...
 
 class NeighboursResponse(_message.Message):
-    __slots__ = ("images", "hit_ids", "hit_distances")
+    __slots__ = ("images", "hit_ids", "hit_distances", "word_images", "word_shared", "word_scores", "codebook_version")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     HIT_IDS_FIELD_NUMBER: _ClassVar[int]
     HIT_DISTANCES_FIELD_NUMBER: _ClassVar[int]
+    WORD_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    WORD_SHARED_FIELD_NUMBER: _ClassVar[int]
+    WORD_SCORES_FIELD_NUMBER: _ClassVar[int]
+    CODEBOOK_VERSION_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[NeighbourImage]
     hit_ids: bytes
     hit_distances: bytes
-    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_distances: _Optional[bytes] = ...) -> None: ...
+    word_images: bytes
+    word_shared: bytes
+    word_scores: bytes
+    codebook_version: str
+    def __init__(self, images: _Optional[_Iterable[_Union[NeighbourImage, _Mapping]]] = ..., hit_ids: _Optional[bytes] = ..., hit_distances: _Optional[bytes] = ..., word_images: _Optional[bytes] = ..., word_shared: _Optional[bytes] = ..., word_scores: _Optional[bytes] = ..., codebook_version: _Optional[str] = ...) -> None: ...
 
 class MatchRequest(_message.Message):
     __slots__ = ("features", "image_ids")

@@ -55,9 +55,12 @@ class ShardServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Neighbours(self, request, context):
-        """The k nearest database descriptors of each query descriptor, with their images: the
-        first half of a search. A coordinator asks every shard, keeps the global k nearest and
-        votes for the shortlist itself, so N shards rank exactly like one index.
+        """The first half of a search: the best images by their visual words (sealed segments
+        with words), and the k nearest database descriptors of each query descriptor among
+        the images without words (the growing buffer, segments written before the index had
+        words), with their images. A coordinator asks every shard, keeps the best scores and
+        the global k nearest and votes for the shortlist itself, so N shards that share one
+        codebook rank exactly like one index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
