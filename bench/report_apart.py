@@ -123,3 +123,33 @@ def ingest_section(ingest: dict | None) -> list[str]:
             cells.append(f"{seg.get('mean', '')} / {seg.get('max', '')}")
             lines.append(f"| {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return lines
+
+
+def first_stage_section(report: dict) -> list[str]:
+    """The shortlist by words beside the shortlist by votes (today's first stage without
+    words), on the same images in the same run."""
+    rows = [s for s in report["search"] if "votes" in s]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## First stage: words beside votes (same images, same run)",
+        "",
+        "Recall: the share of queries whose shortlist holds a photo of their landmark; held: "
+        "the share of their landmark's photos it holds (at most its length). Memory and disk "
+        "are bytes per stored descriptor.",
+        "",
+        "| images | padding | first stage | shortlist recall | held | top-1 | p50 ms | "
+        "memory B | disk B | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        for name, r in (("votes", s["votes"]), ("words", s)):
+            sl, i = r["shortlist"], r["in_process"]
+            lines.append(
+                f"| {s['size']:,} | {s['padding']} | {name} | {sl['recall']:.3f} | "
+                f"{sl['held']:.3f} | {i['top1']:.3f} | {i['p50_ms']} | "
+                f"{r['memory_bytes_per_descriptor']} | {r['bytes_per_descriptor']} | "
+                f"{r['build_s']} |"
+            )
+    return lines

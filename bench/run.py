@@ -25,15 +25,13 @@ from bench.baseline import baseline_run
 from bench.common import RESULTS, ROOT, peak_rss_mib
 from bench.end_to_end import end_to_end
 from bench.extraction import extract_real, extraction_throughput, load_pool, load_real
-from bench.searching import grpc_latency, search_queries
+from bench.searching import grpc_latency, search_queries, shortlist_recall
 
 SIZES = (100, 1000, 10000)
-SWEEP_SEARCH_K = (160, 480, 1000, 2000)
 
 
 def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: str) -> None:
     from bench.synthetic import DescriptorModel, DescriptorPool, synthetic_images
-    from search_service.engine import RequestLimits, SearchEngine
     from search_service.index.store import StoreSettings
     from search_service.search.search_params import EVERY_DESCRIPTOR, SearchParams, VerifyParams
 
@@ -53,24 +51,19 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
         "queries": len(queries),
     }
 
+    # today's first stage on the same images, in the same run: every segment searched by
+    # its rows' votes (Annoy), as before the index had words
+    votes_only = StoreSettings(codebook_min_rows=1 << 62)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        engine, result["votes"] = _build(Path(tmp) / "votes", entries, votes_only)
+        result["votes"]["in_process"] = search_queries(engine, queries, {})
+        result["votes"]["shortlist"] = shortlist_recall(engine, queries)
+        engine.close()
+
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         # one bulk build, as an offline indexing job would do: no per-request add limit
-        engine = SearchEngine(
-            Path(tmp) / "index",
-            SearchParams(),
-            threads=2,
-            background=False,
-            limits=RequestLimits(max_add_features=1 << 40),
-        )
-        t = time.perf_counter()
-        engine.add(entries)
-        result["build_s"] = round(time.perf_counter() - t, 2)
-        info = engine.info()
-        result.update(
-            descriptors=info["descriptors"],
-            bytes_on_disk=info["bytes_on_disk"],
-            bytes_per_descriptor=round(info["bytes_per_descriptor"], 1),
-        )
+        engine, built = _build(Path(tmp) / "index", entries, StoreSettings())
+        result.update(built)
         del entries
 
         def run(eng, params=None):
@@ -78,26 +71,19 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
 
         correct: dict[str, bool] = {}
         run(engine)  # warm the page cache and code paths
-        # the previous path, on the same index in the same run: every query descriptor
-        # looks up neighbours
+        # every query descriptor looks up neighbours (in segments without words and the
+        # buffer; here every segment has words: the same as the default)
         result["every_lookup"] = run(engine, SearchParams(lookup_features=EVERY_DESCRIPTOR))
         # and without the overlay checks of verification (what they cost)
         result["overlays_off"] = run(engine, SearchParams(verify=VerifyParams(peel_overlays=False)))
         result["in_process"] = run(engine)
+        result["shortlist"] = shortlist_recall(engine, queries)
         ours = dict(correct)
         result["verify_ms_per_candidate"] = result["in_process"]["verify_ms_per_candidate_p50"]
 
         result["grpc"] = grpc_latency(engine, tmp, queries)
 
         if size == 1000 and padding == "gaussian":
-            result["annoy_sweep"] = [
-                {
-                    "n_trees": StoreSettings().n_trees,
-                    "search_k": k,
-                    **run(engine, SearchParams(search_k=k)),
-                }
-                for k in SWEEP_SEARCH_K
-            ]
             pool, engine._pool = engine._pool, None  # the same index, on one thread
             result["one_thread"] = run(engine)
             engine._pool = pool
@@ -112,6 +98,31 @@ def size_run(size: int, cache: Path, out: Path, baseline_queries: int, padding: 
             )
     result["peak_rss_mib"] = peak_rss_mib()
     out.write_text(json.dumps(result))
+
+
+def _build(folder: Path, entries, settings) -> tuple:  # noqa: ANN001
+    """An engine over ``entries`` bulk-added in one call, and what the build measured."""
+    from search_service.engine import RequestLimits, SearchEngine
+    from search_service.search.search_params import SearchParams
+
+    engine = SearchEngine(
+        folder,
+        SearchParams(),
+        threads=2,
+        background=False,
+        limits=RequestLimits(max_add_features=1 << 40),
+        store_settings=settings,
+    )
+    t = time.perf_counter()
+    engine.add(entries)
+    info = engine.info()
+    return engine, {
+        "build_s": round(time.perf_counter() - t, 2),
+        "descriptors": info["descriptors"],
+        "bytes_on_disk": info["bytes_on_disk"],
+        "bytes_per_descriptor": round(info["bytes_per_descriptor"], 1),
+        "memory_bytes_per_descriptor": round(info["memory_bytes_per_descriptor"], 1),
+    }
 
 
 def main() -> int:

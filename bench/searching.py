@@ -64,3 +64,35 @@ def grpc_latency(engine, index_dir: str, queries) -> dict:  # noqa: ANN001
         "serialization_and_transport_ms_p50": pct(overhead, 50),
         "share_of_search_p50": round(float(np.median(overhead / lat)), 3),
     }
+
+
+def shortlist_recall(engine, queries) -> dict:  # noqa: ANN001
+    """Where the right images rank in the shortlist the engine's first stage chooses (words,
+    or votes where there are none): the share of queries with a photo of their landmark in
+    it ("recall"), the share of their landmark's photos it holds, at most its length
+    ("held"), and the mean position of the first such photo when there is one."""
+    from collections import Counter
+
+    from search_service.search.shortlist import first_stage
+    from search_service.search.votes import combine
+
+    view, p = engine.store.view, engine.params
+    per_label = Counter(view.images[i].label for i in view.by_id.values())
+    name = lambda i: view.images[i].image_id  # noqa: E731
+    found, held, first = [], [], []
+    for image_id, label, f in queries:
+        skip = np.array([view.by_id[image_id]], np.int64)
+        words, hits = first_stage(view, f, p, p.shortlist, skip)
+        chosen, _ = combine(words, hits, len(view.images), p.shortlist, p.min_votes, name)
+        right = [n for n, i in enumerate(chosen) if view.images[i].label == label]
+        relevant = min(per_label[label] - 1, p.shortlist)
+        found.append(bool(right))
+        held.append(len(right) / relevant if relevant else 1.0)
+        if right:
+            first.append(right[0] + 1)
+    return {
+        "length": p.shortlist,
+        "recall": round(float(np.mean(found)), 3),
+        "held": round(float(np.mean(held)), 3),
+        "first_position_mean": round(float(np.mean(first)), 2) if first else None,
+    }

@@ -215,19 +215,19 @@ class SearchEngine:
             raise Cancelled("the caller went away during the first stage")
         used = np.unique(np.concatenate([hits.image, words.image]).astype(np.int64))
         local = np.searchsorted(used, hits.image).astype(np.int32)
-        mine = WordChoice(np.searchsorted(used, words.image), words.score, words.shared)
+        mine = replace(words, image=np.searchsorted(used, words.image))
         images = [view.images[i] for i in used]
         return images, Hits(hits.query, hits.row, local, hits.dist), mine
-
-    def codebook_version(self) -> str:
-        """The version of the index's words ("" while it has none)."""
-        book = self.store.view.codebook
-        return book.version if book else ""
 
     def info(self) -> dict[str, float | int | str]:
         view = self.store.view
         on_disk = self.store.bytes_on_disk()
         n = sum(s.rows for s in view.segments) + int(view.growing_descriptors.shape[0])
+        in_memory = (
+            sum(s.bytes_in_memory() for s in view.segments)
+            + int(view.growing_descriptors.nbytes)
+            + (view.codebook.bytes_in_memory() if view.codebook else 0)
+        )
         return {
             "images": view.live_images,
             "descriptors": n,
@@ -235,6 +235,9 @@ class SearchEngine:
             "backend": view.backend,
             "bytes_on_disk": on_disk,
             "bytes_per_descriptor": on_disk / n if n else 0.0,
+            "bytes_in_memory": in_memory,
+            "memory_bytes_per_descriptor": in_memory / n if n else 0.0,
+            "codebook_version": view.codebook.version if view.codebook else "",
             "labels": view.label_count,
             "generation": view.generation,
             "segments": len(view.segments),

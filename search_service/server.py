@@ -150,7 +150,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                 alive=context.is_active,
                 shortlist=request.shortlist,
             )
-            return neighbours_to_proto(images, hits, words, self.engine.codebook_version())
+            return neighbours_to_proto(images, hits, words)
         except Exception as exc:
             abort(context, exc)
 

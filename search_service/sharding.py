@@ -38,7 +38,7 @@ def resolve(name_and_port: str) -> list[str]:
 
 
 def neighbours_to_proto(
-    images: list[ImageMeta], hits: Hits, words: WordChoice, codebook_version: str
+    images: list[ImageMeta], hits: Hits, words: WordChoice
 ) -> shard_pb2.NeighboursResponse:
     ids = np.stack([hits.query, hits.image, hits.row], axis=1).astype("<i8")
     msg = shard_pb2.NeighboursResponse(
@@ -47,7 +47,7 @@ def neighbours_to_proto(
         word_images=np.asarray(words.image, "<i8").tobytes(),
         word_shared=np.asarray(words.shared, "<i8").tobytes(),
         word_scores=np.asarray(words.score, "<f8").tobytes(),
-        codebook_version=codebook_version,
+        codebook_version=words.codebook,
     )
     for m in images:
         msg.images.add(
@@ -97,7 +97,8 @@ def _words_from_proto(msg: shard_pb2.NeighboursResponse, images: int) -> WordCho
         raise ValueError("a shard answered word images that point past its image list")
     if not np.isfinite(score).all():
         raise ValueError("a shard answered word scores that are not finite")
-    return WordChoice(chosen, score, np.frombuffer(msg.word_shared, "<i8").astype(np.int64))
+    shared = np.frombuffer(msg.word_shared, "<i8").astype(np.int64)
+    return WordChoice(chosen, score, shared, msg.codebook_version)
 
 
 def match_to_proto(

@@ -199,6 +199,9 @@ def index_info(msg: search_pb2.IndexInfo) -> IndexInfo:
         shard_index=msg.shard_index,
         disk_full=msg.disk_full,
         settled=msg.settled,
+        bytes_in_memory=msg.bytes_in_memory,
+        memory_bytes_per_descriptor=msg.memory_bytes_per_descriptor,
+        codebook_version=msg.codebook_version,
     )
 
 

@@ -155,7 +155,7 @@ class IndexInfo:
     dimension: int
     backend: str
     bytes_on_disk: int
-    bytes_per_descriptor: float
+    bytes_per_descriptor: float  # on disk
     labels: int
     generation: int
     segments: int = 0
@@ -166,6 +166,10 @@ class IndexInfo:
     # nothing left to do in the background (buffer sealed, no merge running, due or
     # waiting): until the next write, every search answers as it does now
     settled: bool = False
+    # what searches keep in memory (the rows of segments with words stay on disk)
+    bytes_in_memory: int = 0
+    memory_bytes_per_descriptor: float = 0.0
+    codebook_version: str = ""  # the visual words' version; "" before the index has any
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,7 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             total.images += info.images
             total.descriptors += info.descriptors
             total.bytes_on_disk += info.bytes_on_disk
+            total.bytes_in_memory += info.bytes_in_memory
             total.generation += info.generation
             total.segments += info.segments
             total.growing_descriptors += info.growing_descriptors
@@ -245,8 +246,11 @@ class CoordinatorServicer(search_pb2_grpc.SearchServicer):
             if info.backend:
                 total.backend, total.dimension = info.backend, info.dimension
         total.labels = len({label for answer in labels.values() for label in answer.labels})
+        versions = sorted({info.codebook_version for info in infos} - {""})
+        total.codebook_version = ",".join(versions)
         if total.descriptors:
             total.bytes_per_descriptor = total.bytes_on_disk / total.descriptors
+            total.memory_bytes_per_descriptor = total.bytes_in_memory / total.descriptors
         return total
 
     def GetIndexInfo(self, request, context):  # noqa: N802

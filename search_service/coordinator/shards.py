@@ -165,8 +165,8 @@ def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits, Word
     parts, words, versions = [], [], {}
     for shard in sorted(answers):
         shard_images, hits, chosen = neighbours_from_proto(answers[shard])
-        if answers[shard].codebook_version:
-            versions[shard] = answers[shard].codebook_version
+        if chosen.codebook:
+            versions[shard] = chosen.codebook
         parts.append(
             (
                 hits.query,
@@ -183,6 +183,7 @@ def merge_neighbours(answers: dict, k: int) -> tuple[list[ImageMeta], Hits, Word
         np.concatenate([np.zeros(0, np.int64), *(w.image for w in words)]),
         np.concatenate([np.zeros(0, np.float64), *(w.score for w in words)]),
         np.concatenate([np.zeros(0, np.int64), *(w.shared for w in words)]),
+        next(iter(versions.values()), ""),
     )
     if not parts:
         return images, Hits.empty(), chosen

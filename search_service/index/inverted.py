@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexCorrupt
-from .codebook import Codebook
+from .codebook import Codebook, assign_exact
 
 FORMAT = 1
 ARRAYS = ("word_starts", "entry_image", "entry_bits", "image_words")
@@ -76,9 +76,8 @@ class Builder:
 
     def add(self, descriptors: np.ndarray) -> None:
         """The next image's unit descriptors."""
-        words = (
-            self.codebook.nearest(descriptors)[:, 0] if len(descriptors) else np.zeros(0, np.int32)
-        )
+        book = self.codebook
+        words = assign_exact(descriptors, book.centroids)[:, 0] if len(descriptors) else np.zeros(0)
         present, signs = aggregate(descriptors, words, self.codebook)
         self._words.append(present)
         self._images.append(np.full(len(present), len(self._image_words), np.int32))

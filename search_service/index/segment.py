@@ -70,6 +70,15 @@ class Segment:
     def bytes_on_disk(self) -> int:
         return self.size
 
+    def bytes_in_memory(self) -> int:
+        """What searches keep resident: its inverted file, which every search reads; or,
+        without words, Annoy's trees and the rows its candidates are ranked by. The rest
+        (rows of a segment with words, locations) is read for shortlisted images only."""
+        if self.inverted is not None:
+            return self.inverted.nbytes()
+        trees = (self.path / "index.ann").stat().st_size
+        return trees + int(self.descriptors.nbytes)
+
     def image_of(self, rows: np.ndarray) -> np.ndarray:
         """The image number (within the segment) of each row."""
         return np.searchsorted(self.starts, rows, side="right") - 1

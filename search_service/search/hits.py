@@ -31,6 +31,7 @@ class WordChoice:
     image: np.ndarray  # [n] int64
     score: np.ndarray  # [n] float64
     shared: np.ndarray  # [n] int64
+    codebook: str = ""  # the version of the words that scored them
 
     @classmethod
     def empty(cls) -> WordChoice:

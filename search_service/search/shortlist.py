@@ -17,7 +17,7 @@ from ..index.codebook import Codebook, assign_exact
 from ..index.inverted import InvertedFile, aggregate
 from ..index.view import View
 from .hits import Hits, WordChoice
-from .lookup import nearest_hits
+from .lookup import lookup_rows, nearest_hits
 from .search_params import SearchParams
 
 ALPHA = 3.0
@@ -52,25 +52,33 @@ class QueryWords:
         if inverted.codebook_version != self.codebook_version:
             raise ValueError("the segment's inverted file was built with another codebook")
         images = len(inverted.image_words)
-        lo = np.asarray(inverted.word_starts[self.words])
-        counts = np.asarray(inverted.word_starts[self.words + 1]) - lo
-        total = int(counts.sum())
-        if total == 0 or images == 0:
+        lo = np.asarray(inverted.word_starts[self.words]).tolist()
+        hi = np.asarray(inverted.word_starts[self.words + 1]).tolist()
+        counts = np.subtract(hi, lo)
+        if not counts.sum() or images == 0:
             return np.zeros(images, np.float64), np.zeros(images, np.int64)
-        # the entries of every query word, one after the other
-        first = np.cumsum(counts) - counts
-        entry = np.arange(total) - np.repeat(first - lo, counts)
-        which = np.repeat(np.arange(len(self.words)), counts)
-        bits = np.asarray(inverted.entry_bits[entry]) ^ self.bits[which]
+        # the entries of every query word, one after the other: a word's are contiguous,
+        # so slices copied together (a gather by index took twice as long)
+        stored = _words64(inverted.entry_bits)
+        bits = np.concatenate([stored[a:b] for a, b in zip(lo, hi, strict=True)])
+        bits ^= np.repeat(_words64(self.bits), counts, axis=0)
         hamming = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
+        image = np.concatenate([inverted.entry_image[a:b] for a, b in zip(lo, hi, strict=True)])
         u = 1.0 - 2.0 * hamming / self.dimension
         positive = u > THRESHOLD
         kernel = np.where(positive, u, 0.0) ** ALPHA
-        image = np.asarray(inverted.entry_image[entry])
         score = np.bincount(image, weights=kernel, minlength=images)
         shared = np.bincount(image[positive], minlength=images)
         norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
         return score / norm / np.sqrt(max(len(self.words), 1)), shared
+
+
+def _words64(bits: np.ndarray) -> np.ndarray:
+    """Packed signatures as 64-bit words when they divide so (128-D: 2 per signature, the
+    XOR and popcount faster than byte by byte), else as they are."""
+    if bits.shape[1] % 8 or not bits.flags.c_contiguous:
+        return np.asarray(bits)
+    return bits.view(np.uint64)
 
 
 def first_stage(
@@ -81,15 +89,18 @@ def first_stage(
     skip: np.ndarray,
     pool: ThreadPoolExecutor | None = None,
 ) -> tuple[WordChoice, Hits]:
-    """What a search's shortlist is chosen from: up to ``size`` sealed images by their words
-    (by_words), and the hits of the query's nearest rows among the images without words
-    (the growing buffer, searched exactly until it is sealed, and segments written before
-    the index had words)."""
+    """What a search's shortlist is chosen from: up to ``size`` sealed images by the words
+    of the query's strongest descriptors (by_words; as many as look up rows), and the hits
+    of the query's nearest rows among the images without words (the growing buffer,
+    searched exactly until it is sealed, and segments written before the index had
+    words)."""
     p = params
-    words = (
-        QueryWords(features.descriptors, view.codebook, p.query_words) if view.codebook else None
-    )
     lookup = p.lookup_features_for(features.backend)
+    # words of the strongest descriptors only, like the lookups: the same shortlists on the
+    # evaluation photos (mAP 0.941 both) at half the product with the words
+    strongest = features.descriptors[lookup_rows(features.strengths, len(features), lookup)]
+    book = view.codebook
+    words = QueryWords(strongest, book, p.query_words) if book else None
     hits = nearest_hits(
         view, features.descriptors, features.strengths, lookup, p.k, p.search_k, skip, pool
     )
@@ -120,4 +131,4 @@ def by_words(view: View, words: QueryWords | None, size: int, skip: np.ndarray) 
     images = view.sealed.images
     order = sorted(pool.tolist(), key=lambda i: (-score[i], images[i].image_id))[:size]
     chosen = np.array(order, np.int64)
-    return WordChoice(chosen, score[chosen], shared[chosen])
+    return WordChoice(chosen, score[chosen], shared[chosen], words.codebook_version)

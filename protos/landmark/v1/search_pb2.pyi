@@ -194,7 +194,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors", "shards", "shard_index", "disk_full", "settled")
+    __slots__ = ("images", "descriptors", "dimension", "backend", "bytes_on_disk", "bytes_per_descriptor", "labels", "generation", "segments", "growing_descriptors", "shards", "shard_index", "disk_full", "settled", "bytes_in_memory", "memory_bytes_per_descriptor", "codebook_version")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,9 @@ class IndexInfo(_message.Message):
     SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
     DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_PER_DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    CODEBOOK_VERSION_FIELD_NUMBER: _ClassVar[int]
     images: int
     descriptors: int
     dimension: int
@@ -223,7 +226,10 @@ class IndexInfo(_message.Message):
     shard_index: int
     disk_full: bool
     settled: bool
-    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ..., shards: _Optional[int] = ..., shard_index: _Optional[int] = ..., disk_full: _Optional[bool] = ..., settled: _Optional[bool] = ...) -> None: ...
+    bytes_in_memory: int
+    memory_bytes_per_descriptor: float
+    codebook_version: str
+    def __init__(self, images: _Optional[int] = ..., descriptors: _Optional[int] = ..., dimension: _Optional[int] = ..., backend: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., bytes_per_descriptor: _Optional[float] = ..., labels: _Optional[int] = ..., generation: _Optional[int] = ..., segments: _Optional[int] = ..., growing_descriptors: _Optional[int] = ..., shards: _Optional[int] = ..., shard_index: _Optional[int] = ..., disk_full: _Optional[bool] = ..., settled: _Optional[bool] = ..., bytes_in_memory: _Optional[int] = ..., memory_bytes_per_descriptor: _Optional[float] = ..., codebook_version: _Optional[str] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
