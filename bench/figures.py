@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import RESULTS, ROOT
-from bench.report_apart import ingest_section, large_section, machine_of
+from bench.report_apart import first_stage_section, ingest_section, large_section, machine_of
 
 
 def _load(name: str) -> dict:
@@ -37,7 +37,7 @@ def search_block() -> list[str]:
         "process and through gRPC; the previous path had every query descriptor look up.",
         "",
         "| images | padding | top-1 | in-process p50 / p95 | gRPC p50 / p95 | previous path "
-        "p50 | build s | bytes per descriptor |",
+        "p50 | build s | bytes per descriptor in memory / on disk |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in bench.get("search", []):
@@ -46,7 +46,7 @@ def search_block() -> list[str]:
         lines.append(
             f"| {s['size']:,} | {s['padding']} | {i['top1']:.3f} | {i['p50_ms']} / "
             f"{i['p95_ms']} | {g['p50_ms']} / {g['p95_ms']} | {every} | {s['build_s']} | "
-            f"{s['bytes_per_descriptor']} |"
+            f"{s.get('memory_bytes_per_descriptor', '-')} / {s['bytes_per_descriptor']} |"
         )
     for r in large.get("runs", []):
         i, g = r["in_process"], r["grpc"]
@@ -54,7 +54,7 @@ def search_block() -> list[str]:
         lines.append(
             f"| {r['images']:,} | real | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
             f"{g['p50_ms']} / {g['p95_ms']} | {every} | {r['build_s']} | "
-            f"{r['bytes_per_descriptor']} |"
+            f"{r.get('memory_bytes_per_descriptor', '-')} / {r['bytes_per_descriptor']} |"
         )
     return lines
 
@@ -220,7 +220,15 @@ def shortlist_block() -> list[str]:
 README, SCALING = ROOT / "README.md", ROOT / "docs" / "scaling.md"
 DESIGN = ROOT / "docs" / "index-design.md"
 QUALITY = ROOT / "docs" / "quality.md"
+
+
 # each block: the files that show it, and what renders it
+def first_stage_block() -> list[str]:
+    bench = _load("bench.json")
+    tables = _tables(first_stage_section(bench))[1:] if bench.get("search") else []
+    return [f"`make bench`, {_run(bench)} (bench/results/bench.json).", "", *tables]
+
+
 BLOCKS: dict[str, tuple[tuple[Path, ...], Callable[[], list[str]]]] = {
     "search": ((README,), search_block),
     "extraction": ((README,), extraction_block),
@@ -231,6 +239,7 @@ BLOCKS: dict[str, tuple[tuple[Path, ...], Callable[[], list[str]]]] = {
     "cpu-options": ((QUALITY,), cpu_options_block),
     "eval": ((README, QUALITY), eval_block),
     "shortlist": ((DESIGN,), shortlist_block),
+    "first-stage": ((DESIGN,), first_stage_block),
 }
 
 

@@ -133,7 +133,8 @@ class SearchConfig(RankingConfig):
         "LANDMARK_CODEBOOK",
         "a codebook folder (python -m search_service.index.vocabulary) the index takes as its "
         "words from its first segment; every shard of a coordinator needs the same one "
-        "(empty = fitted on the index's own descriptors)",
+        "(empty = fitted on the index's own descriptors; a shard without one has no words "
+        "and is searched by its rows)",
     )
     codebook_words: int = setting(
         _STORE.codebook_words, "LANDMARK_CODEBOOK_WORDS", "visual words fitted on the index"
@@ -183,6 +184,7 @@ class SearchConfig(RankingConfig):
             codebook=self.codebook,
             codebook_words=self.codebook_words,
             codebook_min_rows=self.codebook_min_rows,
+            fit_codebook=self.shard_index < 0,
         )
 
     def request_limits(self) -> RequestLimits:

@@ -193,6 +193,13 @@ class Loading:
 
 def open_engine(config: SearchConfig) -> SearchEngine:
     """The index in ``config.index_dir``, loaded (its log replayed) and ready to search."""
+    if config.shard_index >= 0 and not config.codebook:
+        log.warning(
+            "shard %d has no --codebook: it fits no words of its own (they would differ from "
+            "the other shards') and is searched by its rows, about 320 bytes per descriptor "
+            "in memory; start every shard with the same --codebook for about 25",
+            config.shard_index,
+        )
     return SearchEngine(
         Path(config.index_dir),
         config.search_params(),

@@ -1,10 +1,12 @@
 """The MANIFEST of an index directory: which segments and logs are live, and what was
 removed. JSON, replaced atomically (write, fsync, rename, fsync the directory).
 
-Format 3 (written now): logs may hold the index's own records (records.py). Format 2
-(read only): the same fields, logs of API messages; such a directory loads as it is, its
-manifest is rewritten as format 3 at once, and its old logs are replayed until a seal moves
-their images into a segment and deletes them.
+Format 4 (written now): format 3 and the folder of the index's visual words
+(vocabulary.py), whose segments may be in format 4 (segment.py). Format 3 (read): logs
+may hold the index's own records (records.py). Format 2 (read): the same fields, logs of
+API messages. An older directory loads as it is and its manifest is rewritten as format 4
+at once; format 2's old logs are replayed until a seal moves their images into a segment
+and deletes them.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from .wal import fsync_dir
 log = logging.getLogger(__name__)
 
 NAME = "MANIFEST"
-FORMAT = 3
-READABLE = (2, 3)
+# 4: the index may have visual words (a "codebook" folder) and segments in format 4, which
+# code that writes 3 cannot read: it refuses the directory by this number
+FORMAT = 4
+READABLE = (2, 3, 4)
 
 
 @dataclass(frozen=True)

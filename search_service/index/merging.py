@@ -76,6 +76,12 @@ def merge_plan(
     return []
 
 
+def without_words(segments: list[Segment]) -> list[Segment]:
+    """The segments searched by their rows: written before the index had words, or in an
+    older format. Once the index has words, merges rewrite them one at a time, with words."""
+    return [s for s in segments if s.inverted is None]
+
+
 class Merger:
     """Two lanes, each a thread: any merge, and a merge of small segments only (each of at
     most a quarter of SMALL_MERGE_ROWS rows, at most SMALL_MERGE_ROWS live rows in all). A
@@ -127,6 +133,9 @@ class Merger:
         free = [s for s in segments if s.name not in self._busy]
         if max_rows is not None:  # a lane of small merges takes small segments only
             free = [s for s in free if s.rows <= max_rows // GROWTH]
+        older = without_words(free) if without_words(segments) != segments else []
+        if older:  # the index has words: a segment written before is rewritten with them
+            return [min(older, key=lambda s: (s.rows, s.name))], removed
         limit = min(max_rows or settings.max_segment_rows, settings.max_segment_rows)
         return merge_plan(free, dead_rows(free, removed), limit, reclaim), removed
 
@@ -145,6 +154,7 @@ class Merger:
         due = (
             len(segments) > s.max_segments
             or self._dead_share(segments, removed) > s.max_dead_fraction
+            or 0 < len(without_words(segments)) < len(segments)
         )
         return due and bool(self.plan(max_rows))
 

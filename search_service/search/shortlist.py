@@ -40,6 +40,10 @@ class QueryWords:
         )
         x = np.repeat(np.asarray(descriptors, np.float32), multiple, axis=0)
         self.words, self.bits = aggregate(x, words.reshape(-1), codebook)
+        # the kernel of each Hamming distance h: u = 1 - 2 h / D, u ** ALPHA when above
+        # THRESHOLD (looked up per entry instead of computed)
+        u = 1.0 - 2.0 * np.arange(self.dimension + 1) / self.dimension
+        self.kernel = np.where(u > THRESHOLD, u, 0.0) ** ALPHA
 
     def scores(self, inverted: InvertedFile) -> np.ndarray:
         """Per image of the segment: its kernel score against the query (0 when it shares
@@ -62,13 +66,13 @@ class QueryWords:
         stored = _words64(inverted.entry_bits)
         bits = np.concatenate([stored[a:b] for a, b in zip(lo, hi, strict=True)])
         bits ^= np.repeat(_words64(self.bits), counts, axis=0)
-        hamming = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
+        hamming = np.bitwise_count(bits[:, 0])
+        for column in range(1, bits.shape[1]):  # at most D bits differ: D < 2**16
+            hamming = hamming + np.bitwise_count(bits[:, column]).astype(np.uint16)
         image = np.concatenate([inverted.entry_image[a:b] for a, b in zip(lo, hi, strict=True)])
-        u = 1.0 - 2.0 * hamming / self.dimension
-        positive = u > THRESHOLD
-        kernel = np.where(positive, u, 0.0) ** ALPHA
+        kernel = self.kernel[hamming]
         score = np.bincount(image, weights=kernel, minlength=images)
-        shared = np.bincount(image[positive], minlength=images)
+        shared = np.bincount(image[kernel > 0], minlength=images)
         norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
         return score / norm / np.sqrt(max(len(self.words), 1)), shared
 

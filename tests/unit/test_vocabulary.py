@@ -1,7 +1,8 @@
 """The index's visual words: fitted by the first segment build after the index holds
 codebook_min_rows descriptors, on a sample of them; named in the manifest with that
 segment; the same for every later segment (seals, bulk adds, merges in the child
-process); kept across a restart. A crash between the fit and the commit leaves nothing
+process), and a segment written before them is rewritten with them; kept across a
+restart. A crash between the fit and the commit leaves nothing
 named."""
 
 import json
@@ -37,9 +38,12 @@ def test_words_are_fitted_once_the_index_holds_enough_and_used_from_then_on(tmp_
     assert json.loads((store.dir / manifest.NAME).read_text())["codebook"] == book.path.name
     assert [s.inverted is not None for s in store.segments] == [False, True]
     writer.remove(["img-2"])
+    # a segment without words in an index that has them is due a rewrite, alone
+    assert index.merger.needs_merge() and index.merger.plan() == store.segments[:1]
     assert index.merger.merge()  # in the child process: the first segment gets words too
     assert store.vocabulary.codebook is book
-    assert [s.inverted.codebook_version for s in store.segments] == [book.version]
+    assert [s.inverted.codebook_version for s in store.segments] == [book.version] * 2
+    assert not index.merger.needs_merge()
     merged = store.segments[0]
     assert merged.inverted.image_words.shape == (len(merged.images),)
     index.close()
@@ -70,3 +74,18 @@ def test_words_fitted_before_a_crash_are_not_named_and_are_deleted(tmp_path):
     assert not (store.dir / book.path.name).exists()
     assert again.store.vocabulary.codebook is None and "img-1" in again.store.view.by_id
     again.close()
+
+
+def test_a_shard_without_a_codebook_given_fits_none(tmp_path):
+    """Its words would differ from the other shards': it is searched by its rows."""
+    from search_service.config import SearchConfig
+
+    settings = SearchConfig(shard_index=1, codebook_min_rows=1).store_settings()
+    assert not settings.fit_codebook
+    index = Index(tmp_path / "index", settings, background=False)
+    Writer(index.store).add([image(i) for i in range(3)], KIND, OnConflict.ERROR)
+    index.sealer.seal()
+    assert index.store.vocabulary.codebook is None
+    assert index.store.segments and all(s.annoy is not None for s in index.store.segments)
+    index.close()
+    assert SearchConfig(codebook_min_rows=1).store_settings().fit_codebook  # one index fits
