@@ -211,7 +211,7 @@ class SearchEngine:
         p = replace(self.params, k=k or self.params.k)
         size = shortlist or p.shortlist
         words, hits = first_stage(view, features, p, size, skip, self._pool)
-        if not (alive or (lambda: True))():
+        if alive and not alive():
             raise Cancelled("the caller went away during the first stage")
         used = np.unique(np.concatenate([hits.image, words.image]).astype(np.int64))
         local = np.searchsorted(used, hits.image).astype(np.int32)

@@ -35,9 +35,6 @@ SEED = 1
 ROUNDS = 10  # Lloyd iterations: the assignment barely changes after a few
 SAMPLE_PER_WORD = 40  # descriptors fitted per word (the rest are not needed)
 ASSIGN_BLOCK = 8192  # rows per product in assign_exact: [8192, W] similarities at a time
-# nodes Annoy inspects per word lookup: at its default (trees x 1) it misses the nearest
-# word of about half of real descriptors, and the shortlist misses hard pairs with it
-WORD_SEARCH_K = 1000
 MIN_ROWS_PER_WORD = 16  # at least this many: fewer descriptors fit fewer words
 
 
@@ -68,7 +65,7 @@ class Codebook:
         """A binarized residual's size: one bit per dimension."""
         return (self.dimension + 7) // 8
 
-    def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = WORD_SEARCH_K) -> np.ndarray:
+    def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
         """The ``per_row`` nearest words of each unit row of ``x``: [n, per_row] int32,
         nearest first (Annoy; ``search_k`` as Annoy takes it)."""
         out = np.empty((len(x), per_row), np.int32)

@@ -84,28 +84,10 @@ class IndexDisk:
             )
         final = self.dir / name
         try:
+            args = (images, dimension, s.n_trees, tmp, final, self.stop.is_set, s.projection_dim)
             if apart and isinstance(images, StoredImages):
-                return build_apart(
-                    images,
-                    dimension,
-                    s.n_trees,
-                    tmp,
-                    final,
-                    self.stop.is_set,
-                    s.projection_dim,
-                    idle,
-                    codebook,
-                )
-            return build_segment(
-                images,
-                dimension,
-                s.n_trees,
-                tmp,
-                final,
-                self.stop.is_set,
-                s.projection_dim,
-                codebook,
-            )
+                return build_apart(*args, idle, codebook)
+            return build_segment(*args, codebook)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise self.storage_error(exc, what) from exc

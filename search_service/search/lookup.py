@@ -223,17 +223,14 @@ def gather_hits(
 def nearest_hits(
     view: View,
     descriptors: np.ndarray,
-    strengths: np.ndarray | None,
-    lookup_features: int,
+    which: np.ndarray,
     k: int,
     search_k: int,
     skip: np.ndarray,
     pool: ThreadPoolExecutor | None = None,
 ) -> Hits:
-    """The hits of the ``lookup_features`` strongest query descriptors (all: 0): their k
-    nearest live rows among the images without words, leaving out those in ``skip``
-    (knn)."""
-    which = lookup_rows(strengths, len(descriptors), lookup_features)
+    """The hits of the query descriptors ``which`` (lookup_rows): their k nearest live rows
+    among the images without words, leaving out those in ``skip`` (knn)."""
     queries = descriptors if len(which) == len(descriptors) else descriptors[which]
     rows, images, dists = knn(view, queries, k, search_k, pool, skip)
     return gather_hits(rows, images, dists, np.concatenate([view.dead, skip]), which)

@@ -102,23 +102,21 @@ def first_stage(
     lookup = p.lookup_features_for(features.backend)
     # words of the strongest descriptors only, like the lookups: the same shortlists on the
     # evaluation photos (mAP 0.941 both) at half the product with the words
-    strongest = features.descriptors[lookup_rows(features.strengths, len(features), lookup)]
+    which = lookup_rows(features.strengths, len(features), lookup)
     book = view.codebook
-    words = QueryWords(strongest, book, p.query_words) if book else None
-    hits = nearest_hits(
-        view, features.descriptors, features.strengths, lookup, p.k, p.search_k, skip, pool
-    )
+    words = QueryWords(features.descriptors[which], book, p.query_words) if book else None
+    hits = nearest_hits(view, features.descriptors, which, p.k, p.search_k, skip, pool)
     return by_words(view, words, size, skip), hits
 
 
 def by_words(view: View, words: QueryWords | None, size: int, skip: np.ndarray) -> WordChoice:
     """The ``size`` best-scored sealed images (global numbers, best first; ties by image
     id), leaving out removed images and ``skip``."""
+    if words is None:
+        return WordChoice.empty()
     total = len(view.sealed.images)
     score = np.zeros(total, np.float64)
     shared = np.zeros(total, np.int64)
-    if words is None:
-        return WordChoice.empty()
     for s, seg in enumerate(view.segments):
         if seg.inverted is None:
             continue
