@@ -91,7 +91,7 @@ def test_one_entry_per_image_and_word_with_the_sign_of_the_summed_residuals(book
     rng = np.random.default_rng(3)
     x, starts, counts = images_of(rng, book)
     inv = inverted.build(x, starts, counts, book)
-    words = book.nearest(x)[:, 0]
+    words = codebook.assign_exact(x, book.centroids)[:, 0]
     distinct = [len(np.unique(words[s : s + c])) for s, c in zip(starts, counts, strict=True)]
     assert inv.image_words.tolist() == distinct
     assert inv.entries == sum(distinct) and int(inv.word_starts[-1]) == inv.entries
@@ -117,7 +117,7 @@ def test_an_image_scores_one_against_itself_and_a_repeated_pattern_counts_once(b
     # the same descriptors ten times over: the same signatures, the same score
     assert QueryWords(np.repeat(first, 10, axis=0), book).scores(inv)[0] == pytest.approx(1.0)
     # a query sharing no word scores zero everywhere
-    unused = np.setdiff1d(np.arange(book.words), book.nearest(x)[:, 0])
+    unused = np.setdiff1d(np.arange(book.words), codebook.assign_exact(x, book.centroids)[:, 0])
     far = unit(book.centroids[unused[:4]] + 1e-3)
     assert not QueryWords(far, book).scores(inv).any()
 
@@ -128,7 +128,7 @@ def test_a_shared_word_whose_signatures_disagree_counts_nothing(book):
     rng = np.random.default_rng(7)
     own = book.centroids[rng.choice(book.words, 8, replace=False)]
     x = clustered(80, own, rng, spread=0.05)
-    words = book.nearest(x)[:, 0]
+    words = codebook.assign_exact(x, book.centroids)[:, 0]
     mirrored = unit(2 * book.centroids[words] - x)
     both = np.concatenate([x, mirrored])
     inv = inverted.build(both, np.array([0, 80]), np.array([80, 80]), book)
