@@ -6,14 +6,22 @@ words at the search_k (1,000) where Annoy finds the nearest word of 94% of real
 descriptors. Annoy's trees over the words are stored beside them for bench/shortlist.py,
 which measures the two.
 
+A large codebook (TWO_LEVEL_WORDS or more) is a two-level vocabulary tree (Nister and
+Stewenius): about sqrt(W) cells, each with the words fitted on the descriptors nearest it.
+A descriptor's words are then sought among the words of its ``probe`` nearest cells: about
+3 sqrt(W) products instead of W (65,536 words: 768 instead of 65,536), for fitting, for a
+segment's build and for a query alike.
+
     codebook/  meta.json      format, backend, dimension, words, version, fitted on
-               centroids.npy  [W, D] float32 unit rows
+               centroids.npy  [W, D] float32 unit rows (a two-level codebook's by cell)
+               cells.npy      [C, D] float32 unit rows (two-level only)
+               cell_starts.npy  [C + 1] int64: cell c's words are [starts[c], starts[c+1])
                words.ann      Annoy (angular) over the rows, seeded: the same words give
                               the same file
 
-The version is the first 16 hex digits of the SHA-256 of the centroids: two indexes (two
-shards) share a codebook exactly when their versions are equal, and an inverted file
-records the version it was built with.
+The version is the first 16 hex digits of the SHA-256 of the centroids (and of the cells):
+two indexes (two shards) share a codebook exactly when their versions are equal, and an
+inverted file records the version it was built with.
 """
 
 from __future__ import annotations
@@ -27,15 +35,15 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ..errors import IndexCorrupt
+from .kmeans import SAMPLE_PER_WORD, SEED, assign_exact, assign_two_level, fit, fit_two_level
 from .wal import publish_dir
 
-FORMAT = 1
+__all__ = ["SAMPLE_PER_WORD", "SEED", "Codebook", "assign_exact", "fit", "fitted", "load", "save"]
+
+FORMAT = 1  # a codebook without cells.npy is one level
 N_TREES = 32
-SEED = 1
-ROUNDS = 10  # Lloyd iterations: the assignment barely changes after a few
-SAMPLE_PER_WORD = 40  # descriptors fitted per word (the rest are not needed)
-ASSIGN_BLOCK = 8192  # rows per product in assign_exact: [8192, W] similarities at a time
 MIN_ROWS_PER_WORD = 16  # at least this many: fewer descriptors fit fewer words
+TWO_LEVEL_WORDS = 16_384  # from this many words, a two-level codebook
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Codebook:
     version: str
     fitted_on: int  # descriptors the words were fitted on
     path: Path | None = None  # its folder, once stored
+    cells: np.ndarray | None = None  # [C, D] float32 unit rows: two-level
+    cell_starts: np.ndarray | None = None  # [C + 1] int64
 
     @property
     def words(self) -> int:
@@ -56,9 +66,18 @@ class Codebook:
         return int(self.centroids.shape[1])
 
     def bytes_in_memory(self) -> int:
-        """Its centroids and Annoy's trees over them."""
-        trees = (self.path / "words.ann").stat().st_size if self.path else 0
-        return int(self.centroids.nbytes) + trees
+        """Its centroids and cells (Annoy's trees over the words are mapped, and read only
+        by bench/shortlist.py)."""
+        cells = 0 if self.cells is None else int(self.cells.nbytes)
+        return int(self.centroids.nbytes) + cells
+
+    def assign(self, x: np.ndarray, per_row: int = 1) -> np.ndarray:
+        """The ``per_row`` nearest words of each unit row of ``x`` (largest dot product
+        first): [n, per_row] int64. By a full product with the words, or for a two-level
+        codebook among the words of the PROBE nearest cells."""
+        if self.cells is None or self.cell_starts is None:
+            return assign_exact(x, self.centroids, per_row)
+        return assign_two_level(x, self.cells, self.cell_starts, self.centroids, per_row)
 
     @property
     def signature_bytes(self) -> int:
@@ -74,52 +93,11 @@ class Codebook:
         return out
 
 
-def version_of(centroids: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()[:16]
-
-
-def fit(
-    descriptors: np.ndarray,
-    words: int,
-    seed: int = SEED,
-    rounds: int = ROUNDS,
-    sample_per_word: int = SAMPLE_PER_WORD,
-) -> np.ndarray:
-    """Spherical k-means (Lloyd, renormalised centroids) of unit rows: [words, D] float32.
-    Fitted on at most ``sample_per_word`` rows per word, chosen with ``seed``; an empty word
-    takes a random row. The same rows and seed give the same words."""
-    x = np.asarray(descriptors, np.float32)
-    if len(x) < words:
-        raise ValueError(f"{words} words need at least as many descriptors (got {len(x)})")
-    rng = np.random.default_rng(seed)
-    if len(x) > sample_per_word * words:
-        x = x[np.sort(rng.choice(len(x), sample_per_word * words, replace=False))]
-    centroids = x[rng.choice(len(x), words, replace=False)].copy()
-    for _ in range(rounds):
-        nearest = assign_exact(x, centroids)[:, 0]
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, nearest, x)
-        empty = np.bincount(nearest, minlength=words) == 0
-        sums[empty] = x[rng.choice(len(x), int(empty.sum()), replace=False)]
-        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    return np.ascontiguousarray(centroids, np.float32)
-
-
-def assign_exact(x: np.ndarray, centroids: np.ndarray, per_row: int = 1) -> np.ndarray:
-    """The ``per_row`` nearest words of each unit row by a full product (largest dot
-    product first): [n, per_row] int64. What fitting uses, and what Annoy's lookup is
-    measured against."""
-    out = np.empty((len(x), per_row), np.int64)
-    for lo in range(0, len(x), ASSIGN_BLOCK):
-        sims = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32) @ centroids.T
-        # one argmax per word, each word taken out once found: several times faster than
-        # an argpartition of the whole [n, W] block for the 1-3 words asked for
-        block = out[lo : lo + ASSIGN_BLOCK]
-        rows = np.arange(len(sims))
-        for j in range(per_row):
-            block[:, j] = sims.argmax(axis=1)
-            sims[rows, block[:, j]] = -np.inf
-    return out
+def version_of(centroids: np.ndarray, cells: np.ndarray | None = None) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes())
+    if cells is not None:
+        digest.update(np.ascontiguousarray(cells, np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _annoy(centroids: np.ndarray) -> AnnoyIndex:
@@ -131,9 +109,30 @@ def _annoy(centroids: np.ndarray) -> AnnoyIndex:
     return annoy
 
 
-def create(backend: str, centroids: np.ndarray, fitted_on: int) -> Codebook:
+def create(
+    backend: str,
+    centroids: np.ndarray,
+    fitted_on: int,
+    cells: np.ndarray | None = None,
+    cell_starts: np.ndarray | None = None,
+) -> Codebook:
+    """A codebook of ``centroids`` (and, two-level, of ``cells`` and their words'
+    ``cell_starts``)."""
     centroids = np.ascontiguousarray(centroids, np.float32)
-    return Codebook(backend, centroids, _annoy(centroids), version_of(centroids), fitted_on)
+    if cells is not None:
+        cells = np.ascontiguousarray(cells, np.float32)
+        cell_starts = np.asarray(cell_starts, np.int64)
+    version = version_of(centroids, cells)
+    annoy = _annoy(centroids)
+    return Codebook(backend, centroids, annoy, version, fitted_on, None, cells, cell_starts)
+
+
+def fitted(backend: str, rows: np.ndarray, words: int, **fitting: int) -> Codebook:
+    """A codebook of ``words`` words fitted on ``rows`` (two-level from TWO_LEVEL_WORDS)."""
+    if words >= TWO_LEVEL_WORDS:
+        centroids, cells, starts = fit_two_level(rows, words, **fitting)
+        return create(backend, centroids, len(rows), cells, starts)
+    return create(backend, fit(rows, words, **fitting), len(rows))
 
 
 def save(codebook: Codebook, path: Path) -> None:
@@ -141,6 +140,9 @@ def save(codebook: Codebook, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=False)
     np.save(tmp / "centroids.npy", codebook.centroids, allow_pickle=False)
+    if codebook.cells is not None:
+        np.save(tmp / "cells.npy", codebook.cells, allow_pickle=False)
+        np.save(tmp / "cell_starts.npy", codebook.cell_starts, allow_pickle=False)
     codebook.annoy.save(str(tmp / "words.ann"))
     meta = {
         "format": FORMAT,
@@ -160,6 +162,10 @@ def load(path: Path) -> Codebook:
         if meta.get("format") != FORMAT:
             raise IndexCorrupt(f"{path}: codebook format {meta.get('format')} is not {FORMAT}")
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
+        cells = starts = None
+        if (path / "cells.npy").exists():
+            cells = np.load(path / "cells.npy", allow_pickle=False)
+            starts = np.load(path / "cell_starts.npy", allow_pickle=False)
         annoy = AnnoyIndex(int(meta["dimension"]), "angular")
         annoy.load(str(path / "words.ann"))
     except IndexCorrupt:
@@ -170,9 +176,27 @@ def load(path: Path) -> Codebook:
         centroids.dtype != np.float32
         or centroids.shape != (meta["words"], meta["dimension"])
         or annoy.get_n_items() != meta["words"]
-        or version_of(centroids) != meta["version"]
+        or version_of(centroids, cells) != meta["version"]
+        or (cells is not None and not _cells_agree(cells, starts, len(centroids)))
     ):
         raise IndexCorrupt(f"{path}: the codebook's files disagree with its meta.json")
     return Codebook(
-        meta["backend"], centroids, annoy, meta["version"], int(meta["fitted_on"]), path
+        meta["backend"],
+        centroids,
+        annoy,
+        meta["version"],
+        int(meta["fitted_on"]),
+        path,
+        cells,
+        starts,
+    )
+
+
+def _cells_agree(cells: np.ndarray, starts: np.ndarray | None, words: int) -> bool:
+    return (
+        starts is not None
+        and starts.shape == (len(cells) + 1,)
+        and int(starts[0]) == 0
+        and int(starts[-1]) == words
+        and bool(np.all(np.diff(starts) > 0))
     )

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexCorrupt
-from .codebook import Codebook, assign_exact
+from .codebook import Codebook
+from .kmeans import ASSIGN_BLOCK
 
 FORMAT = 1
 ARRAYS = ("word_starts", "entry_image", "entry_bits", "image_words")
@@ -65,7 +66,9 @@ def aggregate(
 
 class Builder:
     """An inverted file built one image at a time (a segment's writer streams its images
-    through it): only the entries are held, about one per descriptor or fewer."""
+    through it): only the entries are held, about one per descriptor or fewer, and the
+    descriptors of the images not yet assigned (up to about ASSIGN_BLOCK rows: a two-level
+    codebook's assignment is grouped by cell, worth it over many rows at once)."""
 
     def __init__(self, codebook: Codebook) -> None:
         self.codebook = codebook
@@ -73,18 +76,33 @@ class Builder:
         self._images: list[np.ndarray] = []
         self._bits: list[np.ndarray] = []
         self._image_words: list[int] = []
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
 
     def add(self, descriptors: np.ndarray) -> None:
         """The next image's unit descriptors."""
-        book = self.codebook
-        words = assign_exact(descriptors, book.centroids)[:, 0] if len(descriptors) else np.zeros(0)
-        present, signs = aggregate(descriptors, words, self.codebook)
-        self._words.append(present)
-        self._images.append(np.full(len(present), len(self._image_words), np.int32))
-        self._bits.append(signs)
-        self._image_words.append(len(present))
+        self._pending.append(np.asarray(descriptors, np.float32))
+        self._pending_rows += len(descriptors)
+        if self._pending_rows >= ASSIGN_BLOCK:
+            self._assign()
+
+    def _assign(self) -> None:
+        if not self._pending:
+            return
+        rows = np.concatenate(self._pending)
+        words = self.codebook.assign(rows)[:, 0] if len(rows) else np.zeros(0, np.int64)
+        lo = 0
+        for x in self._pending:
+            present, signs = aggregate(x, words[lo : lo + len(x)], self.codebook)
+            lo += len(x)
+            self._words.append(present)
+            self._images.append(np.full(len(present), len(self._image_words), np.int32))
+            self._bits.append(signs)
+            self._image_words.append(len(present))
+        self._pending, self._pending_rows = [], 0
 
     def finish(self) -> InvertedFile:
+        self._assign()
         book = self.codebook
         width = book.signature_bytes
         word = np.concatenate(self._words) if self._words else np.zeros(0, np.int64)
@@ -98,6 +116,34 @@ class Builder:
             bits[order],
             np.array(self._image_words, np.int32),
         )
+
+
+def carried(parts: list[tuple[InvertedFile, np.ndarray]], words: int) -> InvertedFile:
+    """The inverted file of images taken from others built with the same codebook (a
+    merge): ``parts`` pairs each source with its images' new numbers (-1: left out). The
+    same entries a build from the images' rows gives, without assigning them again."""
+    word, image, bits = [], [], []
+    image_words = np.zeros(sum(int((new >= 0).sum()) for _, new in parts), np.int32)
+    for source, new in parts:
+        new = np.asarray(new, np.int64)
+        of = np.repeat(np.arange(words, dtype=np.int64), np.diff(source.word_starts))
+        number = new[np.asarray(source.entry_image)]
+        keep = number >= 0
+        word.append(of[keep])
+        image.append(number[keep])
+        bits.append(np.asarray(source.entry_bits)[keep])
+        kept = new >= 0
+        image_words[new[kept]] = np.asarray(source.image_words)[kept]
+    w = np.concatenate(word)
+    i = np.concatenate(image)
+    order = np.lexsort((i, w))  # by word, then by image: as Builder.finish orders them
+    return InvertedFile(
+        parts[0][0].codebook_version,
+        np.concatenate([[0], np.cumsum(np.bincount(w, minlength=words))]),
+        i[order].astype(np.int32),
+        np.concatenate(bits)[order],
+        image_words,
+    )
 
 
 def build(
@@ -132,7 +178,9 @@ def load(path: Path, images: int) -> InvertedFile:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != FORMAT:
             raise IndexCorrupt(f"{path}: inverted file format {meta.get('format')} unknown")
-        arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in ARRAYS}
+        # plain arrays over the mapping: a memmap's own slices cost a Python call each,
+        # and a query slices a few thousand word lists
+        arrays = {n: np.asarray(np.load(path / f"{n}.npy", mmap_mode="r")) for n in ARRAYS}
     except IndexCorrupt:
         raise
     except (OSError, ValueError, KeyError) as exc:

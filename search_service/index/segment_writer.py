@@ -82,7 +82,8 @@ def build_segment(
     total = start
     tmp.mkdir(parents=True, exist_ok=True)
     covariance = Covariance(dimension)
-    words = inverted.Builder(codebook) if codebook else None
+    taken = _carried(images, codebook) if codebook else None
+    words = inverted.Builder(codebook) if codebook and taken is None else None
 
     def quantized() -> Iterator[np.ndarray]:
         for im in images:
@@ -111,13 +112,32 @@ def build_segment(
         "descriptors": total,
         "images": [asdict(m) for m in metas],
     }
-    if words:  # shortlisted by its words: no trees over its rows
-        inverted.save(words.finish(), tmp / "inverted")
+    if words is not None:
+        taken = words.finish()
+    if taken is not None:  # shortlisted by its words: no trees over its rows
+        inverted.save(taken, tmp / "inverted")
     else:
         meta |= _write_trees(images, covariance, projection_dim, n_trees, tmp, stopping)
     (tmp / "meta.json").write_text(json.dumps(meta))
     publish_dir(tmp, final)
     return load_segment(final)
+
+
+def _carried(images: Sequence[ImageData], codebook: Codebook) -> inverted.InvertedFile | None:
+    """A merge's inverted file taken from its segments' own when every one of them was
+    built with ``codebook`` (else None: the build assigns the rows to words again)."""
+    if not isinstance(images, StoredImages) or not images.where:
+        return None
+    numbers: dict[str, tuple[Segment, np.ndarray]] = {}
+    for n, (segment, index) in enumerate(images.where):
+        got = segment.inverted
+        if got is None or got.codebook_version != codebook.version:
+            return None
+        if segment.name not in numbers:
+            numbers[segment.name] = (segment, np.full(len(segment.images), -1, np.int64))
+        numbers[segment.name][1][index] = n
+    parts = [(seg.inverted, new) for seg, new in numbers.values() if seg.inverted is not None]
+    return inverted.carried(parts, codebook.words)
 
 
 def _write_trees(

@@ -27,7 +27,7 @@ class StoreSettings:
     # visual words of the aggregated shortlist, fitted once the sealed images and a build
     # hold codebook_min_rows descriptors: words fitted on the first 48 photos of 95 (a few
     # landmarks) shortlist worse than words fitted on them all (docs/index-design.md)
-    codebook_words: int = 8192
+    codebook_words: int = 65_536
     codebook_min_rows: int = 100_000
     # a codebook folder to take instead (shards of one coordinator must share their words)
     codebook: str = ""

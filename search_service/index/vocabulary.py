@@ -102,9 +102,10 @@ class Vocabulary:
     def _take(self, given: Codebook) -> Codebook:
         name = self._new_name("words")
         # its trees built again (seeded: the same), not copied from the mapped file
-        codebook.save(
-            codebook.create(given.backend, given.centroids, given.fitted_on), self.dir / name
+        again = codebook.create(
+            given.backend, given.centroids, given.fitted_on, given.cells, given.cell_starts
         )
+        codebook.save(again, self.dir / name)
         self.name = name
         log.info("took the codebook %s (%s) as %s", given.path, given.version, name)
         return codebook.load(self.dir / name)
@@ -115,10 +116,9 @@ class Vocabulary:
         10,000 images than 5,125 on 16: recall 0.975 against 0.987)."""
         words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
         name = self._new_name("words")
-        centroids = codebook.fit(
-            rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD
+        fitted = codebook.fitted(
+            backend, rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD
         )
-        fitted = codebook.create(backend, centroids, len(rows))
         codebook.save(fitted, self.dir / name)
         book = codebook.load(self.dir / name)
         self.name = name
@@ -168,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             "--words)"
         )
     rows = _sample([], stored, codebook.SAMPLE_PER_WORD * args.words)
-    fitted = codebook.create(found.backend, codebook.fit(rows, args.words), len(rows))
+    fitted = codebook.fitted(found.backend, rows, args.words)
     codebook.save(fitted, args.out)
-    print(f"{args.out}: {args.words} words ({found.backend}), version {fitted.version}")
+    print(f"{args.out}: {fitted.words} words ({found.backend}), version {fitted.version}")
     return 0
 
 

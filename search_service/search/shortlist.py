@@ -13,7 +13,7 @@ import numpy as np
 
 from landmark.wire import Features
 
-from ..index.codebook import Codebook, assign_exact
+from ..index.codebook import Codebook
 from ..index.inverted import InvertedFile, aggregate
 from ..index.view import View
 from .hits import Hits, WordChoice
@@ -31,13 +31,10 @@ class QueryWords:
         self.dimension = codebook.dimension
         self.codebook_version = codebook.version
         n = len(descriptors)
-        # by a full product: Annoy at any affordable search_k misses the nearest word of
-        # many real descriptors, and the shortlist then misses the hard pairs
-        words = (
-            assign_exact(descriptors, codebook.centroids, multiple)
-            if n
-            else np.zeros((0, multiple), np.int64)
-        )
+        # by products with the words (codebook.assign): Annoy at any affordable search_k
+        # misses the nearest word of many real descriptors, and the shortlist then misses
+        # the hard pairs
+        words = codebook.assign(descriptors, multiple) if n else np.zeros((0, multiple), np.int64)
         x = np.repeat(np.asarray(descriptors, np.float32), multiple, axis=0)
         self.words, self.bits = aggregate(x, words.reshape(-1), codebook)
         # the kernel of each Hamming distance h: u = 1 - 2 h / D, u ** ALPHA when above

@@ -142,7 +142,7 @@ def test_an_inverted_file_is_stored_mapped_and_checked(book, tmp_path):
     inv = inverted.build(x, starts, counts, book)
     inverted.save(inv, tmp_path / "inverted")
     again = inverted.load(tmp_path / "inverted", images=len(counts))
-    assert isinstance(again.entry_bits, np.memmap)
+    assert isinstance(again.entry_bits.base, np.memmap)  # mapped, not read
     query = QueryWords(x[80:160], book)
     assert np.array_equal(query.scores(again), query.scores(inv))
     with pytest.raises(IndexCorrupt, match="disagree"):
