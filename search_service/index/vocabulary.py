@@ -33,8 +33,8 @@ from .store_settings import StoreSettings
 log = logging.getLogger(__name__)
 
 # a seal fits the words while adds wait for nothing but still share its 2 cores: fewer
-# rows and rounds than the bench's fit (about 9 s for 8,192 words, not a minute)
-FIT_SAMPLE_PER_WORD = 10
+# rows and rounds than the bench's fit (65,536 words in two levels on 1M rows: about 30 s)
+FIT_SAMPLE_PER_WORD = MIN_ROWS_PER_WORD
 FIT_ROUNDS = 5
 
 
@@ -113,7 +113,8 @@ class Vocabulary:
     def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
         """Words fitted on ``rows``, a sample of the index's descriptors: at most one per
         MIN_ROWS_PER_WORD of them (8,192 words fitted on 10 rows each shortlisted worse at
-        10,000 images than 5,125 on 16: recall 0.975 against 0.987)."""
+        10,000 images than 5,125 on 16: recall 0.975 against 0.987), two-level from
+        TWO_LEVEL_WORDS."""
         words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
         name = self._new_name("words")
         fitted = codebook.fitted(

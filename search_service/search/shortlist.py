@@ -22,6 +22,7 @@ from .search_params import SearchParams
 
 ALPHA = 3.0
 THRESHOLD = 0.0  # at least 0: a word whose signatures disagree counts nothing
+CHUNK_ENTRIES = 1 << 18  # inverted-file entries scored at once
 
 
 class QueryWords:
@@ -40,7 +41,7 @@ class QueryWords:
         # the kernel of each Hamming distance h: u = 1 - 2 h / D, u ** ALPHA when above
         # THRESHOLD (looked up per entry instead of computed)
         u = 1.0 - 2.0 * np.arange(self.dimension + 1) / self.dimension
-        self.kernel = np.where(u > THRESHOLD, u, 0.0) ** ALPHA
+        self.kernel = (np.where(u > THRESHOLD, u, 0.0) ** ALPHA).astype(np.float32)
 
     def scores(self, inverted: InvertedFile) -> np.ndarray:
         """Per image of the segment: its kernel score against the query (0 when it shares
@@ -58,20 +59,37 @@ class QueryWords:
         counts = np.subtract(hi, lo)
         if not counts.sum() or images == 0:
             return np.zeros(images, np.float64), np.zeros(images, np.int64)
-        # the entries of every query word, one after the other: a word's are contiguous,
-        # so slices copied together (a gather by index took twice as long)
+        score = np.zeros(images, np.float64)
+        shared = np.zeros(images, np.float64)
+        # the entries of a run of query words at a time (about CHUNK_ENTRIES): a word's
+        # are contiguous, so slices copied together (a gather by index took twice as
+        # long), into arrays small enough to stay in cache
+        ends = np.cumsum(counts)
+        first = 0
+        while first < len(counts):
+            last = int(np.searchsorted(ends, ends[first] - counts[first] + CHUNK_ENTRIES))
+            last = max(last, first + 1)
+            a, b = lo[first:last], hi[first:last]
+            kernel = self._kernel(inverted, a, b, counts[first:last], first)
+            image = np.concatenate([inverted.entry_image[i:j] for i, j in zip(a, b, strict=True)])
+            score += np.bincount(image, weights=kernel, minlength=images)
+            shared += np.bincount(image, weights=kernel > 0, minlength=images)
+            first = last
+        norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
+        return score / norm / np.sqrt(max(len(self.words), 1)), shared.astype(np.int64)
+
+    def _kernel(
+        self, inverted: InvertedFile, lo: list[int], hi: list[int], counts: np.ndarray, at: int
+    ) -> np.ndarray:
+        """The kernel of each entry of the query words ``at``, ``at + 1``, ... whose
+        entries are [lo, hi) in ``inverted``."""
         stored = _words64(inverted.entry_bits)
         bits = np.concatenate([stored[a:b] for a, b in zip(lo, hi, strict=True)])
-        bits ^= np.repeat(_words64(self.bits), counts, axis=0)
-        hamming = np.bitwise_count(bits[:, 0])
+        bits ^= np.repeat(_words64(self.bits)[at : at + len(counts)], counts, axis=0)
+        hamming = np.bitwise_count(bits[:, 0]).astype(np.uint16)
         for column in range(1, bits.shape[1]):  # at most D bits differ: D < 2**16
-            hamming = hamming + np.bitwise_count(bits[:, column]).astype(np.uint16)
-        image = np.concatenate([inverted.entry_image[a:b] for a, b in zip(lo, hi, strict=True)])
-        kernel = self.kernel[hamming]
-        score = np.bincount(image, weights=kernel, minlength=images)
-        shared = np.bincount(image[kernel > 0], minlength=images)
-        norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
-        return score / norm / np.sqrt(max(len(self.words), 1)), shared
+            hamming += np.bitwise_count(bits[:, column])
+        return self.kernel[hamming]
 
 
 def _words64(bits: np.ndarray) -> np.ndarray:

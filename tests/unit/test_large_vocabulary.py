@@ -136,3 +136,18 @@ def test_a_build_of_stored_images_with_the_same_words_assigns_no_row_again(
     other = codebook.create("aliked", book.centroids[::-1].copy(), book.fitted_on)
     with pytest.raises(AssertionError, match="assigned to words again"):
         build(StoredImages([(a, 0), (b, 1)]), "other", other)
+
+
+def test_scores_are_the_same_whatever_the_entries_scored_at_once(two_level, monkeypatch):
+    from search_service.search import shortlist
+
+    book = two_level
+    rng = np.random.default_rng(5)
+    x, starts, counts = images_of(rng, book, n_images=10, per_image=60)
+    inv = inverted.build(x, starts, counts, book)
+    query = shortlist.QueryWords(x[60:120], book, multiple=2)
+    whole, shared = query.match(inv)
+    assert whole.argmax() == 1 and shared[1] > 0
+    monkeypatch.setattr(shortlist, "CHUNK_ENTRIES", 7)  # a few words at a time
+    pieces, shared_pieces = query.match(inv)
+    assert np.allclose(pieces, whole, rtol=1e-12) and np.array_equal(shared_pieces, shared)
