@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, ROOT, peak_rss_mib
 from bench.extraction import extract_real, load_pool, load_real
-from bench.searching import grpc_latency, search_queries
+from bench.searching import grpc_latency, search_queries, shortlist_recall
 
 SIZES = (50_000,)
 BATCH = 1000  # generated images per add (1M descriptors, 0.5 GB as float32)
@@ -77,6 +77,8 @@ def large_run(size: int, cache: Path, out: Path) -> None:
             segments=[s.rows for s in engine.store.segments],
             bytes_on_disk=info["bytes_on_disk"],
             bytes_per_descriptor=round(info["bytes_per_descriptor"], 1),
+            memory_bytes_per_descriptor=round(info["memory_bytes_per_descriptor"], 1),
+            words=engine.store.view.codebook.words if engine.store.view.codebook else 0,
             build_peak_rss_mib=peak_rss_mib(),
         )
         correct: dict[str, bool] = {}
@@ -86,6 +88,7 @@ def large_run(size: int, cache: Path, out: Path) -> None:
         every = SearchParams(lookup_features=EVERY_DESCRIPTOR)
         result["every_lookup"] = search_queries(engine, queries, correct, every)
         result["in_process"] = search_queries(engine, queries, correct)
+        result["shortlist"] = shortlist_recall(engine, queries)
         result["grpc"] = grpc_latency(engine, tmp, queries)
         engine.close()
     result["peak_rss_mib"] = peak_rss_mib()
