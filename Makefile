@@ -97,9 +97,9 @@ clean: ## remove .venv and build leftovers
 bench: $(STAMP) ## the benchmark suite (bench/results)
 	$(PY) -m bench.run
 
-# Not in CI: about 16 GB of index and half an hour on 2 cores. SIZES=50000,100000 for more.
-SIZES ?= 50000
-bench-large: $(STAMP) ## one node at 50,000 images (bench/results/large.json)
+# Not in CI: about 31 GB of index and over an hour on 2 cores. SIZES=50000,200000 for more.
+SIZES ?= 200000
+bench-large: $(STAMP) ## one node at 200,000 images (bench/results/large.json)
 	$(PY) -m bench.large --sizes $(SIZES)
 
 # Not in CI: about 25 minutes on 2 cores (ingest through 1 and 2 extractor processes, sift

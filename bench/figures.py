@@ -33,8 +33,9 @@ def search_block() -> list[str]:
     bench, large = _load("bench.json"), _load("large.json")
     lines = [
         f"`make bench`, {_run(bench)} (bench/results/bench.json; `make bench-large` for "
-        "50,000 images, bench/results/large.json). p50 / p95 ms per query, in the search "
-        "process and through gRPC; the previous path had every query descriptor look up.",
+        "one node at 200,000 images, bench/results/large.json). p50 / p95 ms per query, in "
+        "the search process and through gRPC; the previous path had every query descriptor "
+        "look up.",
         "",
         "| images | padding | top-1 | in-process p50 / p95 | gRPC p50 / p95 | previous path "
         "p50 | build s | bytes per descriptor in memory / on disk |",

@@ -1,6 +1,7 @@
-"""`make bench-large`: one search node at 50,000 database images (about 50M descriptors)
-and, with --sizes, more. Not part of CI: the 50,000-image run writes about 16 GB and takes
-about half an hour on 2 cores. Writes bench/results/large.json; REPORT.md shows it.
+"""`make bench-large`: one search node at 200,000 database images (about 200M
+descriptors) and, with --sizes, other sizes. Not part of CI: the 200,000-image run writes
+about 31 GB and takes over an hour on 2 cores. Writes bench/results/large.json; REPORT.md
+shows it.
 
 The index is built the way a node ingests: adds of BATCH generated images (realistic
 padding, bench/synthetic.py) after the real photos, each followed by the merges the
@@ -25,7 +26,7 @@ from bench.common import RESULTS, ROOT, peak_rss_mib
 from bench.extraction import extract_real, load_pool, load_real
 from bench.searching import grpc_latency, search_queries, shortlist_recall
 
-SIZES = (50_000,)
+SIZES = (200_000,)
 BATCH = 1000  # generated images per add (1M descriptors, 0.5 GB as float32)
 
 

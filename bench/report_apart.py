@@ -52,18 +52,21 @@ def large_section(large: dict | None) -> list[str]:
         "of an idle period; segments hold at most `max_segment_rows` descriptors. Peak RSS "
         "covers the build and the searches (the bench holds one batch of features at most).",
         "",
-        "| images | descriptors | segments (M rows) | build s (of it merging) | bytes on disk | "
-        "bytes/descr | top-1 | in-process p50 / p95 ms | neighbours | matching | "
-        "gRPC p50 / p95 ms | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| images | descriptors | words | segments (M rows) | build s (of it merging) | "
+        "bytes on disk | bytes/descr in memory / on disk | top-1 | shortlist recall / held | "
+        "in-process p50 / p95 ms | first stage | matching | gRPC p50 / p95 ms | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in large["runs"]:
         i, g = r["in_process"], r["grpc"]
         segments = ", ".join(f"{n / 1e6:.1f}" for n in r["segments"])
+        short = r.get("shortlist")
+        recall = f"{short['recall']} / {short['held']}" if short else "-"
         lines.append(
-            f"| {r['images']:,} | {r['descriptors']:,} | {segments} | {r['build_s']} "
-            f"({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
-            f"{r['bytes_per_descriptor']} | {i['top1']:.3f} | {i['p50_ms']} / {i['p95_ms']} | "
+            f"| {r['images']:,} | {r['descriptors']:,} | {r.get('words', '-'):,} | {segments} | "
+            f"{r['build_s']} ({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
+            f"{r.get('memory_bytes_per_descriptor', '-')} / {r['bytes_per_descriptor']} | "
+            f"{i['top1']:.3f} | {recall} | {i['p50_ms']} / {i['p95_ms']} | "
             f"{i['neighbours_ms_p50']} | {i['matching_ms_p50']} | {g['p50_ms']} / "
             f"{g['p95_ms']} | {r['peak_rss_mib']} |"
         )
