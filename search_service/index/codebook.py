@@ -40,7 +40,9 @@ from .wal import publish_dir
 
 __all__ = ["SAMPLE_PER_WORD", "SEED", "Codebook", "assign_exact", "fit", "fitted", "load", "save"]
 
-FORMAT = 1  # a codebook without cells.npy is one level
+# 1: one level; 2: two levels (cells.npy, cell_starts.npy), which code that reads only 1
+# refuses rather than assigning words by a full product the segments were not built with
+FORMATS = (1, 2)
 N_TREES = 32
 MIN_ROWS_PER_WORD = 16  # at least this many: fewer descriptors fit fewer words
 TWO_LEVEL_WORDS = 16_384  # from this many words, a two-level codebook
@@ -145,7 +147,7 @@ def save(codebook: Codebook, path: Path) -> None:
         np.save(tmp / "cell_starts.npy", codebook.cell_starts, allow_pickle=False)
     codebook.annoy.save(str(tmp / "words.ann"))
     meta = {
-        "format": FORMAT,
+        "format": 1 if codebook.cells is None else 2,
         "backend": codebook.backend,
         "dimension": codebook.dimension,
         "words": codebook.words,
@@ -159,11 +161,14 @@ def save(codebook: Codebook, path: Path) -> None:
 def load(path: Path) -> Codebook:
     try:
         meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise IndexCorrupt(f"{path}: codebook format {meta.get('format')} is not {FORMAT}")
+        if meta.get("format") not in FORMATS:
+            raise IndexCorrupt(
+                f"{path}: codebook format {meta.get('format')} is not one of {FORMATS} (written "
+                "by a newer version of the search service)"
+            )
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
         cells = starts = None
-        if (path / "cells.npy").exists():
+        if meta["format"] == 2:
             cells = np.load(path / "cells.npy", allow_pickle=False)
             starts = np.load(path / "cell_starts.npy", allow_pickle=False)
         annoy = AnnoyIndex(int(meta["dimension"]), "angular")

@@ -151,3 +151,18 @@ def test_scores_are_the_same_whatever_the_entries_scored_at_once(two_level, monk
     monkeypatch.setattr(shortlist, "CHUNK_ENTRIES", 7)  # a few words at a time
     pieces, shared_pieces = query.match(inv)
     assert np.allclose(pieces, whole, rtol=1e-12) and np.array_equal(shared_pieces, shared)
+
+
+def test_a_two_level_codebook_is_format_2_and_a_one_level_format_1(two_level, tmp_path):
+    """Code that reads only format 1 refuses a two-level codebook instead of assigning
+    words by a full product its segments were not built with."""
+    codebook.save(two_level, tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "meta.json").read_text())["format"] == 2
+    one = codebook.create("aliked", two_level.centroids, two_level.fitted_on)
+    codebook.save(one, tmp_path / "one")
+    assert json.loads((tmp_path / "one" / "meta.json").read_text())["format"] == 1
+    assert codebook.load(tmp_path / "one").cells is None
+    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
+    (tmp_path / "two" / "meta.json").write_text(json.dumps({**meta, "format": 3}))
+    with pytest.raises(IndexCorrupt, match="format 3 is not one of"):
+        codebook.load(tmp_path / "two")
