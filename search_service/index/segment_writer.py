@@ -92,7 +92,7 @@ def build_segment(
             rows = quantize_descriptors(im.descriptors)
             if words:
                 words.add(dequantize_descriptors(rows))
-            else:
+            elif taken is None:  # trees over its projected rows
                 covariance.add(im.descriptors)
             yield rows
 
