@@ -267,8 +267,7 @@ def write_report(report: dict, path: Path) -> None:
     for row in report["end_to_end"]:
         lines.append(
             f"| {row.get('backend', 'sift')} | {row['clients']} | {row['requests']} | "
-            f"{row['p50_ms']} | "
-            f"{row['p95_ms']} | {row['throughput_per_s']} |"
+            f"{row['p50_ms']} | {row['p95_ms']} | {row['throughput_per_s']} |"
         )
     lines += [
         "",
