@@ -16,8 +16,8 @@ segment's build and for a query alike.
                centroids.npy  [W, D] float32 unit rows (a two-level codebook's by cell)
                cells.npy      [C, D] float32 unit rows (two-level only)
                cell_starts.npy  [C + 1] int64: cell c's words are [starts[c], starts[c+1])
-               words.ann      Annoy (angular) over the rows, seeded: the same words give
-                              the same file
+               words.ann      one level only: Annoy (angular) over the rows, seeded: the
+                              same words give the same file
 
 The version is the first 16 hex digits of the SHA-256 of the centroids (and of the cells):
 two indexes (two shards) share a codebook exactly when their versions are equal, and an
@@ -52,7 +52,7 @@ TWO_LEVEL_WORDS = 16_384  # from this many words, a two-level codebook
 class Codebook:
     backend: str
     centroids: np.ndarray  # [W, D] float32 unit rows
-    annoy: AnnoyIndex
+    annoy: AnnoyIndex | None  # one level only (what bench/shortlist.py measures)
     version: str
     fitted_on: int  # descriptors the words were fitted on
     path: Path | None = None  # its folder, once stored
@@ -89,6 +89,8 @@ class Codebook:
     def nearest(self, x: np.ndarray, per_row: int = 1, search_k: int = -1) -> np.ndarray:
         """The ``per_row`` nearest words of each unit row of ``x``: [n, per_row] int32,
         nearest first (Annoy; ``search_k`` as Annoy takes it)."""
+        if self.annoy is None:
+            raise ValueError("a two-level codebook has no Annoy trees over its words")
         out = np.empty((len(x), per_row), np.int32)
         for i, v in enumerate(np.asarray(x, np.float32)):
             out[i] = self.annoy.get_nns_by_vector(v, per_row, search_k)
@@ -125,7 +127,7 @@ def create(
         cells = np.ascontiguousarray(cells, np.float32)
         cell_starts = np.asarray(cell_starts, np.int64)
     version = version_of(centroids, cells)
-    annoy = _annoy(centroids)
+    annoy = _annoy(centroids) if cells is None else None
     return Codebook(backend, centroids, annoy, version, fitted_on, None, cells, cell_starts)
 
 
@@ -145,7 +147,8 @@ def save(codebook: Codebook, path: Path) -> None:
     if codebook.cells is not None:
         np.save(tmp / "cells.npy", codebook.cells, allow_pickle=False)
         np.save(tmp / "cell_starts.npy", codebook.cell_starts, allow_pickle=False)
-    codebook.annoy.save(str(tmp / "words.ann"))
+    if codebook.annoy is not None:
+        codebook.annoy.save(str(tmp / "words.ann"))
     meta = {
         "format": 1 if codebook.cells is None else 2,
         "backend": codebook.backend,
@@ -167,12 +170,13 @@ def load(path: Path) -> Codebook:
                 "by a newer version of the search service)"
             )
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
-        cells = starts = None
+        cells = starts = annoy = None
         if meta["format"] == 2:
             cells = np.load(path / "cells.npy", allow_pickle=False)
             starts = np.load(path / "cell_starts.npy", allow_pickle=False)
-        annoy = AnnoyIndex(int(meta["dimension"]), "angular")
-        annoy.load(str(path / "words.ann"))
+        else:
+            annoy = AnnoyIndex(int(meta["dimension"]), "angular")
+            annoy.load(str(path / "words.ann"))
     except IndexCorrupt:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -180,7 +184,7 @@ def load(path: Path) -> Codebook:
     if (
         centroids.dtype != np.float32
         or centroids.shape != (meta["words"], meta["dimension"])
-        or annoy.get_n_items() != meta["words"]
+        or (annoy is not None and annoy.get_n_items() != meta["words"])
         or version_of(centroids, cells) != meta["version"]
         or (cells is not None and not _cells_agree(cells, starts, len(centroids)))
     ):

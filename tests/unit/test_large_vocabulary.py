@@ -166,3 +166,13 @@ def test_a_two_level_codebook_is_format_2_and_a_one_level_format_1(two_level, tm
     (tmp_path / "two" / "meta.json").write_text(json.dumps({**meta, "format": 3}))
     with pytest.raises(IndexCorrupt, match="format 3 is not one of"):
         codebook.load(tmp_path / "two")
+
+
+def test_a_two_level_codebook_has_no_annoy_trees(two_level, tmp_path):
+    """Its words are found through its cells; Annoy's trees over 65,536 words would only
+    cost disk and build time."""
+    codebook.save(two_level, tmp_path / "two")
+    assert not (tmp_path / "two" / "words.ann").exists()
+    assert codebook.load(tmp_path / "two").annoy is None
+    with pytest.raises(ValueError, match="no Annoy trees"):
+        two_level.nearest(two_level.centroids[:2])
