@@ -63,7 +63,7 @@ def large_section(large: dict | None) -> list[str]:
         short = r.get("shortlist")
         recall = f"{short['recall']} / {short['held']}" if short else "-"
         lines.append(
-            f"| {r['images']:,} | {r['descriptors']:,} | {r.get('words', '-'):,} | {segments} | "
+            f"| {r['images']:,} | {r['descriptors']:,} | {_count(r.get('words'))} | {segments} | "
             f"{r['build_s']} ({r['merge_s']}) | {r['bytes_on_disk'] / 2**30:.1f} GiB | "
             f"{r.get('memory_bytes_per_descriptor', '-')} / {r['bytes_per_descriptor']} | "
             f"{i['top1']:.3f} | {recall} | {i['p50_ms']} / {i['p95_ms']} | "
@@ -140,19 +140,25 @@ def first_stage_section(report: dict) -> list[str]:
         "",
         "Recall: the share of queries whose shortlist holds a photo of their landmark; held: "
         "the share of their landmark's photos it holds (at most its length). Memory and disk "
-        "are bytes per stored descriptor.",
+        "are bytes per stored descriptor; the words' share of the memory is a fixed cost "
+        "(their vectors), the same at any size.",
         "",
-        "| images | padding | first stage | shortlist recall | held | top-1 | p50 ms | "
-        "memory B | disk B | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| images | padding | first stage | words | shortlist recall | held | top-1 | p50 ms | "
+        "memory B (of it words) | disk B | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in rows:
         for name, r in (("votes", s["votes"]), ("words", s)):
             sl, i = r["shortlist"], r["in_process"]
+            words = r.get("codebook_bytes", 0) / max(r["descriptors"], 1)
             lines.append(
-                f"| {s['size']:,} | {s['padding']} | {name} | {sl['recall']:.3f} | "
-                f"{sl['held']:.3f} | {i['top1']:.3f} | {i['p50_ms']} | "
-                f"{r['memory_bytes_per_descriptor']} | {r['bytes_per_descriptor']} | "
-                f"{r['build_s']} |"
+                f"| {s['size']:,} | {s['padding']} | {name} | {_count(r.get('words'))} | "
+                f"{sl['recall']:.3f} | {sl['held']:.3f} | {i['top1']:.3f} | {i['p50_ms']} | "
+                f"{r['memory_bytes_per_descriptor']} ({words:.1f}) | "
+                f"{r['bytes_per_descriptor']} | {r['build_s']} |"
             )
     return lines
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"

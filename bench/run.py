@@ -116,7 +116,10 @@ def _build(folder: Path, entries, settings) -> tuple:  # noqa: ANN001
     t = time.perf_counter()
     engine.add(entries)
     info = engine.info()
+    book = engine.store.view.codebook
     return engine, {
+        "words": book.words if book else 0,
+        "codebook_bytes": book.bytes_in_memory() if book else 0,
         "build_s": round(time.perf_counter() - t, 2),
         "descriptors": info["descriptors"],
         "bytes_on_disk": info["bytes_on_disk"],
