@@ -23,21 +23,8 @@ def fit(
     """Spherical k-means (Lloyd, renormalised centroids) of unit rows: [words, D] float32.
     Fitted on at most ``sample_per_word`` rows per word, chosen with ``seed``; an empty word
     takes a random row. The same rows and seed give the same words."""
-    x = np.asarray(descriptors, np.float32)
-    if len(x) < words:
-        raise ValueError(f"{words} words need at least as many descriptors (got {len(x)})")
     rng = np.random.default_rng(seed)
-    if len(x) > sample_per_word * words:
-        x = x[np.sort(rng.choice(len(x), sample_per_word * words, replace=False))]
-    centroids = x[rng.choice(len(x), words, replace=False)].copy()
-    for _ in range(rounds):
-        nearest = assign_exact(x, centroids)[:, 0]
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, nearest, x)
-        empty = np.bincount(nearest, minlength=words) == 0
-        sums[empty] = x[rng.choice(len(x), int(empty.sum()), replace=False)]
-        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    return np.ascontiguousarray(centroids, np.float32)
+    return _lloyd(_sample(descriptors, words, sample_per_word, rng), words, rng, rounds)
 
 
 def fit_two_level(
@@ -51,24 +38,45 @@ def fit_two_level(
     sample, then in each cell words fitted on the sample's rows nearest it, as many as its
     share of the sample (at least 1, at most one per row). Returns (centroids by cell,
     cells, cell_starts)."""
-    x = np.asarray(descriptors, np.float32)
-    if len(x) < words:
-        raise ValueError(f"{words} words need at least as many descriptors (got {len(x)})")
-    rng = np.random.default_rng(seed)
-    if len(x) > sample_per_word * words:
-        x = x[np.sort(rng.choice(len(x), sample_per_word * words, replace=False))]
+    x = _sample(descriptors, words, sample_per_word, np.random.default_rng(seed))
     side = int(np.ceil(np.sqrt(words)))
-    cells = fit(x, side, seed, rounds, sample_per_word=len(x))
+    cells = _lloyd(x, side, np.random.default_rng(seed), rounds)
     cell_of = assign_exact(x, cells)[:, 0]
-    parts, counts = [], []
+    parts = []
     for c in range(side):
         mine = x[cell_of == c]
         k = min(len(mine), max(1, round(words * len(mine) / len(x))))
-        part = fit(mine, k, seed, rounds, sample_per_word=len(mine)) if k else cells[c : c + 1]
-        parts.append(part)
-        counts.append(len(part))
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # a cell no sampled row is nearest to keeps itself as its one word
+        parts.append(_lloyd(mine, k, np.random.default_rng(seed), rounds) if k else cells[[c]])
+    starts = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)
     return np.ascontiguousarray(np.concatenate(parts), np.float32), cells, starts
+
+
+def _sample(
+    descriptors: np.ndarray, words: int, per_word: int, rng: np.random.Generator
+) -> np.ndarray:
+    """At most ``per_word`` rows per word of ``descriptors`` (float32), chosen with
+    ``rng``, in their order."""
+    x = np.asarray(descriptors, np.float32)
+    if len(x) < words:
+        raise ValueError(f"{words} words need at least as many descriptors (got {len(x)})")
+    if len(x) > per_word * words:
+        x = x[np.sort(rng.choice(len(x), per_word * words, replace=False))]
+    return x
+
+
+def _lloyd(x: np.ndarray, words: int, rng: np.random.Generator, rounds: int) -> np.ndarray:
+    """``rounds`` of Lloyd's iterations on the unit rows ``x`` from ``words`` of them
+    chosen with ``rng``, the centroids renormalised; an empty word takes a random row."""
+    centroids = x[rng.choice(len(x), words, replace=False)].copy()
+    for _ in range(rounds):
+        nearest = assign_exact(x, centroids)[:, 0]
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, nearest, x)
+        empty = np.bincount(nearest, minlength=words) == 0
+        sums[empty] = x[rng.choice(len(x), int(empty.sum()), replace=False)]
+        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    return np.ascontiguousarray(centroids, np.float32)
 
 
 def assign_two_level(
