@@ -38,6 +38,7 @@ class QueryWords:
         words = codebook.assign(descriptors, multiple) if n else np.zeros((0, multiple), np.int64)
         x = np.repeat(np.asarray(descriptors, np.float32), multiple, axis=0)
         self.words, self.bits = aggregate(x, words.reshape(-1), codebook)
+        self._bits64 = _words64(self.bits)
         # the kernel of each Hamming distance h: u = 1 - 2 h / D, u ** ALPHA when above
         # THRESHOLD (looked up per entry instead of computed)
         u = 1.0 - 2.0 * np.arange(self.dimension + 1) / self.dimension
@@ -65,12 +66,13 @@ class QueryWords:
         # are contiguous, so slices copied together (a gather by index took twice as
         # long), into arrays small enough to stay in cache
         ends = np.cumsum(counts)
+        stored = _words64(inverted.entry_bits)
         first = 0
         while first < len(counts):
             last = int(np.searchsorted(ends, ends[first] - counts[first] + CHUNK_ENTRIES))
             last = max(last, first + 1)
             a, b = lo[first:last], hi[first:last]
-            kernel = self._kernel(inverted, a, b, counts[first:last], first)
+            kernel = self._kernel(stored, a, b, first)
             image = np.concatenate([inverted.entry_image[i:j] for i, j in zip(a, b, strict=True)])
             score += np.bincount(image, weights=kernel, minlength=images)
             shared += np.bincount(image, weights=kernel > 0, minlength=images)
@@ -78,14 +80,12 @@ class QueryWords:
         norm = np.sqrt(np.maximum(np.asarray(inverted.image_words, np.float64), 1.0))
         return score / norm / np.sqrt(max(len(self.words), 1)), shared.astype(np.int64)
 
-    def _kernel(
-        self, inverted: InvertedFile, lo: list[int], hi: list[int], counts: np.ndarray, at: int
-    ) -> np.ndarray:
+    def _kernel(self, stored: np.ndarray, lo: list[int], hi: list[int], at: int) -> np.ndarray:
         """The kernel of each entry of the query words ``at``, ``at + 1``, ... whose
-        entries are [lo, hi) in ``inverted``."""
-        stored = _words64(inverted.entry_bits)
+        entries are rows [lo, hi) of ``stored`` (a segment's signatures, _words64)."""
         bits = np.concatenate([stored[a:b] for a, b in zip(lo, hi, strict=True)])
-        bits ^= np.repeat(_words64(self.bits)[at : at + len(counts)], counts, axis=0)
+        query = self._bits64[at : at + len(lo)]
+        bits ^= np.repeat(query, np.subtract(hi, lo), axis=0)
         hamming = np.bitwise_count(bits[:, 0]).astype(np.uint16)
         for column in range(1, bits.shape[1]):  # at most D bits differ: D < 2**16
             hamming += np.bitwise_count(bits[:, column])
