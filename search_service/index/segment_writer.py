@@ -73,8 +73,10 @@ def build_segment(
     the inverted file's entries, or the covariance); without words a second pass adds the
     projections to Annoy. ``stopping`` is polled between images; when it answers True the
     build raises Stopped (the caller deletes ``tmp``). The same images give the same files,
-    byte for byte: Annoy's trees are seeded and built in one thread (with several, the
-    trees come out in the order the threads finish)."""
+    byte for byte, with one BLAS thread as the service and its build process run
+    (blas.single_threaded_blas: with more, the covariance's sums come out in another order):
+    Annoy's trees are seeded and built in one thread (with several, the trees come out in
+    the order the threads finish)."""
     metas, start = [], 0
     for im in images:
         metas.append(im.meta(start))

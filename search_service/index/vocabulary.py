@@ -33,7 +33,7 @@ from .store_settings import StoreSettings
 log = logging.getLogger(__name__)
 
 # a seal fits the words while adds wait for nothing but still share its 2 cores: fewer
-# rows and rounds than the bench's fit (65,536 words in two levels on 1M rows: about 30 s)
+# rows and rounds than the bench's fit (65,536 words in two levels on 1M rows: 37 s once)
 FIT_SAMPLE_PER_WORD = MIN_ROWS_PER_WORD
 FIT_ROUNDS = 5
 
@@ -101,7 +101,8 @@ class Vocabulary:
 
     def _take(self, given: Codebook) -> Codebook:
         name = self._new_name("words")
-        # its trees built again (seeded: the same), not copied from the mapped file
+        # written again (a one-level codebook's trees seeded: the same), not copied from
+        # the mapped files
         again = codebook.create(
             given.backend, given.centroids, given.fitted_on, given.cells, given.cell_starts
         )
