@@ -60,7 +60,7 @@ def aggregate(
     order = np.argsort(words, kind="stable")
     w, xs = words[order].astype(np.int64), np.asarray(x, np.float32)[order]
     present, starts = np.unique(w, return_index=True)
-    sums = np.add.reduceat(xs - codebook.centroids[w], starts, axis=0)
+    sums = np.add.reduceat(xs - codebook.rows(w), starts, axis=0)
     return present, np.packbits(sums > 0, axis=1)
 
 

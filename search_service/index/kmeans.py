@@ -86,6 +86,7 @@ def assign_two_level(
     centroids: np.ndarray,
     per_row: int = 1,
     probe: int = PROBE,
+    inverse_norms: np.ndarray | None = None,
 ) -> np.ndarray:
     """``assign_exact`` among the words of each row's ``probe`` nearest cells: [n,
     per_row] int64. The rows are grouped by cell, and each cell's words are multiplied
@@ -106,7 +107,8 @@ def assign_two_level(
         top = np.zeros((n * probe, per_row), np.int64)
         every = np.arange(len(order))
         for c, a, b in zip(present.tolist(), bounds[:-1], bounds[1:], strict=True):
-            s = rows[a:b] @ centroids[starts[c] : starts[c + 1]].T
+            lo_w, hi_w = starts[c], starts[c + 1]
+            s = _similarities(rows[a:b], centroids[lo_w:hi_w], inverse_norms, lo_w, hi_w)
             for j in range(min(per_row, starts[c + 1] - starts[c])):
                 top[a:b, j] = s.argmax(axis=1)
                 if j + 1 < per_row:
@@ -116,7 +118,10 @@ def assign_two_level(
         best = np.empty_like(top)
         best[order] = top
         best += cell_starts[pair_cell][:, None]
-        sims = np.einsum("rd,rkd->rk", np.repeat(block, probe, axis=0), centroids[best])
+        chosen = np.asarray(centroids[best], np.float32)
+        sims = np.einsum("rd,rkd->rk", np.repeat(block, probe, axis=0), chosen)
+        if inverse_norms is not None:
+            sims *= inverse_norms[best]
         size = np.diff(cell_starts)[pair_cell]
         sims[np.arange(per_row)[None, :] >= size[:, None]] = -np.inf
         best = best.reshape(n, probe * per_row)
@@ -126,18 +131,34 @@ def assign_two_level(
     return out
 
 
-def assign_exact(x: np.ndarray, centroids: np.ndarray, per_row: int = 1) -> np.ndarray:
+def assign_exact(
+    x: np.ndarray, centroids: np.ndarray, per_row: int = 1, inverse_norms: np.ndarray | None = None
+) -> np.ndarray:
     """The ``per_row`` nearest words of each unit row by a full product (largest dot
     product first): [n, per_row] int64. What fitting uses, and what Annoy's lookup is
-    measured against."""
+    measured against. ``centroids`` are unit rows, or int8 rows whose lengths are
+    1 / ``inverse_norms``."""
     out = np.empty((len(x), per_row), np.int64)
+    words = np.asarray(centroids, np.float32)
     for lo in range(0, len(x), ASSIGN_BLOCK):
-        sims = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32) @ centroids.T
+        rows = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32)
+        sims = _similarities(rows, words, inverse_norms, 0, len(words))
         # one argmax per word, each word taken out once found: several times faster than
         # an argpartition of the whole [n, W] block for the 1-3 words asked for
         block = out[lo : lo + ASSIGN_BLOCK]
-        rows = np.arange(len(sims))
+        every = np.arange(len(sims))
         for j in range(per_row):
             block[:, j] = sims.argmax(axis=1)
-            sims[rows, block[:, j]] = -np.inf
+            sims[every, block[:, j]] = -np.inf
     return out
+
+
+def _similarities(
+    rows: np.ndarray, words: np.ndarray, inverse_norms: np.ndarray | None, lo: int, hi: int
+) -> np.ndarray:
+    """Cosine similarities [n, hi - lo] of unit ``rows`` with ``words`` (words lo..hi-1 of
+    the codebook; int8 ones divided by their lengths)."""
+    sims = rows @ np.asarray(words, np.float32).T
+    if inverse_norms is not None:
+        sims *= inverse_norms[lo:hi]
+    return sims

@@ -104,7 +104,7 @@ class Vocabulary:
         # written again (a one-level codebook's trees seeded: the same), not copied from
         # the mapped files
         again = codebook.create(
-            given.backend, given.centroids, given.fitted_on, given.cells, given.cell_starts
+            given.backend, given.vectors, given.fitted_on, given.cells, given.cell_starts
         )
         codebook.save(again, self.dir / name)
         self.name = name

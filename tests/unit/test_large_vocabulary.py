@@ -9,6 +9,7 @@ import pytest
 
 from search_service.errors import IndexCorrupt
 from search_service.index import codebook, inverted
+from search_service.index.compact import quantize_descriptors
 from tests.unit.test_aggregated_shortlist import clustered, images_of, unit
 
 D = 32
@@ -153,19 +154,30 @@ def test_scores_are_the_same_whatever_the_entries_scored_at_once(two_level, monk
     assert np.allclose(pieces, whole, rtol=1e-12) and np.array_equal(shared_pieces, shared)
 
 
-def test_a_two_level_codebook_is_format_2_and_a_one_level_format_1(two_level, tmp_path):
-    """Code that reads only format 1 refuses a two-level codebook instead of assigning
-    words by a full product its segments were not built with."""
+def test_formats_float_words_one_or_two_levels_then_int8_words(two_level, tmp_path):
+    """Float words keep the formats they were written in (1: one level; 2: two levels, which
+    code that reads only format 1 refuses instead of assigning words by a full product its
+    segments were not built with); int8 words are format 3, with their levels; a newer
+    format is refused."""
     codebook.save(two_level, tmp_path / "two")
     assert json.loads((tmp_path / "two" / "meta.json").read_text())["format"] == 2
     one = codebook.create("aliked", two_level.centroids, two_level.fitted_on)
     codebook.save(one, tmp_path / "one")
     assert json.loads((tmp_path / "one" / "meta.json").read_text())["format"] == 1
     assert codebook.load(tmp_path / "one").cells is None
-    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
-    (tmp_path / "two" / "meta.json").write_text(json.dumps({**meta, "format": 3}))
-    with pytest.raises(IndexCorrupt, match="format 3 is not one of"):
-        codebook.load(tmp_path / "two")
+    int8 = codebook.create(
+        "aliked", quantize_descriptors(two_level.centroids), two_level.fitted_on,
+        two_level.cells, two_level.cell_starts,
+    )  # fmt: skip
+    codebook.save(int8, tmp_path / "int8")
+    meta = json.loads((tmp_path / "int8" / "meta.json").read_text())
+    assert (meta["format"], meta["levels"]) == (3, 2)
+    again = codebook.load(tmp_path / "int8")
+    assert again.vectors.dtype == np.int8 and again.version == int8.version
+    assert np.array_equal(again.cell_starts, two_level.cell_starts)
+    (tmp_path / "int8" / "meta.json").write_text(json.dumps({**meta, "format": 4}))
+    with pytest.raises(IndexCorrupt, match="format 4 is not one of"):
+        codebook.load(tmp_path / "int8")
 
 
 def test_a_two_level_codebook_has_no_annoy_trees(two_level, tmp_path):
