@@ -34,8 +34,9 @@ def search_block() -> list[str]:
     lines = [
         f"`make bench`, {_run(bench)} (bench/results/bench.json; `make bench-large` for "
         "one node at 200,000 images, bench/results/large.json). p50 / p95 ms per query, in "
-        "the search process and through gRPC; the previous path had every query descriptor "
-        "look up.",
+        "the search process (`make bench`: 3 passes over the queries, the default and the "
+        "previous path searched in turn query by query, so that both meet the machine alike) "
+        "and through gRPC; the previous path had every query descriptor look up.",
         "",
         "| images | padding | top-1 | in-process p50 / p95 | gRPC p50 / p95 | previous path "
         "p50 | build s | bytes per descriptor in memory / on disk |",

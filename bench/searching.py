@@ -14,29 +14,50 @@ def search_queries(engine, queries, correct: dict[str, bool], params=None) -> di
     """top-1 and latency of ``queries`` ((image id, label, Features)) on ``engine``, with
     ``params`` (SearchParams; default: the service's); whether each was right goes into
     ``correct``."""
+    return search_paired(engine, queries, {"run": params}, correct, passes=1)["run"]
+
+
+def search_paired(engine, queries, runs: dict, correct: dict[str, bool], passes: int = 3) -> dict:  # noqa: ANN001
+    """``search_queries`` for each of ``runs`` (name: SearchParams or None for the
+    service's) on the same ``engine``, paired: every query is searched once by each run
+    in turn (the order rotating from query to query), ``passes`` times over, so that what
+    the machine does meanwhile weighs on the runs alike and their ratios compare. Whether
+    each query was right (its last pass) goes into ``correct`` for the first run."""
     from search_service.search.search_params import SearchParams
 
-    engine.params = params or SearchParams()
-    rows, per_candidate = [], []
-    for image_id, label, f in queries:
-        # include_rejected: every verified candidate comes back, so their count is known;
-        # the best accepted one is still first
-        r = engine.search(f, top_k=1000, exclude=[image_id], include_rejected=True)
-        rows.append((r.best is not None and r.best.image.label == label, r.timing))
-        if r.candidates:
-            per_candidate.append(r.timing.verify_ms / len(r.candidates))
+    names = list(runs)
+    rows: dict[str, list] = {n: [] for n in names}
+    per_candidate: dict[str, list] = {n: [] for n in names}
+    turn = 0
+    for _ in range(passes):
+        for image_id, label, f in queries:
+            for k in range(len(names)):
+                name = names[(turn + k) % len(names)]
+                engine.params = runs[name] or SearchParams()
+                # include_rejected: every verified candidate comes back, so their count is
+                # known; the best accepted one is still first
+                r = engine.search(f, top_k=1000, exclude=[image_id], include_rejected=True)
+                ok = r.best is not None and r.best.image.label == label
+                rows[name].append((image_id, ok, r.timing))
+                if r.candidates:
+                    per_candidate[name].append(r.timing.verify_ms / len(r.candidates))
+            turn += 1
     engine.params = SearchParams()
-    ok = [a for a, _ in rows]
-    tm = [b for _, b in rows]
-    correct.update({q[0]: a for q, a in zip(queries, ok, strict=True)})
+    correct.update({image_id: ok for image_id, ok, _ in rows[names[0]][-len(queries) :]})
+    return {n: _summary(rows[n][-len(queries) :], rows[n], per_candidate[n]) for n in names}
+
+
+def _summary(last: list, rows: list, per_candidate: list) -> dict:
+    tm = [t for _, _, t in rows]
     return {
-        "top1": round(float(np.mean(ok)), 3),
+        "top1": round(float(np.mean([ok for _, ok, _ in last])), 3),
         "p50_ms": pct([x.total_ms for x in tm], 50),
         "p95_ms": pct([x.total_ms for x in tm], 95),
         "neighbours_ms_p50": pct([x.neighbours_ms for x in tm], 50),
         "matching_ms_p50": pct([x.matching_ms for x in tm], 50),
         "verify_ms_p50": pct([x.verify_ms for x in tm], 50),
         "verify_ms_per_candidate_p50": pct(per_candidate, 50),
+        "searches": len(rows),
     }
 
 
