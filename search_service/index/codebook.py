@@ -211,7 +211,8 @@ def load(path: Path) -> Codebook:
             )
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
         cells = starts = annoy = None
-        if meta["format"] == 2 or (meta["format"] == 3 and meta["levels"] == 2):
+        # formats 1 and 2 are their levels; format 3 says them
+        if meta.get("levels", meta["format"]) == 2:
             cells = np.load(path / "cells.npy", allow_pickle=False)
             starts = np.load(path / "cell_starts.npy", allow_pickle=False)
         else:

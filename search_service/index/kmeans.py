@@ -107,8 +107,9 @@ def assign_two_level(
         top = np.zeros((n * probe, per_row), np.int64)
         every = np.arange(len(order))
         for c, a, b in zip(present.tolist(), bounds[:-1], bounds[1:], strict=True):
-            lo_w, hi_w = starts[c], starts[c + 1]
-            s = _similarities(rows[a:b], centroids[lo_w:hi_w], inverse_norms, lo_w, hi_w)
+            cell = slice(starts[c], starts[c + 1])
+            inverse = None if inverse_norms is None else inverse_norms[cell]
+            s = _similarities(rows[a:b], centroids[cell], inverse)
             for j in range(min(per_row, starts[c + 1] - starts[c])):
                 top[a:b, j] = s.argmax(axis=1)
                 if j + 1 < per_row:
@@ -142,7 +143,7 @@ def assign_exact(
     words = np.asarray(centroids, np.float32)
     for lo in range(0, len(x), ASSIGN_BLOCK):
         rows = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32)
-        sims = _similarities(rows, words, inverse_norms, 0, len(words))
+        sims = _similarities(rows, words, inverse_norms)
         # one argmax per word, each word taken out once found: several times faster than
         # an argpartition of the whole [n, W] block for the 1-3 words asked for
         block = out[lo : lo + ASSIGN_BLOCK]
@@ -154,11 +155,11 @@ def assign_exact(
 
 
 def _similarities(
-    rows: np.ndarray, words: np.ndarray, inverse_norms: np.ndarray | None, lo: int, hi: int
+    rows: np.ndarray, words: np.ndarray, inverse_norms: np.ndarray | None
 ) -> np.ndarray:
-    """Cosine similarities [n, hi - lo] of unit ``rows`` with ``words`` (words lo..hi-1 of
-    the codebook; int8 ones divided by their lengths)."""
+    """Cosine similarities [n, W] of unit ``rows`` with ``words`` (int8 ones divided by
+    their lengths, 1 / ``inverse_norms``)."""
     sims = rows @ np.asarray(words, np.float32).T
     if inverse_norms is not None:
-        sims *= inverse_norms[lo:hi]
+        sims *= inverse_norms
     return sims

@@ -27,9 +27,14 @@ def test_fitted_words_are_int8_a_quarter_of_float_words_in_memory():
     assert np.allclose(np.linalg.norm(book.centroids, axis=1), 1.0, atol=1e-6)
 
 
+def two_level_words() -> tuple[codebook.Codebook, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x = unit(rng.standard_normal((codebook.TWO_LEVEL_WORDS * 2, 8)))
+    return codebook.fitted("aliked", x, codebook.TWO_LEVEL_WORDS, rounds=1, sample_per_word=2), x
+
+
 def test_int8_words_are_assigned_as_their_float_rows_are():
-    for words in (WORDS, codebook.TWO_LEVEL_WORDS):
-        book, x = fitted_words(words) if words == WORDS else two_level_words()
+    for book, x in (fitted_words(), two_level_words()):
         rows = book.centroids  # the unit rows the int8 words stand for
         sims = x[:2000] @ rows.T
         found = book.assign(x[:2000], per_row=2)
@@ -39,12 +44,6 @@ def test_int8_words_are_assigned_as_their_float_rows_are():
         # nearest first, and as near as the float rows' nearest (two levels: mostly)
         assert np.all(best[:, 0] >= best[:, 1])
         assert (np.abs(best[:, 0] - sims.max(axis=1)) < 1e-6).mean() >= 0.97
-
-
-def two_level_words() -> tuple[codebook.Codebook, np.ndarray]:
-    rng = np.random.default_rng(3)
-    x = unit(rng.standard_normal((codebook.TWO_LEVEL_WORDS * 2, 8)))
-    return codebook.fitted("aliked", x, codebook.TWO_LEVEL_WORDS, rounds=1, sample_per_word=2), x
 
 
 def test_residuals_are_taken_against_the_rows_the_words_stand_for():
