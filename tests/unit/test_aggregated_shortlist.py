@@ -136,6 +136,32 @@ def test_a_shared_word_whose_signatures_disagree_counts_nothing(book):
     assert score[0] == pytest.approx(1.0) and score[1] == 0.0
 
 
+def test_scores_and_shared_words_are_the_kernel_summed_entry_by_entry(book, monkeypatch):
+    """match against the selective match kernel written out per entry: the same scores and
+    shared words, whether a segment's entries are scored at once or a few at a time."""
+    rng = np.random.default_rng(8)
+    x, starts, counts = images_of(rng, book, n_images=40)
+    inv = inverted.build(x, starts, counts, book)
+    query = QueryWords(x[starts[3] : starts[3] + 200], book, multiple=2)
+    entry_word = np.repeat(np.arange(book.words), np.diff(inv.word_starts))
+    score, shared = np.zeros(40), np.zeros(40, np.int64)
+    for word, bits in zip(query.words, query.bits, strict=True):
+        for e in np.nonzero(entry_word == word)[0]:
+            h = int(np.unpackbits(bits ^ inv.entry_bits[e]).sum())
+            u = 1 - 2 * h / D
+            score[inv.entry_image[e]] += max(u, 0.0) ** 3
+            shared[inv.entry_image[e]] += u > 0
+    score /= np.sqrt(inv.image_words) * np.sqrt(len(query.words))
+    for chunk in (1 << 18, 7):  # all at once; a few words at a time
+        monkeypatch.setattr("search_service.search.shortlist.CHUNK_ENTRIES", chunk)
+        got, words = query.match(inv)
+        np.testing.assert_allclose(got, score, rtol=1e-12)
+        assert np.array_equal(words, shared)
+    # an image shares each of its words with its own descriptors (u = 1)
+    itself = QueryWords(x[starts[3] : starts[3] + counts[3]], book).match(inv)[1]
+    assert itself[3] == inv.image_words[3] == 8
+
+
 def test_an_inverted_file_is_stored_mapped_and_checked(book, tmp_path):
     rng = np.random.default_rng(5)
     x, starts, counts = images_of(rng, book)
