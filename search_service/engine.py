@@ -226,7 +226,7 @@ class SearchEngine:
         in_memory = (
             sum(s.bytes_in_memory() for s in view.segments)
             + int(view.growing_descriptors.nbytes)
-            + (view.codebook.bytes_in_memory() if view.codebook else 0)
+            + sum(b.bytes_in_memory() for b in (view.codebook, view.previous_codebook) if b)
         )
         return {
             "images": view.live_images,

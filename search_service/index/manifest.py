@@ -1,10 +1,12 @@
 """The MANIFEST of an index directory: which segments and logs are live, and what was
 removed. JSON, replaced atomically (write, fsync, rename, fsync the directory).
 
-Format 4 (written now): format 3 and the folder of the index's visual words
-(vocabulary.py), whose segments may be in format 4 (segment.py). Format 3 (read): logs
+Format 5 (written now): format 4 and the folder of the words the index used before its
+current ones, while segments built with them remain (vocabulary.py). Format 4 (read):
+format 3 and the folder of the index's visual words, whose segments may be in format 4
+(segment.py). Format 3 (read): logs
 may hold the index's own records (records.py). Format 2 (read): the same fields, logs of
-API messages. An older directory loads as it is and its manifest is rewritten as format 4
+API messages. An older directory loads as it is and its manifest is rewritten as format 5
 at once; format 2's old logs are replayed until a seal moves their images into a segment
 and deletes them.
 """
@@ -27,9 +29,10 @@ log = logging.getLogger(__name__)
 
 NAME = "MANIFEST"
 # 4: the index may have visual words (a "codebook" folder) and segments in format 4, which
-# code that writes 3 cannot read: it refuses the directory by this number
-FORMAT = 4
-READABLE = (2, 3, 4)
+# code that writes 3 cannot read: it refuses the directory by this number. 5: and the words
+# it had before (code that writes 4 would delete their folder, unnamed to it)
+FORMAT = 5
+READABLE = (2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Manifest:
     wals: tuple[str, ...] = ()
     removed: frozenset[tuple[str, str]] = frozenset()  # (segment name, image id)
     codebook: str = ""  # the folder of the index's visual words, once fitted
+    # the folder of the words fitted before them, while segments built with them remain
+    previous_codebook: str = ""
     format: int = FORMAT
 
 
@@ -69,6 +74,7 @@ def read(index_dir: Path) -> Manifest:
             wals=tuple(raw["wals"]),
             removed=frozenset((seg, image_id) for seg, image_id in raw["removed"]),
             codebook=str(raw.get("codebook", "")),
+            previous_codebook=str(raw.get("previous_codebook", "")),
             format=raw["format"],
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -86,6 +92,7 @@ def write(index_dir: Path, manifest: Manifest) -> None:
         "wals": list(manifest.wals),
         "removed": sorted(map(list, manifest.removed)),
         "codebook": manifest.codebook,
+        "previous_codebook": manifest.previous_codebook,
     }
     tmp = index_dir / f".{NAME}.tmp"
     with open(tmp, "w") as fh:
@@ -100,6 +107,7 @@ def remove_unlisted(index_dir: Path, manifest: Manifest) -> None:
     """Delete what an interrupted change left behind: segments and logs the manifest does
     not name, and temporary files. They are never loaded."""
     keep = {*manifest.segments, *manifest.wals, manifest.codebook, NAME, "LOCK"}
+    keep.add(manifest.previous_codebook)
     for p in index_dir.iterdir():
         if p.name not in keep and p.name.startswith(("seg-", "wal-", "words-", ".tmp", ".")):
             log.info("removing %s (not in the manifest: left by an interrupted change)", p)

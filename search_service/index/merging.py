@@ -76,10 +76,14 @@ def merge_plan(
     return []
 
 
-def without_words(segments: list[Segment]) -> list[Segment]:
-    """The segments searched by their rows: written before the index had words, or in an
-    older format. Once the index has words, merges rewrite them one at a time, with words."""
-    return [s for s in segments if s.inverted is None]
+def to_reword(segments: list[Segment], words: str) -> list[Segment]:
+    """The segments without the index's current ``words`` (a codebook version; "" before
+    it has any): searched by their rows (written before the index had words, or in an
+    older format), or built with the words it had before (vocabulary.py). Merges rewrite
+    them one at a time, with the current words."""
+    if not words:
+        return []
+    return [s for s in segments if s.inverted is None or s.inverted.codebook_version != words]
 
 
 class Merger:
@@ -100,12 +104,15 @@ class Merger:
         commit: Commit,
         stop: threading.Event,
         recovered: Callable[[], None],
+        words: Callable[[], str],
     ) -> None:
         """``snapshot``: the segments and tombstones now; ``version``: a value that changes
         whenever they do; ``quiet_since``: when the last
         write came, None while the buffer holds images; ``write``: IndexDisk.write_segment;
-        ``commit``: IndexStore.commit_merge."""
+        ``commit``: IndexStore.commit_merge; ``words``: the version of the words builds
+        use now ("" before the index has any)."""
         self._settings = settings
+        self._words = words
         self._snapshot = snapshot
         self._version = version
         self._nothing_left_at: object = None  # the version at which no merge was left
@@ -133,8 +140,8 @@ class Merger:
         free = [s for s in segments if s.name not in self._busy]
         if max_rows is not None:  # a lane of small merges takes small segments only
             free = [s for s in free if s.rows <= max_rows // GROWTH]
-        older = without_words(free) if without_words(segments) != segments else []
-        if older:  # the index has words: a segment written before is rewritten with them
+        older = to_reword(free, self._words())
+        if older:  # a segment without the index's words is rewritten with them
             return [min(older, key=lambda s: (s.rows, s.name))], removed
         limit = min(max_rows or settings.max_segment_rows, settings.max_segment_rows)
         return merge_plan(free, dead_rows(free, removed), limit, reclaim), removed
@@ -154,7 +161,7 @@ class Merger:
         due = (
             len(segments) > s.max_segments
             or self._dead_share(segments, removed) > s.max_dead_fraction
-            or 0 < len(without_words(segments)) < len(segments)
+            or bool(to_reword(segments, self._words()))
         )
         return due and bool(self.plan(max_rows))
 

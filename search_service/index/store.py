@@ -61,7 +61,9 @@ class IndexStore:
         )
         self.growing = GrowingBuffer()
         stored = lambda: StoredImages.live(*self.snapshot())  # noqa: E731
-        self.vocabulary = Vocabulary(self.dir, found.codebook, settings, self.new_name, stored)
+        self.vocabulary = Vocabulary(
+            self.dir, found.codebook, found.previous_codebook, settings, self.new_name, stored
+        )
         self.last_write = time.monotonic()
         self._sealed: Sealed | None = None  # the view's sealed part, until it changes
         manifest.remove_unlisted(self.dir, found)
@@ -76,6 +78,7 @@ class IndexStore:
 
     def _write_manifest(self) -> None:
         self.generation += 1
+        words = self.vocabulary.for_manifest(self.segments)
         manifest.write(
             self.dir,
             manifest.Manifest(
@@ -86,9 +89,11 @@ class IndexStore:
                 segments=tuple(s.name for s in self.segments),
                 wals=tuple(p.name for p in self.logs.paths),
                 removed=frozenset(self.removed),
-                codebook=self.vocabulary.name,
+                codebook=words.name,
+                previous_codebook=words.previous_name,
             ),
         )
+        self.vocabulary.named(words)
 
     def new_name(self, prefix: str) -> str:
         with self._state:
@@ -282,10 +287,10 @@ class IndexStore:
     def _make_view(self) -> View:
         if self._sealed is None:
             self._sealed = sealed_part(self.segments, self.removed)
-        book = self.vocabulary.codebook
-        return build_view(
-            self._sealed, self.growing, self.backend, self.dimension, self.generation, book
-        )
+        words = self.vocabulary.state
+        books = words.current, words.previous
+        view = self._sealed, self.growing, self.backend, self.dimension, self.generation
+        return build_view(*view, *books)
 
     def close(self) -> None:
         """Close the log and unlock the directory (after the builders have stopped)."""

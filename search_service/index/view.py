@@ -117,7 +117,16 @@ class View:
     growing_row_image: np.ndarray  # [G] global image numbers
     growing_ids: dict[str, int]
     generation: int
-    codebook: Codebook | None = None  # the words the segments' inverted files use
+    codebook: Codebook | None = None  # the words the segments' inverted files use ...
+    previous_codebook: Codebook | None = None  # ... or, until merges rewrite them, these
+
+    @property
+    def codebooks(self) -> tuple[Codebook, ...]:
+        """The words the segments' inverted files use: the current ones, and the previous
+        ones while segments built with them remain."""
+        used = {s.inverted.codebook_version for s in self.segments if s.inverted is not None}
+        books = (self.codebook, self.previous_codebook)
+        return tuple(b for b in books if b is not None and b.version in used)
 
     @property
     def segments(self) -> tuple[Segment, ...]:
@@ -176,6 +185,7 @@ def build_view(
     dimension: int,
     generation: int,
     codebook: Codebook | None = None,
+    previous_codebook: Codebook | None = None,
 ) -> View:
     """The view of the ``sealed`` part and the growing buffer."""
     first = len(sealed.images)
@@ -203,4 +213,5 @@ def build_view(
         growing_ids=ids,
         generation=generation,
         codebook=codebook,
+        previous_codebook=previous_codebook,
     )

@@ -8,6 +8,20 @@ manifest written from then on names it, the first being the one that commits tha
 segment; a crash before then leaves the folder unnamed, and the next start deletes it.
 Builds that run at the same time wait for that one fit.
 
+The words grow with the index: an index fits its first words on a hundred photos or so
+(one word per MIN_ROWS_PER_WORD descriptors), too few for a large index, whose word lists
+then grow long and its searches slow. Once its sealed images hold enough descriptors for
+REFIT_GROWTH times its words (or for ``codebook_words``), a build fits new words and uses
+them; the words before stay, named in the manifest as the previous ones, while segments
+built with them remain: searches aggregate the query over both, and merges rewrite those
+segments one at a time with the new words (merging.py). The manifest written once none
+remains names them no more, and their folder is deleted. With the default settings, an
+index that grows photo by photo fits 6,250 words at 100 photos, 25,000 at 400 and 65,536
+at about 1,050, and keeps those. (A seal that took the previous words before the refit
+and commits after the last of their segments was rewritten would be a segment of words no
+longer kept, unsearched by words until the merger rewrites it, which it does next:
+unlikely, as that rewrite takes tens of seconds and a seal about one.)
+
 Shards of one coordinator must share their words, so that their images' scores compare: each
 is given the same codebook folder (``codebook`` setting), which its index takes as its own
 at its first segment build, whatever its size. An index whose words differ from the folder
@@ -17,8 +31,10 @@ given is refused at start.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +43,7 @@ from ..errors import IndexCorrupt
 from . import codebook
 from .codebook import MIN_ROWS_PER_WORD, Codebook
 from .images import ImageData
+from .segment import Segment
 from .segment_writer import StoredImages, row_count
 from .store_settings import StoreSettings
 
@@ -36,6 +53,28 @@ log = logging.getLogger(__name__)
 # rows and rounds than the bench's fit (65,536 words in two levels on 1M rows: 37 s once)
 FIT_SAMPLE_PER_WORD = MIN_ROWS_PER_WORD
 FIT_ROUNDS = 5
+# new words are fitted once the sealed images hold enough descriptors for this many times
+# the words (each refit rewrites every segment's inverted file: about 1.4M descriptors in
+# all on the way to 65,536 words)
+REFIT_GROWTH = 4
+
+
+@dataclass(frozen=True)
+class Words:
+    """The index's words at one moment, replaced whole: the current ones (what builds
+    use) and their folder, and the previous ones while segments built with them remain."""
+
+    current: Codebook | None = None
+    name: str = ""
+    previous: Codebook | None = None
+    previous_name: str = ""
+
+    def kept_for(self, in_use: Set[str]) -> Words:
+        """These words, without the previous ones when no segment uses them (the codebook
+        versions of ``in_use``)."""
+        if self.previous is None or self.previous.version in in_use:
+            return self
+        return Words(self.current, self.name)
 
 
 class Vocabulary:
@@ -43,21 +82,27 @@ class Vocabulary:
         self,
         index_dir: Path,
         name: str,
+        previous: str,
         settings: StoreSettings,
         new_name: Callable[[str], str],
         stored: Callable[[], StoredImages],
     ) -> None:
-        """``name``: the folder the manifest names ("" for none); ``stored()``: the live
-        images of the sealed segments, read from disk when asked for."""
+        """``name``, ``previous``: the folders the manifest names ("" for none);
+        ``stored()``: the live images of the sealed segments, read from disk when asked
+        for."""
         self.dir = index_dir
-        self.name = name
         self.words = settings.codebook_words
         self.min_rows = settings.codebook_min_rows
         self.fit = settings.fit_codebook
         self._new_name = new_name
         self._stored = stored
-        self._lock = threading.Lock()
-        self.codebook: Codebook | None = codebook.load(index_dir / name) if name else None
+        self._lock = threading.Lock()  # builds: one fits, the others wait for its words
+        self.state = Words(
+            codebook.load(index_dir / name) if name else None,
+            name,
+            codebook.load(index_dir / previous) if previous else None,
+            previous,
+        )
         self.pinned = codebook.load(Path(settings.codebook)) if settings.codebook else None
         if self.pinned and self.codebook and self.pinned.version != self.codebook.version:
             raise IndexCorrupt(
@@ -71,11 +116,12 @@ class Vocabulary:
     ) -> Codebook | None:
         """The codebook a build of ``images`` uses; fitted when there is none and the
         build's and the sealed images hold ``min_rows`` descriptors or more (None before:
-        the build is written without an inverted file, and searched by its rows)."""
+        the build is written without an inverted file, and searched by its rows), and
+        fitted again when they have grown enough for REFIT_GROWTH times its words."""
         with self._lock:
             if self.codebook is None and self.pinned:
                 if self.pinned.backend == backend and self.pinned.dimension == dimension:
-                    self.codebook = self._take(self.pinned)
+                    self._take(self.pinned)
                 else:
                     log.error(
                         "the codebook %s is for %s (%d-D) features, the index holds %s "
@@ -90,14 +136,71 @@ class Vocabulary:
                 rows = row_count(new) + stored.row_count()
                 if rows >= max(self.min_rows, 1):
                     sample = _sample(new, stored, FIT_SAMPLE_PER_WORD * self.words)
-                    self.codebook = self._fit(sample, backend)
+                    fitted, name = self._fit(sample, backend)
+                    self.state = Words(fitted, name)
+            elif self._may_grow():
+                self._grow(images, backend)
             return self.codebook
 
+    @property
+    def codebook(self) -> Codebook | None:
+        """The current words (None before they are fitted)."""
+        return self.state.current
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    def for_manifest(self, segments: Sequence[Segment]) -> Words:
+        """The words a manifest names beside ``segments``: the previous ones only while
+        one of them was built with them."""
+        in_use = {s.inverted.codebook_version for s in segments if s.inverted is not None}
+        return self.state.kept_for(in_use)
+
+    def named(self, words: Words) -> None:
+        """Once a manifest names ``words`` (for_manifest): previous words it no longer
+        names are forgotten, and their folder deleted. Not under the builds' lock, which a
+        fit holds for seconds: the store calls this with its state lock held, and a refit
+        (the only other change while there are previous words) waits until there are
+        none."""
+        state = self.state
+        if words is state or state.current is not words.current:
+            return
+        self.state = words
+        shutil.rmtree(self.dir / state.previous_name, ignore_errors=True)
+        log.info("no segment uses the words %s any more: deleted", state.previous_name)
+
     def bytes_on_disk(self) -> int:
-        """The codebook's files (0 before it is fitted)."""
-        if not self.name:
-            return 0
-        return sum(f.stat().st_size for f in (self.dir / self.name).iterdir())
+        """The codebooks' files (0 before one is fitted)."""
+        names = [n for n in (self.state.name, self.state.previous_name) if n]
+        return sum(f.stat().st_size for n in names for f in (self.dir / n).iterdir())
+
+    def _may_grow(self) -> bool:
+        """Whether the index's own words may be fitted again (not a shared codebook's,
+        not while segments use the previous ones, not at ``codebook_words`` already)."""
+        book, state = self.codebook, self.state
+        return (
+            self.fit
+            and not self.pinned
+            and book is not None
+            and state.previous is None
+            and book.words < self.words
+        )
+
+    def _grow(self, images: Sequence[ImageData], backend: str) -> None:
+        """New words when the sealed images (and the build's) hold enough descriptors
+        for REFIT_GROWTH times the current words, or for ``codebook_words``."""
+        book = self.codebook
+        assert book is not None
+        stored = self._stored()
+        new = [] if isinstance(images, StoredImages) else images
+        wanted = min(self.words, (row_count(new) + stored.row_count()) // MIN_ROWS_PER_WORD)
+        if wanted <= book.words or wanted < min(REFIT_GROWTH * book.words, self.words):
+            return
+        sample = _sample(new, stored, FIT_SAMPLE_PER_WORD * wanted)
+        fitted, name = self._fit(sample, backend)
+        self.state = Words(fitted, name, book, self.state.name)
+        log.info("the index outgrew its %d words: %d new ones (%s)", book.words, fitted.words, name)
 
     def _take(self, given: Codebook) -> Codebook:
         name = self._new_name("words")
@@ -107,11 +210,12 @@ class Vocabulary:
             given.backend, given.vectors, given.fitted_on, given.cells, given.cell_starts
         )
         codebook.save(again, self.dir / name)
-        self.name = name
         log.info("took the codebook %s (%s) as %s", given.path, given.version, name)
-        return codebook.load(self.dir / name)
+        book = codebook.load(self.dir / name)
+        self.state = Words(book, name)
+        return book
 
-    def _fit(self, rows: np.ndarray, backend: str) -> Codebook:
+    def _fit(self, rows: np.ndarray, backend: str) -> tuple[Codebook, str]:
         """Words fitted on ``rows``, a sample of the index's descriptors: at most one per
         MIN_ROWS_PER_WORD of them (8,192 words fitted on 10 rows each shortlisted worse at
         10,000 images than 5,125 on 16: recall 0.975 against 0.987), two-level from
@@ -122,10 +226,8 @@ class Vocabulary:
             backend, rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD
         )
         codebook.save(fitted, self.dir / name)
-        book = codebook.load(self.dir / name)
-        self.name = name
         log.info("fitted %d words on %d descriptors (%s)", words, len(rows), name)
-        return book
+        return codebook.load(self.dir / name), name
 
 
 def _sample(images: Sequence[ImageData], stored: StoredImages, limit: int) -> np.ndarray:

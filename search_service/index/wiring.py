@@ -56,6 +56,11 @@ class Index:
             stop=self.stop,
             recovered=rested,
         )
+
+        def words() -> str:
+            book = store.vocabulary.codebook
+            return book.version if book else ""
+
         self.merger = Merger(
             settings,
             snapshot=store.snapshot,
@@ -66,6 +71,7 @@ class Index:
             commit=store.commit_merge,
             stop=self.stop,
             recovered=rested,
+            words=words,
         )
         self.writer = Writer(store)
         if background:

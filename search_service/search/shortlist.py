@@ -124,25 +124,27 @@ def first_stage(
     # words of the strongest descriptors only, like the lookups: the same shortlists on the
     # evaluation photos (mAP 0.941 both) at half the product with the words
     which = lookup_rows(features.strengths, len(features), lookup)
-    book = view.codebook
-    words = QueryWords(features.descriptors[which], book, p.query_words) if book else None
+    # over each codebook the segments use (two while merges rewrite segments with new words)
+    words = [QueryWords(features.descriptors[which], b, p.query_words) for b in view.codebooks]
     hits = nearest_hits(view, features.descriptors, which, p.k, p.search_k, skip, pool)
     return by_words(view, words, size, skip), hits
 
 
-def by_words(view: View, words: QueryWords | None, size: int, skip: np.ndarray) -> WordChoice:
+def by_words(view: View, words: list[QueryWords], size: int, skip: np.ndarray) -> WordChoice:
     """The ``size`` best-scored sealed images (global numbers, best first; ties by image
-    id), leaving out removed images and ``skip``."""
-    if words is None:
+    id), leaving out removed images and ``skip``; each segment scored by the ``words`` of
+    its codebook."""
+    if not words:
         return WordChoice.empty()
+    by_version = {w.codebook_version: w for w in words}
     total = len(view.sealed.images)
     score = np.zeros(total, np.float64)
     shared = np.zeros(total, np.int64)
     for s, seg in enumerate(view.segments):
-        if seg.inverted is None:
+        if seg.inverted is None or seg.inverted.codebook_version not in by_version:
             continue
         lo = view.image_offsets[s]
-        got, counts = words.match(seg.inverted)
+        got, counts = by_version[seg.inverted.codebook_version].match(seg.inverted)
         score[lo : lo + len(got)] = got
         shared[lo : lo + len(got)] = counts
     gone = np.union1d(view.dead, skip).astype(np.int64)
@@ -154,4 +156,4 @@ def by_words(view: View, words: QueryWords | None, size: int, skip: np.ndarray) 
     images = view.sealed.images
     order = sorted(pool.tolist(), key=lambda i: (-score[i], images[i].image_id))[:size]
     chosen = np.array(order, np.int64)
-    return WordChoice(chosen, score[chosen], shared[chosen], words.codebook_version)
+    return WordChoice(chosen, score[chosen], shared[chosen], words[0].codebook_version)

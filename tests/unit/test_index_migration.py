@@ -1,6 +1,6 @@
 """An index directory written before the index had its own log record format (format 2:
 the log holds landmark.v1.ImageEntry messages) loads, answers as before, and becomes
-format 4 as it changes. tests/data/index-format2 was written by that code: three images
+format 5 as it changes. tests/data/index-format2 was written by that code: three images
 sealed into a segment, two more in the log, and one sealed image removed in the log."""
 
 import json
@@ -67,10 +67,10 @@ def test_a_format_2_directory_loads_with_its_logged_changes(old_index):
     index.close()
 
 
-def test_it_becomes_format_4_as_it_changes_and_keeps_everything(old_index):
+def test_it_becomes_format_5_as_it_changes_and_keeps_everything(old_index):
     index = Index(old_index, QUIET, background=False)
     store = index.store
-    assert json.loads((old_index / "MANIFEST").read_text())["format"] == 4
+    assert json.loads((old_index / "MANIFEST").read_text())["format"] == 5
     store.apply([], [("new", "label-new", {"k": "v"}, features(20))])
     index.close()
     # the new add is in the index's own record format, beside the old records

@@ -7,11 +7,14 @@ named."""
 
 import json
 
+import numpy as np
+
 from search_service.index import manifest
 from search_service.index.codebook import MIN_ROWS_PER_WORD
 from search_service.index.store_settings import StoreSettings
 from search_service.index.wiring import Index
 from search_service.index.writing import OnConflict, Writer
+from search_service.search.shortlist import QueryWords, by_words
 from tests.unit.test_write_path import KIND, image
 
 
@@ -89,3 +92,75 @@ def test_a_shard_without_a_codebook_given_fits_none(tmp_path):
     assert index.store.segments and all(s.annoy is not None for s in index.store.segments)
     index.close()
     assert SearchConfig(codebook_min_rows=1).store_settings().fit_codebook  # one index fits
+
+
+def best_by_words(store, image_id: str) -> str:
+    """The image the words shortlist first for ``image_id``'s own descriptors."""
+    view = store.view
+    features = view.features_of(view.by_id[image_id])[0]
+    words = [QueryWords(features, book) for book in view.codebooks]
+    choice = by_words(view, words, 1, np.zeros(0, np.int64))
+    return view.images[int(choice.image[0])].image_id
+
+
+def test_the_words_grow_with_the_index_and_its_segments_move_to_them(tmp_path):
+    """31 words fitted on 500 descriptors; at 1,500 the index could have 64 (more than
+    REFIT_GROWTH times 31 would need): a build fits them, both are named until a merge
+    has rewritten the segment built with the first, whose folder then goes."""
+    index = index_at(tmp_path / "index", words=64, min_rows=500)
+    store, writer = index.store, Writer(index.store)
+    writer.add([image(1)], KIND, OnConflict.ERROR)
+    assert index.sealer.seal()
+    first = store.vocabulary.codebook
+    assert first.words == 500 // MIN_ROWS_PER_WORD == 31
+    writer.add([image(2), image(3)], KIND, OnConflict.ERROR)  # a bulk add: a build
+    grown = store.vocabulary.codebook
+    assert grown.words == 64 and store.vocabulary.state.previous is first
+    assert [s.inverted.codebook_version for s in store.segments] == [first.version, grown.version]
+    listed = json.loads((store.dir / manifest.NAME).read_text())
+    assert (listed["codebook"], listed["previous_codebook"]) == (grown.path.name, first.path.name)
+    assert store.view.codebooks == (grown, first)
+    for i in (1, 2, 3):  # each segment scored by its own words
+        assert best_by_words(store, f"img-{i}") == f"img-{i}"
+    index.close()
+
+    again = index_at(tmp_path / "index", words=64, min_rows=500)  # a restart meanwhile
+    store = again.store
+    assert store.vocabulary.state.previous.version == first.version
+    assert again.merger.needs_merge() and again.merger.plan() == store.segments[:1]
+    assert again.merger.merge()  # in the child process, with the new words
+    assert [s.inverted.codebook_version for s in store.segments] == [grown.version] * 2
+    assert store.vocabulary.state.previous is None
+    assert json.loads((store.dir / manifest.NAME).read_text())["previous_codebook"] == ""
+    assert not (store.dir / first.path.name).exists()
+    assert [b.version for b in store.view.codebooks] == [grown.version]
+    assert not again.merger.needs_merge()
+    for i in (1, 2, 3):
+        assert best_by_words(store, f"img-{i}") == f"img-{i}"
+    writer = Writer(store)
+    writer.add([image(i) for i in range(4, 12)], KIND, OnConflict.ERROR)
+    assert store.vocabulary.codebook is store.view.codebook  # 64 words: grown for good
+    assert store.vocabulary.codebook.version == grown.version
+    again.close()
+
+
+def test_words_given_to_a_shard_do_not_grow(tmp_path):
+    """Shards of one coordinator share the words they were given: an index that took them
+    keeps them however large it grows."""
+    small = index_at(tmp_path / "small", words=64, min_rows=500)
+    Writer(small.store).add([image(1)], KIND, OnConflict.ERROR)
+    assert small.sealer.seal()
+    given = small.store.vocabulary.codebook
+    small.close()
+    settings = StoreSettings(
+        n_trees=2, seal_descriptors=1000, codebook_words=64, codebook=str(given.path)
+    )
+    index = Index(tmp_path / "index", settings, background=False)
+    writer = Writer(index.store)
+    for first in (2, 8):  # two bulk adds: two builds
+        writer.add([image(i) for i in range(first, first + 6)], KIND, OnConflict.ERROR)
+    versions = [s.inverted.codebook_version for s in index.store.segments]
+    assert versions == [given.version] * 2
+    assert index.store.vocabulary.codebook.version == given.version
+    assert index.store.vocabulary.state.previous is None
+    index.close()
