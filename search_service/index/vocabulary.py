@@ -11,16 +11,18 @@ Builds that run at the same time wait for that one fit.
 The words grow with the index: an index fits its first words on a hundred photos or so
 (one word per MIN_ROWS_PER_WORD descriptors), too few for a large index, whose word lists
 then grow long and its searches slow. Once its sealed images hold enough descriptors for
-REFIT_GROWTH times its words (or for ``codebook_words``), a build fits new words and uses
-them; the words before stay, named in the manifest as the previous ones, while segments
-built with them remain: searches aggregate the query over both, and merges rewrite those
-segments one at a time with the new words (merging.py). The manifest written once none
-remains names them no more, and their folder is deleted. With the default settings, an
-index that grows photo by photo fits 6,250 words at 100 photos, 25,000 at 400 and 65,536
-at about 1,050, and keeps those. (A seal that took the previous words before the refit
-and commits after the last of their segments was rewritten would be a segment of words no
-longer kept, unsearched by words until the merger rewrites it, which it does next:
-unlikely, as that rewrite takes tens of seconds and a seal about one.)
+REFIT_GROWTH times its words (or for ``codebook_words``), a merge fits new words (in the
+merger's thread; seals and other merges meanwhile use the current words) and builds with
+them, as all builds do from then on; the words before stay, named in the manifest as the
+previous ones, while segments built with them remain: searches aggregate the query over
+both, and merges rewrite those segments one at a time with the new words (merging.py).
+The manifest written once none remains names them no more, and their folder is deleted.
+With the default settings, an index that grows photo by photo fits 6,250 words at 100
+photos, 25,000 at 400 and 65,536 at about 1,050, and keeps those. (A seal that took the
+previous words before the refit and commits after the last of their segments was
+rewritten would be a segment of words no longer kept, unsearched by words until the
+merger rewrites it, which it does next: unlikely, as that rewrite takes tens of seconds
+and a seal about one.)
 
 Shards of one coordinator must share their words, so that their images' scores compare: each
 is given the same codebook folder (``codebook`` setting), which its index takes as its own
@@ -97,6 +99,7 @@ class Vocabulary:
         self._new_name = new_name
         self._stored = stored
         self._lock = threading.Lock()  # builds: one fits, the others wait for its words
+        self._growing = False  # a merge fits new words (the others use the current ones)
         self.state = Words(
             codebook.load(index_dir / name) if name else None,
             name,
@@ -116,8 +119,10 @@ class Vocabulary:
     ) -> Codebook | None:
         """The codebook a build of ``images`` uses; fitted when there is none and the
         build's and the sealed images hold ``min_rows`` descriptors or more (None before:
-        the build is written without an inverted file, and searched by its rows), and
-        fitted again when they have grown enough for REFIT_GROWTH times its words."""
+        the build is written without an inverted file, and searched by its rows). A merge
+        fits them again when the sealed images have grown enough for REFIT_GROWTH times
+        their words: in the merger's thread, at its priority, while other builds go on
+        with the current words."""
         with self._lock:
             if self.codebook is None and self.pinned:
                 if self.pinned.backend == backend and self.pinned.dimension == dimension:
@@ -138,9 +143,15 @@ class Vocabulary:
                     sample = _sample(new, stored, FIT_SAMPLE_PER_WORD * self.words)
                     fitted, name = self._fit(sample, backend)
                     self.state = Words(fitted, name)
-            elif self._may_grow():
-                self._grow(images, backend)
-            return self.codebook
+            grow = isinstance(images, StoredImages) and self._may_grow()
+            self._growing |= grow
+            book = self.codebook
+        if grow:
+            try:
+                book = self._grow(images, backend) or book
+            finally:
+                self._growing = False
+        return book
 
     @property
     def codebook(self) -> Codebook | None:
@@ -185,22 +196,22 @@ class Vocabulary:
             and book is not None
             and state.previous is None
             and book.words < self.words
+            and not self._growing
         )
 
-    def _grow(self, images: Sequence[ImageData], backend: str) -> None:
-        """New words when the sealed images (and the build's) hold enough descriptors
-        for REFIT_GROWTH times the current words, or for ``codebook_words``."""
+    def _grow(self, images: StoredImages, backend: str) -> Codebook | None:
+        """New words (None: not yet) when the sealed images hold enough descriptors for
+        REFIT_GROWTH times the current words, or for ``codebook_words``."""
         book = self.codebook
         assert book is not None
         stored = self._stored()
-        new = [] if isinstance(images, StoredImages) else images
-        wanted = min(self.words, (row_count(new) + stored.row_count()) // MIN_ROWS_PER_WORD)
+        wanted = min(self.words, stored.row_count() // MIN_ROWS_PER_WORD)
         if wanted <= book.words or wanted < min(REFIT_GROWTH * book.words, self.words):
-            return
-        sample = _sample(new, stored, FIT_SAMPLE_PER_WORD * wanted)
-        fitted, name = self._fit(sample, backend)
+            return None
+        fitted, name = self._fit(_sample([], stored, FIT_SAMPLE_PER_WORD * wanted), backend)
         self.state = Words(fitted, name, book, self.state.name)
         log.info("the index outgrew its %d words: %d new ones (%s)", book.words, fitted.words, name)
+        return fitted
 
     def _take(self, given: Codebook) -> Codebook:
         name = self._new_name("words")

@@ -104,30 +104,35 @@ def best_by_words(store, image_id: str) -> str:
 
 
 def test_the_words_grow_with_the_index_and_its_segments_move_to_them(tmp_path):
-    """31 words fitted on 500 descriptors; at 1,500 the index could have 64 (more than
-    REFIT_GROWTH times 31 would need): a build fits them, both are named until a merge
-    has rewritten the segment built with the first, whose folder then goes."""
+    """31 words fitted on 500 descriptors; at 9,500 the index could have 64 (more than
+    REFIT_GROWTH times 31 would need): the next merge fits them and builds with them, both
+    are named until the merger has rewritten the last segment built with the first, whose
+    folder then goes; seals use the words there are, and do not fit."""
     index = index_at(tmp_path / "index", words=64, min_rows=500)
     store, writer = index.store, Writer(index.store)
     writer.add([image(1)], KIND, OnConflict.ERROR)
     assert index.sealer.seal()
     first = store.vocabulary.codebook
     assert first.words == 500 // MIN_ROWS_PER_WORD == 31
-    writer.add([image(2), image(3)], KIND, OnConflict.ERROR)  # a bulk add: a build
+    writer.add([image(2), image(3)], KIND, OnConflict.ERROR)  # bulk adds: builds
+    writer.add([image(i) for i in range(4, 20)], KIND, OnConflict.ERROR)
+    assert store.vocabulary.codebook is first  # a seal's or bulk add's build does not fit
+    # the two small segments are merged (the large one would be rewritten for them)
+    assert index.merger.merge()
     grown = store.vocabulary.codebook
     assert grown.words == 64 and store.vocabulary.state.previous is first
-    assert [s.inverted.codebook_version for s in store.segments] == [first.version, grown.version]
+    assert [s.inverted.codebook_version for s in store.segments] == [grown.version, first.version]
     listed = json.loads((store.dir / manifest.NAME).read_text())
     assert (listed["codebook"], listed["previous_codebook"]) == (grown.path.name, first.path.name)
     assert store.view.codebooks == (grown, first)
-    for i in (1, 2, 3):  # each segment scored by its own words
+    for i in (1, 2, 10):  # each segment scored by its own words
         assert best_by_words(store, f"img-{i}") == f"img-{i}"
     index.close()
 
     again = index_at(tmp_path / "index", words=64, min_rows=500)  # a restart meanwhile
     store = again.store
     assert store.vocabulary.state.previous.version == first.version
-    assert again.merger.needs_merge() and again.merger.plan() == store.segments[:1]
+    assert again.merger.needs_merge() and again.merger.plan() == store.segments[1:]
     assert again.merger.merge()  # in the child process, with the new words
     assert [s.inverted.codebook_version for s in store.segments] == [grown.version] * 2
     assert store.vocabulary.state.previous is None
@@ -135,12 +140,8 @@ def test_the_words_grow_with_the_index_and_its_segments_move_to_them(tmp_path):
     assert not (store.dir / first.path.name).exists()
     assert [b.version for b in store.view.codebooks] == [grown.version]
     assert not again.merger.needs_merge()
-    for i in (1, 2, 3):
+    for i in (1, 2, 10):
         assert best_by_words(store, f"img-{i}") == f"img-{i}"
-    writer = Writer(store)
-    writer.add([image(i) for i in range(4, 12)], KIND, OnConflict.ERROR)
-    assert store.vocabulary.codebook is store.view.codebook  # 64 words: grown for good
-    assert store.vocabulary.codebook.version == grown.version
     again.close()
 
 
@@ -159,8 +160,9 @@ def test_words_given_to_a_shard_do_not_grow(tmp_path):
     writer = Writer(index.store)
     for first in (2, 8):  # two bulk adds: two builds
         writer.add([image(i) for i in range(first, first + 6)], KIND, OnConflict.ERROR)
+    assert index.merger.merge()  # where the index's own words would grow
     versions = [s.inverted.codebook_version for s in index.store.segments]
-    assert versions == [given.version] * 2
+    assert versions == [given.version]
     assert index.store.vocabulary.codebook.version == given.version
     assert index.store.vocabulary.state.previous is None
     index.close()
