@@ -27,6 +27,8 @@ def start(config: SearchConfig) -> Started:
     def close() -> None:
         # flushes and closes the write-ahead log, stops the sealer, releases the lock
         loading.done.wait()
+        if loading.writes is not None:  # stops following the changelog first
+            loading.writes.close()
         if loading.engine is not None:
             loading.engine.close()
 

@@ -82,6 +82,19 @@ class SearchConfig(RankingConfig):
     shard_index: int = setting(
         -1, "LANDMARK_SHARD_INDEX", "this shard's number (0-based) when sharded; -1 = not"
     )
+    shard_count: int = setting(
+        1, "LANDMARK_SHARD_COUNT", "shards the changelog's images are spread over (by id)"
+    )
+    changelog: str = setting(
+        "",
+        "LANDMARK_CHANGELOG",
+        "NATS servers of the changelog, nats://HOST:PORT[,...]: writes go to its JetStream "
+        "stream, and this replica applies its shard's changes from it (empty = this "
+        "service's own write-ahead log only)",
+    )
+    changelog_replicas: int = setting(
+        3, "LANDMARK_CHANGELOG_REPLICAS", "NATS servers holding each change (the stream's R)"
+    )
     n_trees: int = setting(_STORE.n_trees, "LANDMARK_ANNOY_TREES", "Annoy trees per segment")
     projection_dim: int = setting(
         _STORE.projection_dim,
@@ -158,7 +171,13 @@ class SearchConfig(RankingConfig):
             "max_segment_rows",
             "codebook_words",
             "codebook_min_rows",
+            "shard_count",
+            "changelog_replicas",
         )
+        if self.shard_index >= self.shard_count and self.changelog:
+            raise ValueError(
+                f"shard_index {self.shard_index} is not below shard_count {self.shard_count}"
+            )
         if self.idle_merge_seconds < 0:
             raise ValueError("idle_merge_seconds must not be negative (0 = off)")
         if self.search_k < 0:

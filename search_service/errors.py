@@ -44,3 +44,8 @@ class BufferFull(Exception):
 
 class Stopped(Exception):
     """A build was asked to stop (the service is shutting down); nothing of it was kept."""
+
+
+class Unavailable(Exception):
+    """The changelog cannot take or give changes now: too few of its servers answer (a
+    write needs a quorum of them). Nothing was written; the caller may retry."""

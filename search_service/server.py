@@ -14,6 +14,7 @@ from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 from serving import runtime
 from serving.metrics import Metrics
 
+from .changelog.writes import ReplicatedWrites, follow
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
 from .errors import Cancelled, InvalidRequest
@@ -42,6 +43,8 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     ) -> None:
         # None while the index loads: calls reach the servicer once the server is SERVING
         self.engine: SearchEngine = engine  # type: ignore[assignment]
+        # where adds and removes go: the engine, or the changelog (changelog.writes)
+        self.writes: SearchEngine | ReplicatedWrites = engine  # type: ignore[assignment]
         self.shard_index = shard_index
         metrics = metrics or Metrics()
         self._verified = metrics.histogram(
@@ -63,7 +66,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
                 entries.append((img.image_id, img.label, dict(img.metadata), features))
             if not context.is_active():  # nothing written yet: drop the work
                 raise Cancelled("the caller went away before the add was applied")
-            result = self.engine.add(entries, on_conflict(request.on_conflict))
+            result = self.writes.add(entries, on_conflict(request.on_conflict))
             return search_pb2.AddImagesResponse(
                 added=result.added,
                 skipped=result.skipped,
@@ -75,7 +78,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
 
     def RemoveImages(self, request, context):  # noqa: N802
         try:
-            removed, missing = self.engine.remove(list(request.image_ids))
+            removed, missing = self.writes.remove(list(request.image_ids))
             return search_pb2.RemoveImagesResponse(
                 removed=removed, not_found=missing, index=self._info()
             )
@@ -188,6 +191,7 @@ class Loading:
 
     done: threading.Event = field(default_factory=threading.Event)
     engine: SearchEngine | None = None
+    writes: ReplicatedWrites | None = None  # with a changelog
     error: BaseException | None = None
 
 
@@ -240,7 +244,14 @@ def start_server(
             loading.error = exc
             loading.done.set()
             return
-        servicer.engine = shard.engine = loading.engine = engine
+        servicer.engine = shard.engine = loading.engine = servicer.writes = engine
+        if config.changelog:
+            try:
+                servicer.writes = loading.writes = follow(config, engine)
+            except BaseException as exc:
+                loading.error = exc
+                loading.done.set()
+                return
         metrics.gauges(engine.info, "landmark_index", INDEX_GAUGES)
         running.set_serving(True)
         loading.done.set()

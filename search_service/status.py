@@ -19,6 +19,7 @@ from .errors import (
     InvalidRequest,
     Stopped,
     StorageFailure,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BufferFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageFailure, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Stopped, grpc.StatusCode.UNAVAILABLE),
 ]
 

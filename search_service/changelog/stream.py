@@ -1,0 +1,226 @@
+"""The changelog's stream on NATS JetStream: created once (replicated on ``replicas``
+servers, the latest message per subject kept), written in atomic batches acknowledged by
+a quorum, read per subject and followed in order.
+
+nats-py is asyncio; the search service's gRPC handlers are threads. The client runs its
+own event loop in a thread of its own, and each method here is a blocking call into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import nats
+from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from ..errors import Unavailable
+from .subjects import STREAM, every_shard
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when an expected sequence differs
+BATCH_LIMIT = 1000  # messages JetStream takes in one atomic batch
+UNREACHABLE = (
+    NatsTimeout,
+    asyncio.TimeoutError,
+    NoRespondersError,
+    NoServersError,
+    NoStreamResponseError,
+    ConnectionClosedError,
+)
+
+
+class Conflict(Exception):
+    """An image's subject changed between reading it and a write that expected it not to
+    (another writer came first); nothing of the batch was written."""
+
+
+class Changelog:
+    def __init__(self, servers: list[str], replicas: int = 3, timeout: float = 5.0) -> None:
+        """``servers``: nats://HOST:PORT of one or more NATS servers of the cluster."""
+        self.servers = servers
+        self.replicas = replicas
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="changelog", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._run(self._connect(), timeout + 30)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- blocking calls -----------------------------------------------------------------
+
+    def publish(self, messages: list[tuple[str, bytes, int | None]]) -> int:
+        """Write ``messages`` (subject, payload, the sequence its subject's latest message
+        must have, 0 for none, or None for any) all or nothing, once a quorum of servers
+        holds them; returns the stream sequence of the last. Conflict when an expected
+        sequence differs, Unavailable when no quorum answers in time."""
+        if not 0 < len(messages) <= BATCH_LIMIT:
+            raise ValueError(f"a change holds 1 to {BATCH_LIMIT} messages, not {len(messages)}")
+        return self._run(self._publish(messages))
+
+    def latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
+        """Per subject that has a message: its latest's sequence and payload."""
+        return self._run(self._latest(subjects))
+
+    def follow(self, subject: str, after: int, deliver: Callable[[int, bytes, int], None]) -> int:
+        """Deliver ``subject``'s messages after sequence ``after``, in order, as
+        ``deliver(sequence, payload, pending)`` (pending: messages still to come), on the
+        client's thread, from now on and across reconnections; returns the sequence of
+        the last message ``subject`` (a wildcard) held when it began, 0 for none."""
+        return self._run(self._follow(subject, after, deliver))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            try:
+                self._run(self._close(), 5)
+            except Exception:  # noqa: BLE001 (closing: nothing left to report to)
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout or self.timeout + 5)
+        except TimeoutError:
+            future.cancel()
+            raise Unavailable(f"the changelog ({self._where()}) did not answer in time") from None
+
+    def _where(self) -> str:
+        return ", ".join(self.servers)
+
+    # -- on the client's loop -----------------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._nc = await nats.connect(
+            servers=self.servers,
+            connect_timeout=2,
+            reconnect_time_wait=0.5,
+            max_reconnect_attempts=-1,
+            error_cb=self._error,
+        )
+        self._js = self._nc.jetstream(timeout=self.timeout)
+        config = StreamConfig(
+            name=STREAM,
+            subjects=[every_shard()],
+            num_replicas=self.replicas,
+            max_msgs_per_subject=1,  # the latest change of each image
+            storage=StorageType.FILE,
+            allow_atomic=True,
+            allow_direct=True,
+        )
+        deadline = self._loop.time() + 30  # a cluster that has just started elects a leader
+        while True:
+            try:
+                await self._js.stream_info(STREAM)
+                return
+            except NotFoundError:
+                pass
+            except UNREACHABLE + (APIError,) as exc:
+                if self._loop.time() > deadline:
+                    raise Unavailable(f"no JetStream at {self._where()}: {exc}") from None
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await self._js.add_stream(config)
+                log.info("created the stream %s (%d replicas)", STREAM, self.replicas)
+                return
+            except UNREACHABLE + (APIError,) as exc:
+                if self._loop.time() > deadline:
+                    raise Unavailable(f"cannot create {STREAM} at {self._where()}: {exc}") from None
+                await asyncio.sleep(0.5)
+
+    async def _close(self) -> None:
+        nc = getattr(self, "_nc", None)
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("changelog connection: %s", exc)
+
+    async def _publish(self, messages: list[tuple[str, bytes, int | None]]) -> int:
+        batch = uuid.uuid4().hex
+        try:
+            for n, (subject, payload, expected) in enumerate(messages, 1):
+                headers = (
+                    {}
+                    if expected is None
+                    else {"Nats-Expected-Last-Subject-Sequence": str(expected)}
+                )
+                if len(messages) > 1:
+                    headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
+                if n < len(messages):
+                    await self._nc.publish(subject, payload, headers=headers)
+                    continue
+                if len(messages) > 1:
+                    headers["Nats-Batch-Commit"] = "1"
+                reply = await self._nc.request(
+                    subject, payload, timeout=self.timeout, headers=headers
+                )
+        except UNREACHABLE as exc:
+            raise Unavailable(
+                f"no quorum of the changelog's servers ({self._where()}) acknowledged the "
+                f"write in time ({exc!r}): it may still be applied once they return; send it "
+                "again with on_conflict skip or replace"
+            ) from None
+        ack = json.loads(reply.data)
+        error = ack.get("error")
+        if error:
+            if error.get("err_code") == WRONG_LAST_SEQUENCE:
+                raise Conflict(error.get("description", "wrong last sequence"))
+            raise Unavailable(f"the changelog refused the write: {error.get('description')}")
+        return int(ack["seq"])
+
+    async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
+        out = {}
+        try:
+            for subject in subjects:
+                try:
+                    msg = await self._js.get_last_msg(STREAM, subject, direct=True)
+                except NotFoundError:
+                    continue
+                out[subject] = (int(msg.seq), bytes(msg.data or b""))
+        except UNREACHABLE as exc:
+            raise Unavailable(
+                f"the changelog ({self._where()}) cannot be read now ({exc!r}): nothing was "
+                "written; send the change again once a quorum of its servers is back"
+            ) from None
+        return out
+
+    async def _follow(
+        self, subject: str, after: int, deliver: Callable[[int, bytes, int], None]
+    ) -> int:
+        async def on_message(msg: Any) -> None:
+            meta = msg.metadata
+            deliver(int(meta.sequence.stream), bytes(msg.data), int(meta.num_pending))
+
+        kwargs: dict[str, Any] = {"ordered_consumer": True, "cb": on_message}
+        if after > 0:
+            kwargs["config"] = nats.js.api.ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+            )
+        try:
+            last = int((await self._js.get_last_msg(STREAM, subject)).seq)
+        except NotFoundError:
+            last = 0
+        await self._js.subscribe(subject, **kwargs)
+        return last
