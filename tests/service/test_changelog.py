@@ -62,13 +62,15 @@ def test_a_write_to_either_replica_is_read_there_at_once_and_reaches_the_other(c
         assert b.client.add_images(images[3:]).added == 1
         assert "img-3" in b.held()
         eventually(lambda: a.held() == b.held() == {f"img-{k}" for k in range(4)})
-        with pytest.raises(LandmarkError) as err:  # decided against the changelog
-            b.client.add_images(images[:1])
+        b.loading.writes.follower.close()  # b applies nothing from here on ...
+        a.client.add_images([ImageToAdd("img-5", "l", features(5))])
+        with pytest.raises(LandmarkError) as err:  # ... and still sees img-5 taken
+            b.client.add_images([ImageToAdd("img-5", "l", features(6))])
         assert err.value.code == grpc.StatusCode.ALREADY_EXISTS
+        assert "img-5" not in b.held()
         assert a.client.add_images(images[:2], on_conflict="skip").skipped == 2
         assert a.client.remove_images(["img-1", "nope"]) == (1, ["nope"])
-        assert "img-1" not in a.held()
-        eventually(lambda: b.held() == {"img-0", "img-2", "img-3"})
+        assert a.held() == {"img-0", "img-2", "img-3", "img-5"}
     finally:
         a.stop()
         b.stop()
