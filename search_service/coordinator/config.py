@@ -23,7 +23,7 @@ class CoordinatorConfig(RankingConfig):
         (),
         "LANDMARK_SHARDS",
         "shard addresses in shard order, comma-separated (shard i holds the images with "
-        "shard_of(id, N) == i)",
+        "shard_of(id, N) == i); a shard's replicas separated by '|' (A1|A2,B1|B2)",
     )
     shards_dns: str = setting(
         "",

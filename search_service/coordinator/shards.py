@@ -4,8 +4,10 @@ shards chose by their words."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,7 +61,9 @@ class ShardError(Exception):
 
 
 class Shards:
-    """The shard addresses in shard order, their stubs, and parallel calls to them."""
+    """The shard addresses in shard order (each one or more replicas), their stubs, and
+    parallel calls to them: each shard's to one of its replicas, the next one taken when
+    it answers UNAVAILABLE, within the call's deadline."""
 
     def __init__(self, config: CoordinatorConfig) -> None:
         self.config = config
@@ -68,7 +72,8 @@ class Shards:
         self._channels: list[grpc.Channel] = []
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max(4, 2 * self.count), "shard")
-        self._found: dict[int, str] = {}
+        self._found: dict[int, list[str]] = {}
+        self._turn = itertools.count()  # which replica a call tries first, in turn
         self._connection = Connection.from_env()
         token = config.shard_token
         self._own = (("authorization", f"Bearer {token}"),) if token else ()
@@ -79,7 +84,7 @@ class Shards:
             threading.Thread(target=self._rediscover, name="discovery", daemon=True).start()
 
     def name(self, i: int) -> str:
-        return f"shard {i} ({self.address(i) or 'not found'})"
+        return f"shard {i} ({'|'.join(self.replicas(i)) or 'not found'})"
 
     def _stub(self, address: str, method: str = "") -> Any:
         """The stub serving ``method`` at ``address``: landmark.v1.Shard for the two halves
@@ -97,9 +102,16 @@ class Shards:
             return shard if method in SHARD_METHODS else search
 
     def address(self, i: int) -> str | None:
+        """Shard ``i``'s first replica (None when DNS found none)."""
+        replicas = self.replicas(i)
+        return replicas[0] if replicas else None
+
+    def replicas(self, i: int) -> list[str]:
+        """Shard ``i``'s replicas: ``A1|A2`` in --shards, or every address DNS gave that
+        reports shard ``i``."""
         if not self.config.shards_dns:
-            return self.config.shards[i]
-        return self._found.get(i)
+            return self.config.shards[i].split("|")
+        return self._found.get(i, [])
 
     def _rediscover(self) -> None:
         while not self._stop.wait(DISCOVERY_SECONDS):
@@ -107,7 +119,7 @@ class Shards:
 
     def _discover(self) -> None:
         """Ask every address behind the DNS name which shard it is."""
-        found: dict[int, str] = {}
+        found: dict[int, list[str]] = {}
         try:
             addresses = resolve(self.config.shards_dns)
         except OSError as exc:
@@ -121,7 +133,7 @@ class Shards:
             except grpc.RpcError:
                 continue
             if 0 <= info.shard_index < self.count:
-                found[info.shard_index] = address
+                found.setdefault(info.shard_index, []).append(address)
         self._found = found
 
     def call(
@@ -130,25 +142,49 @@ class Shards:
         """Call ``method`` on the given shards at once: ({shard: response}, {name: why})."""
         futures = {}
         missing: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
         for i, request in requests.items():
-            address = self.address(i)
-            if address is None:
+            replicas = self.replicas(i)
+            if not replicas:
                 missing[self.name(i)] = "not found by DNS"
                 continue
-            stub = self._stub(address, method)
             futures[i] = self._pool.submit(
-                getattr(stub, method), request, timeout=timeout, metadata=metadata or self._own
+                self._one, replicas, method, request, deadline, metadata or self._own
             )
         answers = {}
         for i, future in futures.items():
             try:
                 answers[i] = future.result()
+            except TimeoutError:  # the deadline passed before a replica could be asked
+                missing[self.name(i)] = grpc.StatusCode.DEADLINE_EXCEEDED.name
             except grpc.RpcError as err:
                 if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     missing[self.name(i)] = err.code().name
                 else:
                     raise ShardError(self.name(i), err) from None
         return answers, missing
+
+    def _one(
+        self, replicas: list[str], method: str, request: object, deadline: float, metadata: Any
+    ) -> object:
+        """``method`` on one replica, starting at the next in turn; the next one when a
+        replica answers UNAVAILABLE, while the deadline allows."""
+        first = next(self._turn) % len(replicas)
+        error: grpc.RpcError | None = None
+        for address in replicas[first:] + replicas[:first]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            stub = self._stub(address, method)
+            try:
+                return getattr(stub, method)(request, timeout=left, metadata=metadata)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                error = err
+        if error is None:
+            raise TimeoutError
+        raise error
 
     def close(self) -> None:
         self._stop.set()

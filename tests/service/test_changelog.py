@@ -24,10 +24,15 @@ def cluster(tmp_path):
 
 
 class Replica:
-    def __init__(self, cluster: NatsCluster, folder) -> None:  # noqa: ANN001
+    def __init__(self, cluster: NatsCluster, folder, shard: int = -1, shards: int = 1) -> None:  # noqa: ANN001
         self.folder = folder
         self.config = SearchConfig(
-            port=0, metrics_port=-1, index_dir=str(folder), changelog=",".join(cluster.urls)
+            port=0,
+            metrics_port=-1,
+            index_dir=str(folder),
+            changelog=",".join(cluster.urls),
+            shard_index=shard,
+            shard_count=shards,
         )
         self.start()
 
@@ -36,12 +41,17 @@ class Replica:
         assert self.loading.done.wait(60) and self.loading.error is None
         self.client = SearchClient(f"127.0.0.1:{self.port}", timeout=30)
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def held(self) -> set[str]:
         return {r.image_id for r in self.client.list_images()}
 
     def stop(self) -> None:
         self.client.close()
         self.server.stop(0)
+        self.server = None
         self.loading.writes.close()
         self.loading.engine.close()
 
@@ -118,3 +128,34 @@ def _added(replica: Replica, image_id: str) -> bool:
         return True
     except LandmarkError:
         return False
+
+
+def test_a_coordinator_over_two_replicas_per_shard_answers_whole_with_one_of_each_down(
+    cluster, tmp_path
+):
+    from search_service.coordinator import CoordinatorConfig
+    from search_service.coordinator import create_server as create_coordinator
+
+    sets = [[Replica(cluster, tmp_path / f"s{i}r{r}", i, 2) for r in range(2)] for i in range(2)]
+    shards = tuple("|".join(r.address for r in replicas) for replicas in sets)
+    running, port, _ = create_coordinator(CoordinatorConfig(port=0, metrics_port=-1, shards=shards))
+    try:
+        with SearchClient(f"127.0.0.1:{port}", timeout=30) as client:
+            images = [ImageToAdd(f"img-{k}", f"l{k % 2}", features(k)) for k in range(8)]
+            assert client.add_images(images).added == 8
+            for replicas in sets:  # each shard's replicas converge on its images
+                eventually(lambda rs=replicas: rs[0].held() == rs[1].held() != set())
+            for replicas in sets:
+                replicas[0].stop()  # one replica of each shard down
+            for _ in range(4):  # whichever replica a call tries first
+                assert client.index_info().images == 8
+                r = client.search(features(3), top_k=1)
+                assert not r.partial and r.best.image_id == "img-3"
+            assert client.add_images([ImageToAdd("img-9", "l1", features(9))]).added == 1
+            assert client.index_info().images == 9
+    finally:
+        running.stop(0)
+        for replicas in sets:
+            for r in replicas:
+                if r.server is not None:
+                    r.stop()
