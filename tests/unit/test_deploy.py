@@ -19,7 +19,7 @@ def test_manifests_validate_strictly():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("passed") == 7
+    assert proc.stdout.count("passed") == 10
 
 
 def _docs():
@@ -43,7 +43,16 @@ def test_the_topology_the_issue_asks_for():
         assert "grpc" in container["readinessProbe"] and "grpc" in container["livenessProbe"]
     coordinator = kinds[("Deployment", "coordinator")]["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in coordinator["containers"][0]["env"]}
-    assert int(env["LANDMARK_SHARD_COUNT"]) == search["replicas"]
+    shards = int(env["LANDMARK_SHARD_COUNT"])
+    assert search["replicas"] == 2 * shards  # two replicas of each shard
+    command = " ".join(search["template"]["spec"]["containers"][0]["args"])
+    assert f"% {shards} ))" in command and f"--shard-count {shards}" in command
+    nats = kinds[("StatefulSet", "nats")]["spec"]
+    assert nats["replicas"] == 3 and nats["volumeClaimTemplates"]  # JetStream R=3
+    routes = kinds[("ConfigMap", "nats")]["data"]["nats.conf"]
+    assert all(
+        f"nats-{i}.nats" in routes and f"nats://nats-{i}.nats:4222" in command for i in range(3)
+    )
 
 
 def test_compose_file_parses_and_names_its_shards():
