@@ -40,13 +40,14 @@ class Follower:
         self,
         changelog: Changelog,
         shard: int,
+        shards: int,
         index_dir: Path,
         add: Callable[[list[Entry]], object],
         remove: Callable[[list[str]], object],
     ) -> None:
         """``add``: replaces or adds entries; ``remove``: removes image ids (present or
         not) — the index's write path."""
-        self.shard = shard
+        self.shard, self.shards = shard, shards
         self._path = Path(index_dir) / STATE
         self._add, self._remove = add, remove
         self.applied = self._read()
@@ -56,7 +57,7 @@ class Follower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="follower", daemon=True)
         self._caught_up = threading.Event()
-        self._target = changelog.follow(of_shard(shard), self.applied, self._deliver)
+        self._target = changelog.follow(of_shard(shard, shards), self.applied, self._deliver)
         if self.applied >= self._target:
             self._caught_up.set()
         self._thread.start()
@@ -78,7 +79,7 @@ class Follower:
         self._queue.put((0, b"", 0))
         self._thread.join(10)
 
-    def _deliver(self, sequence: int, payload: bytes, pending: int) -> None:
+    def _deliver(self, sequence: int, subject: str, payload: bytes, pending: int) -> None:
         self._queue.put((sequence, payload, pending))
 
     def _run(self) -> None:
@@ -124,7 +125,7 @@ class Follower:
     def _record(self, sequence: int) -> None:
         tmp = self._path.with_name(f".{STATE}.tmp")
         with open(tmp, "w") as fh:
-            json.dump({"shard": self.shard, "applied": sequence}, fh)
+            json.dump({"shard": self.shard, "shards": self.shards, "applied": sequence}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._path)
@@ -137,9 +138,9 @@ class Follower:
         if not self._path.exists():
             return 0
         state = json.loads(self._path.read_text())
-        if state.get("shard") != self.shard:
+        if (state.get("shard"), state.get("shards")) != (self.shard, self.shards):
             raise ValueError(
-                f"{self._path} follows shard {state.get('shard')}, not {self.shard}: give "
-                "this replica its own index folder"
+                f"{self._path} follows shard {state.get('shard')} of {state.get('shards')}, "
+                f"not {self.shard} of {self.shards}: give this replica its own index folder"
             )
         return int(state["applied"])

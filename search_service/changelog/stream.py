@@ -77,12 +77,18 @@ class Changelog:
         """Per subject that has a message: its latest's sequence and payload."""
         return self._run(self._latest(subjects))
 
-    def follow(self, subject: str, after: int, deliver: Callable[[int, bytes, int], None]) -> int:
+    def follow(
+        self, subject: str, after: int, deliver: Callable[[int, str, bytes, int], None]
+    ) -> int:
         """Deliver ``subject``'s messages after sequence ``after``, in order, as
-        ``deliver(sequence, payload, pending)`` (pending: messages still to come), on the
+        ``deliver(sequence, subject, payload, pending)`` (pending: messages still to come), on the
         client's thread, from now on and across reconnections; returns the sequence of
         the last message ``subject`` (a wildcard) held when it began, 0 for none."""
         return self._run(self._follow(subject, after, deliver))
+
+    def purge(self, subject: str) -> None:
+        """Delete every message of ``subject`` (a wildcard) from the stream."""
+        self._run(self._js.purge_stream(STREAM, subject=subject))
 
     def close(self) -> None:
         if self._loop.is_running():
@@ -207,11 +213,11 @@ class Changelog:
         return out
 
     async def _follow(
-        self, subject: str, after: int, deliver: Callable[[int, bytes, int], None]
+        self, subject: str, after: int, deliver: Callable[[int, str, bytes, int], None]
     ) -> int:
         async def on_message(msg: Any) -> None:
             meta = msg.metadata
-            deliver(int(meta.sequence.stream), bytes(msg.data), int(meta.num_pending))
+            deliver(int(meta.sequence.stream), msg.subject, bytes(msg.data), int(meta.num_pending))
 
         kwargs: dict[str, Any] = {"ordered_consumer": True, "cb": on_message}
         if after > 0:

@@ -50,7 +50,7 @@ class ReplicatedWrites:
         self.changelog.close()
 
     def _subject(self, image_id: str) -> str:
-        return subject(shard_of(image_id, self.shards), image_id)
+        return subject(shard_of(image_id, self.shards), self.shards, image_id)
 
     def add(self, entries: list[Entry], on_conflict: OnConflict = OnConflict.ERROR) -> AddResult:
         if not entries:
@@ -104,7 +104,7 @@ class ReplicatedWrites:
         """Wait until this replica has applied its shard's part of a batch whose last
         message has sequence ``last`` (a batch's sequences are consecutive); the other
         shards' replicas apply theirs as they follow."""
-        mine = f"{subject(self.shard, '')}"
+        mine = subject(self.shard, self.shards, "")
         own = [k for k, s in enumerate(subjects) if s.startswith(mine)]
         if not own:
             return
@@ -129,6 +129,7 @@ def follow(config: SearchConfig, engine: SearchEngine) -> ReplicatedWrites:
         follower = Follower(
             changelog,
             shard,
+            config.shard_count,
             Path(config.index_dir),
             add=lambda entries: engine.add(entries, OnConflict.REPLACE),
             remove=engine.remove,

@@ -159,3 +159,53 @@ def test_a_coordinator_over_two_replicas_per_shard_answers_whole_with_one_of_eac
             for r in replicas:
                 if r.server is not None:
                     r.stop()
+
+
+def test_backup_restore_and_resharding_work_from_the_changelog_alone(cluster, tmp_path):
+    from search_service.changelog.__main__ import main
+    from search_service.changelog.copying import BadBackup
+    from search_service.coordinator import CoordinatorConfig
+    from search_service.coordinator import create_server as create_coordinator
+    from search_service.sharding import shard_of
+
+    urls = ["--changelog", ",".join(cluster.urls)]
+    one = Replica(cluster, tmp_path / "one")
+    # more changes than a restore publishes at once (copying.BATCH)
+    one.client.add_images([ImageToAdd(f"img-{k}", f"l{k % 2}", features(k)) for k in range(120)])
+    one.client.remove_images(["img-4"])
+    live = one.held()
+    assert main([*urls, "backup", str(tmp_path / "backup")]) == 0
+    assert main([*urls, "reshard", "--from-shards", "1", "--to-shards", "2"]) == 0
+    two = [Replica(cluster, tmp_path / f"two-{i}", i, 2) for i in range(2)]
+    shards = tuple(r.address for r in two)
+    running, port, _ = create_coordinator(CoordinatorConfig(port=0, metrics_port=-1, shards=shards))
+    try:
+        for i, r in enumerate(two):  # each new shard holds its images, none extracted again
+            assert r.held() == {x for x in live if shard_of(x, 2) == i}
+        with SearchClient(f"127.0.0.1:{port}", timeout=30) as client:
+            assert client.index_info().images == len(live) == 119
+            for k in (0, 3, 7):  # answers like the one index did
+                assert client.search(features(k), top_k=1).best.image_id == f"img-{k}"
+        one.stop()
+        assert main([*urls, "drop", "--shards", "1"]) == 0
+        assert _held_by_a_new_replica(cluster, tmp_path / "dropped") == set()
+        damaged = bytearray((tmp_path / "backup").read_bytes())
+        damaged[-10] ^= 1  # in the last change: the first BATCH are whole
+        (tmp_path / "damaged").write_bytes(damaged)
+        with pytest.raises(BadBackup):
+            main([*urls, "restore", str(tmp_path / "damaged")])
+        assert _held_by_a_new_replica(cluster, tmp_path / "not-restored") == set()
+        assert main([*urls, "restore", str(tmp_path / "backup")]) == 0
+        assert _held_by_a_new_replica(cluster, tmp_path / "restored") == live
+    finally:
+        running.stop(0)
+        for r in two:
+            r.stop()
+
+
+def _held_by_a_new_replica(cluster: NatsCluster, folder) -> set[str]:  # noqa: ANN001
+    replica = Replica(cluster, folder)
+    try:
+        return replica.held()
+    finally:
+        replica.stop()

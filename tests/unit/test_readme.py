@@ -59,9 +59,10 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 
 def _parsers_flags() -> set[str]:
     from landmark_client.cli import build_parser as cli_parser
+    from search_service.changelog.__main__ import build_parser as changelog_parser
     from serving.launch import build_parser
 
-    flags = _options(cli_parser())
+    flags = _options(cli_parser()) | _options(changelog_parser())
     for name, cls in settings_table.SERVICES.items():
         flags |= _options(build_parser(cls, name, ""))
     return flags
