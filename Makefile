@@ -103,7 +103,8 @@ bench-large: $(STAMP) ## one node at 200,000 images (bench/results/large.json)
 	$(PY) -m bench.large --sizes $(SIZES)
 
 # Not in CI: about 25 minutes on 2 cores (ingest through 1 and 2 extractor processes, sift
-# and aliked; adds and searches while a merge of 3M+ rows runs). PART=throughput or merge.
+# and aliked; adds and searches while a merge of 3M+ rows runs; adds through a changelog
+# against a single node). PART=throughput, merge or changelog.
 PART ?= all
 bench-ingest: $(STAMP) ## how fast the service is fed (bench/results/ingest.json)
 	$(PY) -m bench.ingest --part $(PART)

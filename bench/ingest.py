@@ -143,7 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sift,aliked")
     parser.add_argument("--repeat", default="sift=4,aliked=1", help="gallery repeats")
-    parser.add_argument("--part", choices=("all", "throughput", "merge"), default="all")
+    parser.add_argument(
+        "--part", choices=("all", "throughput", "merge", "changelog"), default="all"
+    )
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     args = parser.parse_args()
     repeat = dict(kv.split("=") for kv in args.repeat.split(","))
@@ -167,6 +169,11 @@ def main() -> None:
                 "run": run,
             }
             print(json.dumps(result["under_merge"], indent=2), flush=True)
+        if args.part in ("all", "changelog"):
+            from bench.changelog_adds import changelog_adds
+
+            result["changelog"] = {**changelog_adds(Path(tmp)), "run": run}
+            print(json.dumps(result["changelog"], indent=2), flush=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     from bench.report import rewrite
 

@@ -4,9 +4,10 @@ holds the same images.
 
 Changes are applied in runs (consecutive adds as one add, consecutive removes as one
 remove), and the sequence of the last one applied is kept in the index folder
-(``CHANGELOG``, replaced atomically) once it is: a restart follows on from there. A crash
-between an apply and that record applies the run again, which changes nothing: an add
-replaces the image, a remove of an image already gone does nothing.
+(``CHANGELOG``, replaced atomically, not fsynced: the index's own log makes each apply
+durable) once it is: a restart follows on from there. A crash that loses the latest
+record applies a few changes again, which changes nothing: an add replaces the image, a
+remove of an image already gone does nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from landmark.wire import Features
 
 from ..index.records import Added
-from ..index.wal import fsync_dir
 from . import changes
 from .stream import Changelog
 from .subjects import of_shard
@@ -126,10 +126,7 @@ class Follower:
         tmp = self._path.with_name(f".{STATE}.tmp")
         with open(tmp, "w") as fh:
             json.dump({"shard": self.shard, "shards": self.shards, "applied": sequence}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, self._path)
-        fsync_dir(self._path.parent)
         with self._applied:
             self.applied = sequence
             self._applied.notify_all()

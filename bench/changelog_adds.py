@@ -1,0 +1,87 @@
+"""Adds through the changelog against a single node, in one run (`make bench-ingest
+PART=changelog`; all parts: `make bench-ingest`).
+
+Two search processes on this machine, each on an empty index: one on its own write-ahead
+log, one a replica following a changelog on 3 NATS servers (loopback, the binary `make
+install` puts in .venv/bin) that publishes every add there and answers once it has applied
+it. The same clients add the same images (1,000 unit descriptors each, as ALIKED gives
+per photo, one image per call, CLIENTS calls at a time, as `landmark index` sends them)
+to each in turn, ROUNDS times; the report gives images/s per target and the ratio.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import spawn, stop
+
+CLIENTS = 4
+IMAGES = 400  # per round and target
+ROUNDS = 2
+
+
+def features(seed: int):  # noqa: ANN201
+    from landmark.wire import Features
+
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(1000, 128)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    xy = rng.uniform(0, 1000, size=(1000, 2)).astype(np.float32)
+    return Features("aliked", xy, d, (1000, 1000))
+
+
+def add_rate(address: str, first: int, images: list) -> float:  # noqa: ANN001
+    """Images/s of CLIENTS clients adding ``images`` one per call."""
+    from landmark_client import ImageToAdd, SearchClient
+
+    with SearchClient(address, timeout=120) as client:
+        client.wait_ready(60)
+
+        def add(k: int) -> None:
+            client.add_images([ImageToAdd(f"img-{first + k}", "l", images[k])])
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(add, range(len(images))))
+        return len(images) / (time.perf_counter() - start)
+
+
+def changelog_adds(tmp: Path) -> dict:
+    from tests.nats_cluster import NatsCluster
+
+    images = [features(k) for k in range(IMAGES)]
+    nats = NatsCluster(tmp / "nats")
+    procs = []
+    try:
+        single, address = spawn(["search", "--index-dir", str(tmp / "single")], tmp, "single.log")
+        procs.append(single)
+        replica, replica_address = spawn(
+            ["search", "--index-dir", str(tmp / "replica"), "--changelog", ",".join(nats.urls)],
+            tmp,
+            "replica.log",
+        )
+        procs.append(replica)
+        rates: dict[str, list[float]] = {"single_node": [], "changelog": []}
+        for r in range(ROUNDS):
+            first = r * IMAGES
+            rates["single_node"].append(add_rate(address, first, images))
+            rates["changelog"].append(add_rate(replica_address, first, images))
+            print(f"round {r + 1}: {rates}", flush=True)
+    finally:
+        stop(procs)
+        nats.stop()
+    single_rate, changelog_rate = (float(np.mean(v)) for v in rates.values())
+    return {
+        "images_per_call": 1,
+        "descriptors_per_image": 1000,
+        "clients": CLIENTS,
+        "images": IMAGES * ROUNDS,
+        "single_node_images_per_s": round(single_rate, 1),
+        "changelog_images_per_s": round(changelog_rate, 1),
+        "ratio": round(changelog_rate / single_rate, 3),
+        "rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    }
