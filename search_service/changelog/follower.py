@@ -83,8 +83,9 @@ class Follower:
         self._queue.put((sequence, payload, pending))
 
     def _run(self) -> None:
+        failed: list[tuple[int, bytes, int]] = []  # tried again first, in order
         while not self._stop.is_set():
-            run = [self._queue.get()]
+            run, failed = failed or [self._queue.get()], []
             while len(run) < RUN:
                 try:
                     run.append(self._queue.get_nowait())
@@ -97,8 +98,7 @@ class Follower:
                 self._apply([changes.decode(payload) for _, payload, _ in run])
             except Exception:  # noqa: BLE001 (retried: the index may be full or stopping)
                 log.exception("applying changes %d-%d failed; retrying", run[0][0], run[-1][0])
-                for m in run:
-                    self._queue.put(m)
+                failed = run
                 self._stop.wait(1.0)
                 continue
             self._record(run[-1][0])

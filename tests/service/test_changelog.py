@@ -209,3 +209,40 @@ def _held_by_a_new_replica(cluster: NatsCluster, folder) -> set[str]:  # noqa: A
         return replica.held()
     finally:
         replica.stop()
+
+
+def test_a_change_that_failed_to_apply_is_applied_again_before_those_after_it(cluster, tmp_path):
+    """The index refuses an add for a moment (a full buffer, a full disk) while the
+    image's removal already waits behind it: the add is applied again first, then the
+    removal, and the image is gone, as on every other replica."""
+    from search_service.changelog import changes
+    from search_service.changelog.follower import Follower
+    from search_service.changelog.stream import Changelog
+    from search_service.changelog.subjects import subject
+    from search_service.engine import OnConflict, SearchEngine
+    from search_service.errors import BufferFull
+
+    changelog = Changelog(cluster.urls)
+    engine = SearchEngine(tmp_path / "idx", threads=1, background=False)
+    follower = None
+    refused = []
+
+    def add(entries):  # noqa: ANN001, ANN202
+        if not refused:  # the first time: refused once the removal is queued behind it
+            eventually(lambda: follower is not None and follower._queue.qsize() > 0)
+            refused.append(True)
+            raise BufferFull("the growing buffer is full", 0.5)
+        return engine.add(entries, OnConflict.REPLACE)
+
+    try:
+        follower = Follower(changelog, 0, 1, tmp_path / "idx", add=add, remove=engine.remove)
+        name = subject(0, 1, "x")
+        changelog.publish([(name, changes.added("x", "l", {}, features(1)), None)])
+        last = changelog.publish([(name, changes.removed("x"), None)])
+        assert follower.wait(last, 30) and refused
+        assert "x" not in engine.store.view.by_id
+    finally:
+        if follower is not None:
+            follower.close()
+        changelog.close()
+        engine.close()
