@@ -200,3 +200,31 @@ def test_a_shards_full_buffer_reaches_the_caller_with_its_retry_hint(tmp_path):
         co.stop(0)
         shard.stop(0)
         engine.close()
+
+
+def test_every_address_dns_gives_for_one_shard_is_one_of_its_replicas(tmp_path, monkeypatch):
+    running = []
+    for n, i in enumerate((0, 1, 0, 1)):  # two replicas of each of two shards
+        cfg = SearchConfig(
+            port=0,
+            metrics_port=-1,
+            index_dir=str(tmp_path / f"r{n}"),
+            shard_index=i,
+            read_tokens=(READ_TOKEN,),
+            write_tokens=(WRITE_TOKEN,),
+        )
+        running.append(create_search(cfg))
+    addresses = [f"127.0.0.1:{port}" for _, port, _ in running]
+    monkeypatch.setattr(coordinator_mod, "resolve", lambda name: addresses[::-1])
+    cfg = CoordinatorConfig(
+        port=0, metrics_port=-1, shards_dns="search:50052", shard_count=2, shard_token=READ_TOKEN
+    )
+    server, _, servicer = create_server(cfg)
+    try:
+        assert sorted(servicer.shards.replicas(0)) == sorted(addresses[0::2])
+        assert sorted(servicer.shards.replicas(1)) == sorted(addresses[1::2])
+    finally:
+        server.stop(0)
+        for s, _, engine in running:
+            s.stop(0)
+            engine.close()
