@@ -188,25 +188,31 @@ class Vocabulary:
 
     def _may_grow(self) -> bool:
         """Whether the index's own words may be fitted again (not a shared codebook's,
-        not while segments use the previous ones, not at ``codebook_words`` already)."""
+        not while segments use the previous ones, not when they were fitted for
+        ``codebook_words`` already: a two-level fit may give a few words fewer)."""
         book, state = self.codebook, self.state
         return (
             self.fit
             and not self.pinned
             and book is not None
             and state.previous is None
-            and book.words < self.words
+            and self._target(book.fitted_on) < self.words
             and not self._growing
         )
 
+    def _target(self, rows: int) -> int:
+        """The words a fit on ``rows`` descriptors asks for."""
+        return max(1, min(self.words, rows // MIN_ROWS_PER_WORD))
+
     def _grow(self, images: StoredImages, backend: str) -> Codebook | None:
         """New words (None: not yet) when the sealed images hold enough descriptors for
-        REFIT_GROWTH times the current words, or for ``codebook_words``."""
+        REFIT_GROWTH times the words the current ones were fitted for, or for
+        ``codebook_words``."""
         book = self.codebook
         assert book is not None
         stored = self._stored()
-        wanted = min(self.words, stored.row_count() // MIN_ROWS_PER_WORD)
-        if wanted <= book.words or wanted < min(REFIT_GROWTH * book.words, self.words):
+        wanted, had = self._target(stored.row_count()), self._target(book.fitted_on)
+        if wanted < min(REFIT_GROWTH * had, self.words):
             return None
         fitted, name = self._fit(_sample([], stored, FIT_SAMPLE_PER_WORD * wanted), backend)
         self.state = Words(fitted, name, book, self.state.name)
@@ -231,7 +237,7 @@ class Vocabulary:
         MIN_ROWS_PER_WORD of them (8,192 words fitted on 10 rows each shortlisted worse at
         10,000 images than 5,125 on 16: recall 0.975 against 0.987), two-level from
         TWO_LEVEL_WORDS."""
-        words = max(1, min(self.words, len(rows) // MIN_ROWS_PER_WORD))
+        words = self._target(len(rows))
         name = self._new_name("words")
         fitted = codebook.fitted(
             backend, rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD

@@ -9,9 +9,10 @@ import json
 
 import numpy as np
 
-from search_service.index import manifest
+from search_service.index import codebook, manifest
 from search_service.index.codebook import MIN_ROWS_PER_WORD
 from search_service.index.store_settings import StoreSettings
+from search_service.index.vocabulary import Words
 from search_service.index.wiring import Index
 from search_service.index.writing import OnConflict, Writer
 from search_service.search.shortlist import QueryWords, by_words
@@ -165,4 +166,22 @@ def test_words_given_to_a_shard_do_not_grow(tmp_path):
     assert versions == [given.version]
     assert index.store.vocabulary.codebook.version == given.version
     assert index.store.vocabulary.state.previous is None
+    index.close()
+
+
+def test_words_fitted_for_codebook_words_do_not_grow_even_a_few_short(tmp_path):
+    """A two-level fit for 65,536 words may give 65,531: fitted for the full count, they
+    are never fitted again, however the index grows (each refit rewrites every segment)."""
+    index = index_at(tmp_path / "index", words=64, min_rows=1100)
+    store, writer = index.store, Writer(index.store)
+    writer.add([image(i) for i in range(1, 4)], KIND, OnConflict.ERROR)  # 1,500: fits 64
+    fitted = store.vocabulary.codebook
+    assert fitted.words == 64 and fitted.fitted_on >= 64 * MIN_ROWS_PER_WORD
+    # as a two-level fit a few words short would be: fewer words, fitted for all 64
+    codebook.save(codebook.create("aliked", fitted.vectors[:60], fitted.fitted_on), tmp_path / "s")
+    short = codebook.load(tmp_path / "s")
+    store.vocabulary.state = Words(short, store.vocabulary.name)
+    writer.add([image(i) for i in range(4, 20)], KIND, OnConflict.ERROR)
+    assert index.merger.merge()
+    assert store.vocabulary.codebook is short and store.vocabulary.state.previous is None
     index.close()
