@@ -5,8 +5,9 @@ Two search processes on this machine, each on an empty index: one on its own wri
 log, one a replica following a changelog on 3 NATS servers (loopback, the binary `make
 install` puts in .venv/bin) that publishes every add there and answers once it has applied
 it. The same clients add the same images (1,000 unit descriptors each, as ALIKED gives
-per photo, one image per call, CLIENTS calls at a time, as `landmark index` sends them)
-to each in turn, ROUNDS times; the report gives images/s per target and the ratio.
+per photo, one image per call, CLIENTS calls at a time, as `landmark index` sends them;
+a full buffer's refusal retried after its hint) to each in turn, ROUNDS times, which one
+goes first alternating; the report gives images/s per target and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bench.common import spawn, stop
 
 CLIENTS = 4
 IMAGES = 400  # per round and target
-ROUNDS = 2
+ROUNDS = 4
 
 
 def features(seed: int):  # noqa: ANN201
@@ -36,13 +37,20 @@ def features(seed: int):  # noqa: ANN201
 
 def add_rate(address: str, first: int, images: list) -> float:  # noqa: ANN001
     """Images/s of CLIENTS clients adding ``images`` one per call."""
-    from landmark_client import ImageToAdd, SearchClient
+    from landmark_client import ImageToAdd, LandmarkError, SearchClient
 
     with SearchClient(address, timeout=120) as client:
         client.wait_ready(60)
 
         def add(k: int) -> None:
-            client.add_images([ImageToAdd(f"img-{first + k}", "l", images[k])])
+            while True:  # a full buffer: again after its hint, as `landmark index` does
+                try:
+                    client.add_images([ImageToAdd(f"img-{first + k}", "l", images[k])])
+                    return
+                except LandmarkError as err:
+                    if err.retry_after is None:
+                        raise
+                    time.sleep(err.retry_after)
 
         start = time.perf_counter()
         with ThreadPoolExecutor(CLIENTS) as pool:
@@ -66,10 +74,10 @@ def changelog_adds(tmp: Path) -> dict:
         )
         procs.append(replica)
         rates: dict[str, list[float]] = {"single_node": [], "changelog": []}
+        targets = {"single_node": address, "changelog": replica_address}
         for r in range(ROUNDS):
-            first = r * IMAGES
-            rates["single_node"].append(add_rate(address, first, images))
-            rates["changelog"].append(add_rate(replica_address, first, images))
+            for name in list(targets)[:: 1 if r % 2 == 0 else -1]:
+                rates[name].append(add_rate(targets[name], r * IMAGES, images))
             print(f"round {r + 1}: {rates}", flush=True)
     finally:
         stop(procs)

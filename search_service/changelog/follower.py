@@ -22,6 +22,7 @@ from pathlib import Path
 
 from landmark.wire import Features
 
+from ..errors import BufferFull
 from ..index.records import Added
 from . import changes
 from .stream import Changelog
@@ -96,7 +97,11 @@ class Follower:
                 continue
             try:
                 self._apply([changes.decode(payload) for _, payload, _ in run])
-            except Exception:  # noqa: BLE001 (retried: the index may be full or stopping)
+            except BufferFull as full:  # sealing catches up: again after its hint
+                failed = run
+                self._stop.wait(full.retry_after)
+                continue
+            except Exception:  # noqa: BLE001 (retried: the disk may be full, say)
                 log.exception("applying changes %d-%d failed; retrying", run[0][0], run[-1][0])
                 failed = run
                 self._stop.wait(1.0)
