@@ -24,6 +24,8 @@ from .errors import (
 
 log = logging.getLogger(__name__)
 
+CHANGELOG_RETRY_MS = 1000  # the hint of a write the changelog could not take
+
 CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (FeatureMismatch, grpc.StatusCode.FAILED_PRECONDITION),
@@ -40,9 +42,13 @@ CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     """End the call with the status ``exc`` stands for; anything unforeseen is INTERNAL
     (logged with its traceback, never shown to the caller). A refusal that passes with
-    time carries its hint in the trailing metadata (RETRY_AFTER_MS, milliseconds)."""
+    time carries its hint in the trailing metadata (RETRY_AFTER_MS, milliseconds): a full
+    buffer, or a changelog without a quorum (which the caller then tells from a service
+    that does not answer at all)."""
     if isinstance(exc, BufferFull):
         context.set_trailing_metadata(((RETRY_AFTER_MS, str(int(exc.retry_after * 1000))),))
+    if isinstance(exc, Unavailable):
+        context.set_trailing_metadata(((RETRY_AFTER_MS, str(CHANGELOG_RETRY_MS)),))
     for kind, code in CODES:
         if isinstance(exc, kind):
             context.abort(gone_code(context) if kind is Cancelled else code, str(exc))

@@ -37,11 +37,15 @@ class LandmarkError(Exception):
                 "(the extractor and the search service listen on different ports)",
             )
         service = f"{service} at {address}" if service and address else service
-        if code is grpc.StatusCode.UNAVAILABLE and service:
+        hint = retry_hint(error)
+        if code is grpc.StatusCode.UNAVAILABLE and service and hint is not None:
+            # the service itself answered: it runs, and says why and when to retry
+            details = f"{service}: {details}"
+        elif code is grpc.StatusCode.UNAVAILABLE and service:
             details = f"{service} is unavailable ({details}); is it running at that address?"
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED and service:
             details = f"{service} did not answer within the timeout ({details})"
-        return cls(code, details, retry_hint(error))
+        return cls(code, details, hint)
 
     @classmethod
     def from_code_number(cls, number: int, details: str) -> LandmarkError:

@@ -114,6 +114,7 @@ def test_adds_go_on_with_one_nats_server_down_and_stop_cleanly_with_two(cluster,
             a.client.add_images([ImageToAdd("img-9", "l", features(9))], timeout=15)
         assert err.value.code == grpc.StatusCode.UNAVAILABLE
         assert "changelog" in err.value.details and "again" in err.value.details
+        assert "is it running" not in err.value.details and err.value.retry_after == 1.0
         cluster.start(1)
         eventually(lambda: _added(a, "img-10"), 60)
         # img-9's write reached one server: it may be committed once a quorum is back
