@@ -13,11 +13,10 @@ import numpy as np
 from landmark.wire import Features
 
 from ..index import compact
-from ..index.records import Added, Removed
+from ..index.records import Added, Removed, image_head, read_head
 
 ADD, REMOVE = b"a", b"r"
 VERSION = 1
-_HEAD = struct.Struct("<BI")  # version, header length
 
 
 class BadChange(ValueError):
@@ -25,23 +24,12 @@ class BadChange(ValueError):
 
 
 def added(image_id: str, label: str, metadata: dict[str, str], f: Features) -> bytes:
-    header = json.dumps(
-        {
-            "image_id": image_id,
-            "label": label,
-            "metadata": dict(metadata),
-            "backend": f.backend,
-            "width": int(f.image_size[0]),
-            "height": int(f.image_size[1]),
-            "rows": len(f),
-            "dimension": f.dimension,
-        }
-    ).encode()
+    """The change: the kind byte, the image's head as the write-ahead log writes it
+    (records.image_head), then its int8 descriptors and uint16 locations."""
     return b"".join(
         [
             ADD,
-            _HEAD.pack(VERSION, len(header)),
-            header,
+            image_head(VERSION, image_id, label, metadata, f),
             compact.quantize_descriptors(f.descriptors).tobytes(),
             compact.quantize_locations(f.locations, f.image_size).astype("<u2").tobytes(),
         ]
@@ -65,13 +53,8 @@ def decode(payload: bytes) -> Added | Removed:
 
 
 def _added(body: bytes) -> Added:
-    version, size = _HEAD.unpack_from(body)
-    if version != VERSION:
-        raise ValueError(f"version {version} is not {VERSION}")
-    start = _HEAD.size
-    h = json.loads(body[start : start + size])
-    rows, dim = int(h["rows"]), int(h["dimension"])
-    data = body[start + size :]
+    h, rows, dim, offset = read_head(body, VERSION)
+    data = body[offset:]
     if len(data) != rows * (dim + 4):
         raise ValueError(f"{len(data)} bytes for {rows} rows of {dim} + 4")
     q = np.frombuffer(data, np.int8, rows * dim).reshape(rows, dim)

@@ -47,9 +47,12 @@ class Removed:
     image_ids: list[str]
 
 
-def image_record(image_id: str, label: str, metadata: dict[str, str], f: Features) -> bytes:
-    descriptors = np.ascontiguousarray(f.descriptors, _F32)
-    locations = np.ascontiguousarray(f.locations, _F32)
+def image_head(
+    version: int, image_id: str, label: str, metadata: dict[str, str], f: Features
+) -> bytes:
+    """An image's version byte, header length and header (the JSON of its id, label,
+    metadata, feature kind, image size and array shape): what precedes its arrays here
+    and in a changelog's change (changelog/changes.py)."""
     header = json.dumps(
         {
             "image_id": image_id,
@@ -58,19 +61,29 @@ def image_record(image_id: str, label: str, metadata: dict[str, str], f: Feature
             "backend": f.backend,
             "width": int(f.image_size[0]),
             "height": int(f.image_size[1]),
-            "rows": int(descriptors.shape[0]),
-            "dimension": int(descriptors.shape[1]),
+            "rows": len(f),
+            "dimension": f.dimension,
         }
     ).encode()
-    return b"".join(
-        [
-            IMAGE,
-            _HEAD.pack(IMAGE_VERSION, len(header)),
-            header,
-            descriptors.tobytes(),
-            locations.tobytes(),
-        ]
-    )
+    return _HEAD.pack(version, len(header)) + header
+
+
+def read_head(body: bytes, version: int) -> tuple[dict, int, int, int]:
+    """An image_head's header, rows, dimension and the offset of the arrays after it;
+    ValueError when its version is not ``version``."""
+    found, size = _HEAD.unpack_from(body)
+    if found != version:
+        raise ValueError(f"image record version {found} is not {version}")
+    start = _HEAD.size
+    h = json.loads(body[start : start + size])
+    return h, int(h["rows"]), int(h["dimension"]), start + size
+
+
+def image_record(image_id: str, label: str, metadata: dict[str, str], f: Features) -> bytes:
+    descriptors = np.ascontiguousarray(f.descriptors, _F32)
+    locations = np.ascontiguousarray(f.locations, _F32)
+    head = image_head(IMAGE_VERSION, image_id, label, metadata, f)
+    return b"".join([IMAGE, head, descriptors.tobytes(), locations.tobytes()])
 
 
 def remove_record(image_ids: list[str]) -> bytes:
@@ -94,13 +107,8 @@ def decode(payload: bytes) -> Added | Removed:
 
 
 def _image(body: bytes) -> Added:
-    version, size = _HEAD.unpack_from(body)
-    if version != IMAGE_VERSION:
-        raise ValueError(f"image record version {version} is not {IMAGE_VERSION}")
-    start = _HEAD.size
-    h = json.loads(body[start : start + size])
-    rows, dim = int(h["rows"]), int(h["dimension"])
-    arrays = np.frombuffer(body, _F32, offset=start + size)
+    h, rows, dim, offset = read_head(body, IMAGE_VERSION)
+    arrays = np.frombuffer(body, _F32, offset=offset)
     if arrays.size != rows * (dim + 2):
         raise ValueError(f"{arrays.size} values for {rows} rows of {dim} + 2")
     descriptors = arrays[: rows * dim].reshape(rows, dim)
