@@ -64,10 +64,10 @@ class Follower:
         self._thread.start()
         log.info("following shard %d from change %d to %d", shard, self.applied, self._target)
 
-    @property
-    def caught_up(self) -> bool:
-        """Whether every change the stream held when following began is applied."""
-        return self._caught_up.is_set()
+    def catch_up(self, timeout: float) -> bool:
+        """Until every change of the shard the stream held when following began is
+        applied; False when ``timeout`` seconds pass first."""
+        return self._caught_up.wait(timeout)
 
     def wait(self, sequence: int, timeout: float) -> bool:
         """Until the change at ``sequence`` (one of this shard's) is applied; False when

@@ -137,10 +137,9 @@ def follow(config: SearchConfig, engine: SearchEngine) -> ReplicatedWrites:
     except BaseException:
         changelog.close()
         raise
-    while not follower.caught_up:
+    while not follower.catch_up(2.0):
         log.info(
             "catching up: %d changes to apply (applied up to %d)", follower.behind, follower.applied
         )
-        follower.wait(1 << 62, 2.0)
     log.info("caught up with the changelog at change %d", follower.applied)
     return ReplicatedWrites(engine, changelog, follower, shard, config.shard_count)

@@ -28,23 +28,34 @@ def test_shard_of_is_stable_and_spreads():
     assert min(counts) > 900
 
 
-@pytest.fixture()
-def shards(tmp_path):
+def start_shards(folder, numbers: list[int]) -> list:  # noqa: ANN001
+    """Search servers in this process serving the given shard numbers (one folder each,
+    the tokens of test_security); (server, port, engine) each."""
     running = []
-    for i in range(3):
+    for n, i in enumerate(numbers):
         cfg = SearchConfig(
             port=0,
             metrics_port=-1,
-            index_dir=str(tmp_path / f"s{i}"),
+            index_dir=str(folder / f"s{n}"),
             shard_index=i,
             read_tokens=(READ_TOKEN,),
             write_tokens=(WRITE_TOKEN,),
         )
         running.append(create_search(cfg))
-    yield [f"127.0.0.1:{port}" for _, port, _ in running]
+    return running
+
+
+def stop_shards(running: list) -> None:
     for server, _, engine in running:
         server.stop(0)
         engine.close()
+
+
+@pytest.fixture()
+def shards(tmp_path):
+    running = start_shards(tmp_path, [0, 1, 2])
+    yield [f"127.0.0.1:{port}" for _, port, _ in running]
+    stop_shards(running)
 
 
 def test_shards_found_by_dns_are_ordered_by_their_own_index(shards, monkeypatch):
@@ -203,17 +214,7 @@ def test_a_shards_full_buffer_reaches_the_caller_with_its_retry_hint(tmp_path):
 
 
 def test_every_address_dns_gives_for_one_shard_is_one_of_its_replicas(tmp_path, monkeypatch):
-    running = []
-    for n, i in enumerate((0, 1, 0, 1)):  # two replicas of each of two shards
-        cfg = SearchConfig(
-            port=0,
-            metrics_port=-1,
-            index_dir=str(tmp_path / f"r{n}"),
-            shard_index=i,
-            read_tokens=(READ_TOKEN,),
-            write_tokens=(WRITE_TOKEN,),
-        )
-        running.append(create_search(cfg))
+    running = start_shards(tmp_path, [0, 1, 0, 1])  # two replicas of each of two shards
     addresses = [f"127.0.0.1:{port}" for _, port, _ in running]
     monkeypatch.setattr(coordinator_mod, "resolve", lambda name: addresses[::-1])
     cfg = CoordinatorConfig(
@@ -225,6 +226,4 @@ def test_every_address_dns_gives_for_one_shard_is_one_of_its_replicas(tmp_path, 
         assert sorted(servicer.shards.replicas(1)) == sorted(addresses[1::2])
     finally:
         server.stop(0)
-        for s, _, engine in running:
-            s.stop(0)
-            engine.close()
+        stop_shards(running)
