@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when an expected sequence differs
 BATCH_LIMIT = 1000  # messages JetStream takes in one atomic batch
+ELECTION_SECONDS = 10.0  # how long a call waits for the stream to have a leader again
 UNREACHABLE = (
     NatsTimeout,
     asyncio.TimeoutError,
@@ -102,7 +103,7 @@ class Changelog:
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(timeout or self.timeout + 5)
+            return future.result(timeout or self.timeout + ELECTION_SECONDS + 5)
         except TimeoutError:
             future.cancel()
             raise Unavailable(f"the changelog ({self._where()}) did not answer in time") from None
@@ -163,25 +164,22 @@ class Changelog:
     async def _error(self, exc: Exception) -> None:
         log.debug("changelog connection: %s", exc)
 
+    async def _answered(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, made again while nothing answers for the stream (no responders:
+        a new leader is being elected after a server was lost, and nothing was written),
+        for up to ELECTION_SECONDS."""
+        deadline = self._loop.time() + ELECTION_SECONDS
+        while True:
+            try:
+                return await attempt()
+            except NoRespondersError:
+                if self._loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
     async def _publish(self, messages: list[tuple[str, bytes, int | None]]) -> int:
-        batch = uuid.uuid4().hex
         try:
-            for n, (subject, payload, expected) in enumerate(messages, 1):
-                headers = (
-                    {}
-                    if expected is None
-                    else {"Nats-Expected-Last-Subject-Sequence": str(expected)}
-                )
-                if len(messages) > 1:
-                    headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
-                if n < len(messages):
-                    await self._nc.publish(subject, payload, headers=headers)
-                    continue
-                if len(messages) > 1:
-                    headers["Nats-Batch-Commit"] = "1"
-                reply = await self._nc.request(
-                    subject, payload, timeout=self.timeout, headers=headers
-                )
+            reply = await self._answered(lambda: self._send(messages))
         except UNREACHABLE as exc:
             raise Unavailable(
                 f"no quorum of the changelog's servers ({self._where()}) acknowledged the "
@@ -196,21 +194,42 @@ class Changelog:
             raise Unavailable(f"the changelog refused the write: {error.get('description')}")
         return int(ack["seq"])
 
+    async def _send(self, messages: list[tuple[str, bytes, int | None]]) -> Any:
+        """One attempt at ``messages`` (an atomic batch of its own when more than one):
+        the stream's reply to the last."""
+        batch = uuid.uuid4().hex
+        for n, (subject, payload, expected) in enumerate(messages, 1):
+            headers = (
+                {} if expected is None else {"Nats-Expected-Last-Subject-Sequence": str(expected)}
+            )
+            if len(messages) > 1:
+                headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
+            if n < len(messages):
+                await self._nc.publish(subject, payload, headers=headers)
+                continue
+            if len(messages) > 1:
+                headers["Nats-Batch-Commit"] = "1"
+            return await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
+        raise AssertionError("publish() checks that there is a message")
+
     async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
-        out = {}
-        try:
+        async def read() -> dict[str, tuple[int, bytes]]:
+            out = {}
             for subject in subjects:
                 try:
                     msg = await self._js.get_last_msg(STREAM, subject, direct=True)
                 except NotFoundError:
                     continue
                 out[subject] = (int(msg.seq), bytes(msg.data or b""))
+            return out
+
+        try:
+            return await self._answered(read)
         except UNREACHABLE as exc:
             raise Unavailable(
                 f"the changelog ({self._where()}) cannot be read now ({exc!r}): nothing was "
                 "written; send the change again once a quorum of its servers is back"
             ) from None
-        return out
 
     async def _follow(
         self, subject: str, after: int, deliver: Callable[[int, str, bytes, int], None]
