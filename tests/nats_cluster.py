@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,3 +64,47 @@ class NatsCluster:
     def stop(self) -> None:
         for i in range(len(self.procs)):
             self.kill(i)
+
+
+class SlowLink:
+    """A TCP link on loopback to ``port`` whose answers (server to client) can be held
+    back for a while, as a congested or partitioned network holds them: what the client
+    sends still arrives, and nothing is lost or reordered."""
+
+    def __init__(self, port: int) -> None:
+        self._upstream = port
+        self._until = 0.0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"nats://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self, seconds: float) -> None:
+        """Answers from now on reach the client ``seconds`` from now at the earliest."""
+        self._until = time.monotonic() + seconds
+
+    def close(self) -> None:
+        for s in self._sockets:
+            s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._upstream))
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, held: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                while held and time.monotonic() < self._until:
+                    time.sleep(0.01)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()

@@ -29,16 +29,23 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when an expected sequence differs
+DUPLICATE_IN_BATCH = 10201  # ... when a batch holds a message id the stream already has
+STILL_PENDING = 10158  # ... when a message id's first copy waits for a quorum still
 BATCH_LIMIT = 1000  # messages JetStream takes in one atomic batch
-ELECTION_SECONDS = 10.0  # how long a call waits for the stream to have a leader again
-UNREACHABLE = (
-    NatsTimeout,
-    asyncio.TimeoutError,
+ELECTION_SECONDS = 10.0  # how long a call is made again while the stream has no leader
+HEARTBEAT_SECONDS = 1.0  # a follow whose server has gone is made anew after two missed
+DEDUPLICATION_SECONDS = 120.0  # how long the stream remembers a message's id
+UNANSWERED = (NatsTimeout, asyncio.TimeoutError)  # the write may have landed, or not
+UNREACHABLE = UNANSWERED + (
     NoRespondersError,
     NoServersError,
     NoStreamResponseError,
     ConnectionClosedError,
 )
+
+
+class Pending(Exception):
+    """The stream holds an earlier attempt at this write, waiting for a quorum."""
 
 
 class Conflict(Exception):
@@ -69,7 +76,11 @@ class Changelog:
         """Write ``messages`` (subject, payload, the sequence its subject's latest message
         must have, 0 for none, or None for any) all or nothing, once a quorum of servers
         holds them; returns the stream sequence of the last. Conflict when an expected
-        sequence differs, Unavailable when no quorum answers in time."""
+        sequence differs, Unavailable when no quorum answers in time.
+
+        Each message carries an id of its own (Nats-Msg-Id), and an attempt nobody
+        answered is made again with the same ids: the stream stores what an unanswered
+        attempt left in it once, and answers the next as a duplicate."""
         if not 0 < len(messages) <= BATCH_LIMIT:
             raise ValueError(f"a change holds 1 to {BATCH_LIMIT} messages, not {len(messages)}")
         return self._run(self._publish(messages))
@@ -103,7 +114,7 @@ class Changelog:
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(timeout or self.timeout + ELECTION_SECONDS + 5)
+            return future.result(timeout or 2 * self.timeout + ELECTION_SECONDS + 5)
         except TimeoutError:
             future.cancel()
             raise Unavailable(f"the changelog ({self._where()}) did not answer in time") from None
@@ -130,6 +141,7 @@ class Changelog:
             storage=StorageType.FILE,
             allow_atomic=True,
             allow_direct=True,
+            duplicate_window=DEDUPLICATION_SECONDS,
         )
         deadline = self._loop.time() + 30  # a cluster that has just started elects a leader
         while True:
@@ -162,46 +174,68 @@ class Changelog:
         await asyncio.gather(*others, return_exceptions=True)
 
     async def _error(self, exc: Exception) -> None:
-        log.debug("changelog connection: %s", exc)
+        log.debug("changelog connection: %r", exc)
 
-    async def _answered(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``, made again while nothing answers for the stream (no responders:
-        a new leader is being elected after a server was lost, and nothing was written),
-        for up to ELECTION_SECONDS."""
+    async def _answered(
+        self, attempt: Callable[[], Awaitable[T]], again: tuple[type[BaseException], ...]
+    ) -> T:
+        """``attempt()``, made again for up to ELECTION_SECONDS while it fails with
+        ``again`` (no responders: the stream is electing a leader after a server was lost,
+        and nothing was written)."""
         deadline = self._loop.time() + ELECTION_SECONDS
+        tries = 0
         while True:
             try:
                 return await attempt()
-            except NoRespondersError:
+            except again as exc:
                 if self._loop.time() > deadline:
                     raise
+                if not tries:
+                    log.info("the changelog did not answer (%r): trying again", exc)
+                tries += 1
                 await asyncio.sleep(0.25)
 
     async def _publish(self, messages: list[tuple[str, bytes, int | None]]) -> int:
-        try:
-            reply = await self._answered(lambda: self._send(messages))
-        except UNREACHABLE as exc:
+        ids = [f"{uuid.uuid4().hex}.{n}" for n in range(len(messages))]
+        try:  # made again after no answer too: the ids make a second copy a duplicate
+            ack = await self._answered(
+                lambda: self._send(messages, ids), (NoRespondersError, Pending, *UNANSWERED)
+            )
+            if ack.get("error", {}).get("err_code") == DUPLICATE_IN_BATCH:
+                return await self._landed(messages[-1][0], ids[-1])
+        except (*UNREACHABLE, Pending) as exc:
             raise Unavailable(
                 f"no quorum of the changelog's servers ({self._where()}) acknowledged the "
                 f"write in time ({exc!r}): it may still be applied once they return; send it "
                 "again with on_conflict skip or replace"
             ) from None
-        ack = json.loads(reply.data)
         error = ack.get("error")
         if error:
             if error.get("err_code") == WRONG_LAST_SEQUENCE:
                 raise Conflict(error.get("description", "wrong last sequence"))
             raise Unavailable(f"the changelog refused the write: {error.get('description')}")
-        return int(ack["seq"])
+        return int(ack["seq"])  # a duplicate's is the sequence it was stored at
 
-    async def _send(self, messages: list[tuple[str, bytes, int | None]]) -> Any:
+    async def _landed(self, subject: str, message_id: str) -> int:
+        """The sequence of a batch an unanswered attempt stored, from its last message:
+        that message's, or a later one's if a later write replaced it."""
+        msg = await self._answered(
+            lambda: self._js.get_last_msg(STREAM, subject, direct=True), (NoRespondersError,)
+        )
+        if (msg.headers or {}).get("Nats-Msg-Id") != message_id:
+            log.info("a batch's last message was replaced since it was stored")
+        return int(msg.seq)
+
+    async def _send(
+        self, messages: list[tuple[str, bytes, int | None]], ids: list[str]
+    ) -> dict[str, Any]:
         """One attempt at ``messages`` (an atomic batch of its own when more than one):
-        the stream's reply to the last."""
+        the stream's answer to the last; Pending while an earlier one waits for a quorum."""
         batch = uuid.uuid4().hex
         for n, (subject, payload, expected) in enumerate(messages, 1):
-            headers = (
-                {} if expected is None else {"Nats-Expected-Last-Subject-Sequence": str(expected)}
-            )
+            headers = {"Nats-Msg-Id": ids[n - 1]}
+            if expected is not None:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             if len(messages) > 1:
                 headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
             if n < len(messages):
@@ -209,7 +243,11 @@ class Changelog:
                 continue
             if len(messages) > 1:
                 headers["Nats-Batch-Commit"] = "1"
-            return await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
+            reply = await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
+            ack = json.loads(reply.data)
+            if ack.get("error", {}).get("err_code") == STILL_PENDING:
+                raise Pending("an earlier attempt at this write waits for a quorum")
+            return ack
         raise AssertionError("publish() checks that there is a message")
 
     async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
@@ -224,7 +262,7 @@ class Changelog:
             return out
 
         try:
-            return await self._answered(read)
+            return await self._answered(read, (NoRespondersError,))
         except UNREACHABLE as exc:
             raise Unavailable(
                 f"the changelog ({self._where()}) cannot be read now ({exc!r}): nothing was "
@@ -238,7 +276,11 @@ class Changelog:
             meta = msg.metadata
             deliver(int(meta.sequence.stream), msg.subject, bytes(msg.data), int(meta.num_pending))
 
-        kwargs: dict[str, Any] = {"ordered_consumer": True, "cb": on_message}
+        kwargs: dict[str, Any] = {
+            "ordered_consumer": True,
+            "idle_heartbeat": HEARTBEAT_SECONDS,
+            "cb": on_message,
+        }
         if after > 0:
             kwargs["config"] = nats.js.api.ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1

@@ -12,7 +12,7 @@ import pytest
 from landmark_client import ImageToAdd, LandmarkError, SearchClient
 from search_service.config import SearchConfig
 from search_service.server import start_server
-from tests.nats_cluster import NatsCluster
+from tests.nats_cluster import NatsCluster, SlowLink
 from tests.service.test_security import features
 
 
@@ -111,8 +111,9 @@ def test_adds_go_on_with_one_nats_server_down_and_stop_cleanly_with_two(cluster,
         assert a.held() == {"img-0", "img-1", "img-2"}
         cluster.kill(1)
         with pytest.raises(LandmarkError) as err:
-            a.client.add_images([ImageToAdd("img-9", "l", features(9))], timeout=15)
+            a.client.add_images([ImageToAdd("img-9", "l", features(9))], timeout=60)
         assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert a.client.search(features(1), top_k=1).best.image_id == "img-1"  # searches go on
         assert "changelog" in err.value.details and "again" in err.value.details
         assert "is it running" not in err.value.details and err.value.retry_after == 1.0
         cluster.start(1)
@@ -230,7 +231,7 @@ def test_a_change_that_failed_to_apply_is_applied_again_before_those_after_it(cl
 
     def add(entries):  # noqa: ANN001, ANN202
         if not refused:  # the first time: refused once the removal is queued behind it
-            eventually(lambda: follower is not None and follower._queue.qsize() > 0)
+            eventually(lambda: follower is not None and follower.received > 0)
             refused.append(True)
             raise BufferFull("the growing buffer is full", 0.5)
         return engine.add(entries, OnConflict.REPLACE)
@@ -247,3 +248,29 @@ def test_a_change_that_failed_to_apply_is_applied_again_before_those_after_it(cl
             follower.close()
         changelog.close()
         engine.close()
+
+
+def test_a_write_whose_answer_was_held_up_is_made_again_and_stored_once(cluster, tmp_path):
+    """The stream's answer to a write is late (a congested link): the write is made again
+    with the same message ids, and the stream answers the second attempt as a duplicate
+    of what the first stored, instead of storing it twice or refusing it as a conflict."""
+    from search_service.changelog import changes
+    from search_service.changelog.stream import Changelog
+    from search_service.changelog.subjects import subject
+
+    link = SlowLink(cluster.ports[0][0])
+    changelog = Changelog([link.url], timeout=1.0)
+    names = [subject(0, 1, f"img-{k}") for k in range(3)]
+    try:
+        for batch in ([names[0]], names[1:]):  # one message, then an atomic batch
+            before = changelog.latest(names)
+            link.hold(1.6)  # the first attempt's answer comes after its 1 s timeout
+            last = changelog.publish(
+                [(n, changes.added(n, "l", {}, features(k)), 0) for k, n in enumerate(batch)]
+            )
+            after = changelog.latest(names)
+            assert set(after) - set(before) == set(batch)  # stored, once:
+            assert [after[n][0] for n in batch] == list(range(last - len(batch) + 1, last + 1))
+    finally:
+        changelog.close()
+        link.close()
