@@ -69,6 +69,11 @@ class Follower:
         applied; False when ``timeout`` seconds pass first."""
         return self._caught_up.wait(timeout)
 
+    @property
+    def received(self) -> int:
+        """Changes received from the stream and not yet taken up to be applied."""
+        return self._queue.qsize()
+
     def wait(self, sequence: int, timeout: float) -> bool:
         """Until the change at ``sequence`` (one of this shard's) is applied; False when
         ``timeout`` seconds pass first."""
