@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -120,10 +121,10 @@ class View:
     codebook: Codebook | None = None  # the words the segments' inverted files use ...
     previous_codebook: Codebook | None = None  # ... or, until merges rewrite them, these
 
-    @property
+    @cached_property
     def codebooks(self) -> tuple[Codebook, ...]:
         """The words the segments' inverted files use: the current ones, and the previous
-        ones while segments built with them remain."""
+        ones while segments built with them remain (found once per view)."""
         used = {s.inverted.codebook_version for s in self.segments if s.inverted is not None}
         books = (self.codebook, self.previous_codebook)
         return tuple(b for b in books if b is not None and b.version in used)
