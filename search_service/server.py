@@ -14,7 +14,7 @@ from landmark.v1 import search_pb2, search_pb2_grpc, shard_pb2, shard_pb2_grpc
 from serving import runtime
 from serving.metrics import Metrics
 
-from .changelog.writes import ReplicatedWrites, follow
+from .changelog.writes import PROGRESS, ReplicatedWrites, follow
 from .config import SearchConfig
 from .engine import OnConflict, SearchEngine
 from .errors import Cancelled, InvalidRequest
@@ -247,7 +247,11 @@ def start_server(
         servicer.engine = shard.engine = loading.engine = servicer.writes = engine
         if config.changelog:
             try:
-                servicer.writes = loading.writes = follow(config, engine)
+                servicer.writes = loading.writes = follow(
+                    config,
+                    engine,
+                    lambda f: metrics.gauges(f.progress, "landmark_changelog", PROGRESS),
+                )
             except BaseException as exc:
                 loading.error = exc
                 loading.done.set()

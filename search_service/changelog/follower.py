@@ -52,8 +52,9 @@ class Follower:
         self._path = Path(index_dir) / STATE
         self._add, self._remove = add, remove
         self.applied = self._read()
-        self.behind = 0  # changes still to apply when following began, then as they come
-        self._queue: queue.Queue[tuple[int, bytes, int]] = queue.Queue()
+        self._pending = 0  # changes after the latest one received, in the stream still
+        self._applying = 0  # changes taken up to be applied
+        self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._applied = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="follower", daemon=True)
@@ -69,10 +70,25 @@ class Follower:
         applied; False when ``timeout`` seconds pass first."""
         return self._caught_up.wait(timeout)
 
+    def progress(self) -> dict[str, float]:
+        """For the metrics: the sequence of the last change applied, the changes still to
+        apply, and 1 once caught up with what the stream held when following began."""
+        return {
+            "applied": self.applied,
+            "behind": self.behind,
+            "caught_up": float(self._caught_up.is_set()),
+        }
+
     @property
     def received(self) -> int:
         """Changes received from the stream and not yet taken up to be applied."""
         return self._queue.qsize()
+
+    @property
+    def behind(self) -> int:
+        """This shard's changes not applied yet: in the stream still, received, or being
+        applied."""
+        return self._pending + self.received + self._applying
 
     def wait(self, sequence: int, timeout: float) -> bool:
         """Until the change at ``sequence`` (one of this shard's) is applied; False when
@@ -82,14 +98,15 @@ class Follower:
 
     def close(self) -> None:
         self._stop.set()
-        self._queue.put((0, b"", 0))
+        self._queue.put((0, b""))
         self._thread.join(10)
 
     def _deliver(self, sequence: int, subject: str, payload: bytes, pending: int) -> None:
-        self._queue.put((sequence, payload, pending))
+        self._queue.put((sequence, payload))
+        self._pending = pending
 
     def _run(self) -> None:
-        failed: list[tuple[int, bytes, int]] = []  # tried again first, in order
+        failed: list[tuple[int, bytes]] = []  # tried again first, in order
         while not self._stop.is_set():
             run, failed = failed or [self._queue.get()], []
             while len(run) < RUN:
@@ -100,8 +117,9 @@ class Follower:
             run = [m for m in run if m[0] > self.applied]  # a redelivery after a reconnect
             if self._stop.is_set() or not run:
                 continue
+            self._applying = len(run)
             try:
-                self._apply([changes.decode(payload) for _, payload, _ in run])
+                self._apply([changes.decode(payload) for _, payload in run])
             except BufferFull as full:  # sealing catches up: again after its hint
                 failed = run
                 self._stop.wait(full.retry_after)
@@ -112,7 +130,7 @@ class Follower:
                 self._stop.wait(1.0)
                 continue
             self._record(run[-1][0])
-            self.behind = run[-1][2]
+            self._applying = 0
             if self.applied >= self._target:
                 self._caught_up.set()
 

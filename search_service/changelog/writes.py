@@ -11,6 +11,7 @@ sequence), so that two replicas adding one image at once cannot both succeed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import SearchConfig
@@ -120,9 +121,21 @@ def _is_add(latest: tuple[int, bytes] | None) -> bool:
     return latest is not None and latest[1][:1] == changes.ADD
 
 
-def follow(config: SearchConfig, engine: SearchEngine) -> ReplicatedWrites:
+PROGRESS = {
+    "applied": "stream sequence of the last change this replica applied",
+    "behind": "changes of this replica's shard still to apply",
+    "caught_up": "1 once this replica has applied what the stream held when it started",
+}
+
+
+def follow(
+    config: SearchConfig,
+    engine: SearchEngine,
+    started: Callable[[Follower], None] = lambda follower: None,
+) -> ReplicatedWrites:
     """Connect to the changelog of ``config``, follow this replica's shard from where its
-    index folder left off, and return once every change the stream held is applied."""
+    index folder left off, and return once every change the stream held is applied;
+    ``started(follower)`` is called as following begins (PROGRESS: its progress)."""
     shard = max(config.shard_index, 0)
     changelog = Changelog(config.changelog.split(","), config.changelog_replicas)
     try:
@@ -137,6 +150,7 @@ def follow(config: SearchConfig, engine: SearchEngine) -> ReplicatedWrites:
     except BaseException:
         changelog.close()
         raise
+    started(follower)
     while not follower.catch_up(2.0):
         log.info(
             "catching up: %d changes to apply (applied up to %d)", follower.behind, follower.applied

@@ -13,6 +13,7 @@ from landmark_client import ImageToAdd, LandmarkError, SearchClient
 from search_service.config import SearchConfig
 from search_service.server import start_server
 from tests.nats_cluster import NatsCluster, SlowLink
+from tests.service.test_operations import metric, scrape
 from tests.service.test_security import features
 
 
@@ -24,11 +25,13 @@ def cluster(tmp_path):
 
 
 class Replica:
-    def __init__(self, cluster: NatsCluster, folder, shard: int = -1, shards: int = 1) -> None:  # noqa: ANN001
+    def __init__(  # noqa: ANN001
+        self, cluster: NatsCluster, folder, shard: int = -1, shards: int = 1, metrics: int = -1
+    ) -> None:
         self.folder = folder
         self.config = SearchConfig(
             port=0,
-            metrics_port=-1,
+            metrics_port=metrics,
             index_dir=str(folder),
             changelog=",".join(cluster.urls),
             shard_index=shard,
@@ -87,7 +90,7 @@ def test_a_write_to_either_replica_is_read_there_at_once_and_reaches_the_other(c
 
 
 def test_a_replica_that_lost_its_folder_rebuilds_from_the_changelog(cluster, tmp_path):
-    a, b = Replica(cluster, tmp_path / "a"), Replica(cluster, tmp_path / "b")
+    a, b = Replica(cluster, tmp_path / "a"), Replica(cluster, tmp_path / "b", metrics=0)
     try:
         images = [ImageToAdd(f"img-{k}", "l", features(k)) for k in range(6)]
         a.client.add_images(images)
@@ -97,6 +100,10 @@ def test_a_replica_that_lost_its_folder_rebuilds_from_the_changelog(cluster, tmp
         shutil.rmtree(b.folder)
         b.start()  # serving once caught up: no waiting here
         assert b.held() == a.held() == {f"img-{k}" for k in (0, 1, 2, 3, 5)}
+        text = scrape(b.server.metrics_port)  # its progress, for the operators
+        assert metric(text, "landmark_changelog_applied") == a.loading.writes.follower.applied
+        assert metric(text, "landmark_changelog_behind") == 0
+        assert metric(text, "landmark_changelog_caught_up") == 1
     finally:
         a.stop()
         b.stop()
@@ -226,22 +233,25 @@ def test_a_change_that_failed_to_apply_is_applied_again_before_those_after_it(cl
 
     changelog = Changelog(cluster.urls)
     engine = SearchEngine(tmp_path / "idx", threads=1, background=False)
+    name = subject(0, 1, "x")
     follower = None
-    refused = []
+    removal, refused = [], []
 
     def add(entries):  # noqa: ANN001, ANN202
         if not refused:  # the first time: refused once the removal is queued behind it
+            removal.append(changelog.publish([(name, changes.removed("x"), None)]))
             eventually(lambda: follower is not None and follower.received > 0)
-            refused.append(True)
+            refused.append(follower.behind)  # this add, and the removal behind it
             raise BufferFull("the growing buffer is full", 0.5)
         return engine.add(entries, OnConflict.REPLACE)
 
     try:
         follower = Follower(changelog, 0, 1, tmp_path / "idx", add=add, remove=engine.remove)
-        name = subject(0, 1, "x")
         changelog.publish([(name, changes.added("x", "l", {}, features(1)), None)])
-        last = changelog.publish([(name, changes.removed("x"), None)])
-        assert follower.wait(last, 30) and refused
+        eventually(lambda: bool(removal))
+        last = removal[0]
+        assert follower.wait(last, 30) and refused == [2]
+        assert follower.progress() == {"applied": last, "behind": 0, "caught_up": 1.0}
         assert "x" not in engine.store.view.by_id
     finally:
         if follower is not None:
