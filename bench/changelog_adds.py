@@ -7,7 +7,9 @@ install` puts in .venv/bin) that publishes every add there and answers once it h
 it. The same clients add the same images (1,000 unit descriptors each, as ALIKED gives
 per photo, one image per call, CLIENTS calls at a time, as `landmark index` sends them;
 a full buffer's refusal retried after its hint) to each in turn, ROUNDS times, which one
-goes first alternating; the report gives images/s per target and the ratio of the means.
+goes first alternating, each run starting once both have settled (sealed and merged what
+the last run added: neither works in the background during the other's run); the report
+gives images/s per target and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -58,6 +60,19 @@ def add_rate(address: str, first: int, images: list) -> float:  # noqa: ANN001
         return len(images) / (time.perf_counter() - start)
 
 
+def settle(addresses: list[str], seconds: float = 600.0) -> None:
+    """Until every index at ``addresses`` has nothing left to do in the background."""
+    from landmark_client import SearchClient
+
+    deadline = time.monotonic() + seconds
+    for address in addresses:
+        with SearchClient(address, timeout=30) as client:
+            while not client.index_info().settled:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{address} did not settle within {seconds:.0f} s")
+                time.sleep(0.5)
+
+
 def changelog_adds(tmp: Path) -> dict:
     from tests.nats_cluster import NatsCluster
 
@@ -77,6 +92,7 @@ def changelog_adds(tmp: Path) -> dict:
         targets = {"single_node": address, "changelog": replica_address}
         for r in range(ROUNDS):
             for name in list(targets)[:: 1 if r % 2 == 0 else -1]:
+                settle(list(targets.values()))
                 rates[name].append(add_rate(targets[name], r * IMAGES, images))
             print(f"round {r + 1}: {rates}", flush=True)
     finally:
