@@ -39,6 +39,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from annoy import AnnoyIndex
@@ -168,9 +169,9 @@ def create(
     return Codebook(backend, centroids, annoy, version, fitted_on, None, cells, cell_starts)
 
 
-def fitted(backend: str, rows: np.ndarray, words: int, **fitting: int) -> Codebook:
+def fitted(backend: str, rows: np.ndarray, words: int, **fitting: Any) -> Codebook:
     """A codebook of ``words`` words fitted on ``rows`` (two-level from TWO_LEVEL_WORDS),
-    kept as int8."""
+    kept as int8; ``fitting``: kmeans.fit's settings."""
     if words >= TWO_LEVEL_WORDS:
         centroids, cells, starts = fit_two_level(rows, words, **fitting)
         return create(backend, quantize_descriptors(centroids), len(rows), cells, starts)

@@ -4,7 +4,11 @@ products with them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from ..errors import Stopped
 
 SEED = 1
 ROUNDS = 10  # Lloyd iterations: the assignment barely changes after a few
@@ -19,12 +23,15 @@ def fit(
     seed: int = SEED,
     rounds: int = ROUNDS,
     sample_per_word: int = SAMPLE_PER_WORD,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> np.ndarray:
     """Spherical k-means (Lloyd, renormalised centroids) of unit rows: [words, D] float32.
     Fitted on at most ``sample_per_word`` rows per word, chosen with ``seed``; an empty word
-    takes a random row. The same rows and seed give the same words."""
+    takes a random row. The same rows and seed give the same words. Stopped once
+    ``stopping()`` is true (looked at every few thousand rows)."""
     rng = np.random.default_rng(seed)
-    return _lloyd(_sample(descriptors, words, sample_per_word, rng), words, rng, rounds)
+    x = _sample(descriptors, words, sample_per_word, rng)
+    return _lloyd(x, words, rng, rounds, stopping)
 
 
 def fit_two_level(
@@ -33,6 +40,7 @@ def fit_two_level(
     seed: int = SEED,
     rounds: int = ROUNDS,
     sample_per_word: int = SAMPLE_PER_WORD,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A two-level codebook of about ``words`` words: sqrt(words) cells fitted on the
     sample, then in each cell words fitted on the sample's rows nearest it, as many as its
@@ -40,14 +48,15 @@ def fit_two_level(
     cells, cell_starts)."""
     x = _sample(descriptors, words, sample_per_word, np.random.default_rng(seed))
     side = int(np.ceil(np.sqrt(words)))
-    cells = _lloyd(x, side, np.random.default_rng(seed), rounds)
+    cells = _lloyd(x, side, np.random.default_rng(seed), rounds, stopping)
     cell_of = assign_exact(x, cells)[:, 0]
     parts = []
     for c in range(side):
         mine = x[cell_of == c]
         k = min(len(mine), max(1, round(words * len(mine) / len(x))))
         # a cell no sampled row is nearest to keeps itself as its one word
-        parts.append(_lloyd(mine, k, np.random.default_rng(seed), rounds) if k else cells[[c]])
+        fitted = _lloyd(mine, k, np.random.default_rng(seed), rounds, stopping) if k else None
+        parts.append(cells[[c]] if fitted is None else fitted)
     starts = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)
     return np.ascontiguousarray(np.concatenate(parts), np.float32), cells, starts
 
@@ -65,12 +74,18 @@ def _sample(
     return x
 
 
-def _lloyd(x: np.ndarray, words: int, rng: np.random.Generator, rounds: int) -> np.ndarray:
+def _lloyd(
+    x: np.ndarray,
+    words: int,
+    rng: np.random.Generator,
+    rounds: int,
+    stopping: Callable[[], bool],
+) -> np.ndarray:
     """``rounds`` of Lloyd's iterations on the unit rows ``x`` from ``words`` of them
     chosen with ``rng``, the centroids renormalised; an empty word takes a random row."""
     centroids = x[rng.choice(len(x), words, replace=False)].copy()
     for _ in range(rounds):
-        nearest = assign_exact(x, centroids)[:, 0]
+        nearest = assign_exact(x, centroids, stopping=stopping)[:, 0]
         sums = np.zeros_like(centroids)
         np.add.at(sums, nearest, x)
         empty = np.bincount(nearest, minlength=words) == 0
@@ -133,7 +148,11 @@ def assign_two_level(
 
 
 def assign_exact(
-    x: np.ndarray, centroids: np.ndarray, per_row: int = 1, inverse_norms: np.ndarray | None = None
+    x: np.ndarray,
+    centroids: np.ndarray,
+    per_row: int = 1,
+    inverse_norms: np.ndarray | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> np.ndarray:
     """The ``per_row`` nearest words of each unit row by a full product (largest dot
     product first): [n, per_row] int64. What fitting uses, and what Annoy's lookup is
@@ -142,6 +161,8 @@ def assign_exact(
     out = np.empty((len(x), per_row), np.int64)
     words = np.asarray(centroids, np.float32)
     for lo in range(0, len(x), ASSIGN_BLOCK):
+        if stopping():
+            raise Stopped("shutting down")
         rows = np.asarray(x[lo : lo + ASSIGN_BLOCK], np.float32)
         sims = _similarities(rows, words, inverse_norms)
         # one argmax per word, each word taken out once found: several times faster than

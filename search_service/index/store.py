@@ -62,8 +62,9 @@ class IndexStore:
         self.growing = GrowingBuffer()
         stored = lambda: StoredImages.live(*self.snapshot())  # noqa: E731
         self.vocabulary = Vocabulary(
-            self.dir, found.codebook, found.previous_codebook, settings, self.new_name, stored
-        )
+            self.dir, found.codebook, found.previous_codebook, settings, self.new_name, stored,
+            disk.stop.is_set,
+        )  # fmt: skip
         self.last_write = time.monotonic()
         self._sealed: Sealed | None = None  # the view's sealed part, until it changes
         manifest.remove_unlisted(self.dir, found)

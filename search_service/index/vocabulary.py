@@ -88,16 +88,17 @@ class Vocabulary:
         settings: StoreSettings,
         new_name: Callable[[str], str],
         stored: Callable[[], StoredImages],
+        stopping: Callable[[], bool],
     ) -> None:
         """``name``, ``previous``: the folders the manifest names ("" for none);
         ``stored()``: the live images of the sealed segments, read from disk when asked
-        for."""
+        for; a fit stops (Stopped) once ``stopping()`` is true."""
         self.dir = index_dir
         self.words = settings.codebook_words
         self.min_rows = settings.codebook_min_rows
         self.fit = settings.fit_codebook
         self._new_name = new_name
-        self._stored = stored
+        self._stored, self._stopping = stored, stopping
         self._lock = threading.Lock()  # builds: one fits, the others wait for its words
         self._growing = False  # a merge fits new words (the others use the current ones)
         self.state = Words(
@@ -239,9 +240,8 @@ class Vocabulary:
         TWO_LEVEL_WORDS."""
         words = self._target(len(rows))
         name = self._new_name("words")
-        fitted = codebook.fitted(
-            backend, rows, words, rounds=FIT_ROUNDS, sample_per_word=FIT_SAMPLE_PER_WORD
-        )
+        fitting = {"sample_per_word": FIT_SAMPLE_PER_WORD, "stopping": self._stopping}
+        fitted = codebook.fitted(backend, rows, words, rounds=FIT_ROUNDS, **fitting)
         codebook.save(fitted, self.dir / name)
         log.info("fitted %d words on %d descriptors (%s)", words, len(rows), name)
         return codebook.load(self.dir / name), name

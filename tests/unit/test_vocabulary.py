@@ -185,3 +185,24 @@ def test_words_fitted_for_codebook_words_do_not_grow_even_a_few_short(tmp_path):
     assert index.merger.merge()
     assert store.vocabulary.codebook is short and store.vocabulary.state.previous is None
     index.close()
+
+
+def test_a_fit_stops_when_the_index_closes_and_the_next_start_fits_again(tmp_path):
+    import pytest
+
+    from search_service.errors import Stopped
+
+    index = index_at(tmp_path / "index", min_rows=1500)
+    store = index.store
+    for i in range(1, 4):  # 1,500 descriptors in the buffer: its seal fits the words
+        Writer(store).add([image(i)], KIND, OnConflict.ERROR)
+    index.stop.set()  # as close() begins
+    with pytest.raises(Stopped):
+        index.sealer.seal()
+    assert store.vocabulary.codebook is None and not store.segments
+    assert not [p.name for p in store.dir.iterdir() if p.name.startswith("words")]
+    index.close()
+    again = index_at(tmp_path / "index", min_rows=1500)
+    assert again.sealer.seal() and again.store.vocabulary.codebook is not None
+    assert {"img-1", "img-2", "img-3"} <= set(again.store.view.by_id)
+    again.close()
