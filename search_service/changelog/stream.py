@@ -27,6 +27,7 @@ from .subjects import STREAM, every_shard
 
 log = logging.getLogger(__name__)
 
+DIRECT_GET = f"$JS.API.DIRECT.GET.{STREAM}"
 T = TypeVar("T")
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when an expected sequence differs
 DUPLICATE_IN_BATCH = 10201  # ... when a batch holds a message id the stream already has
@@ -252,13 +253,14 @@ class Changelog:
 
     async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
         async def read() -> dict[str, tuple[int, bytes]]:
-            out = {}
-            for subject in subjects:
-                try:
-                    msg = await self._js.get_last_msg(STREAM, subject, direct=True)
-                except NotFoundError:
-                    continue
-                out[subject] = (int(msg.seq), bytes(msg.data or b""))
+            out: dict[str, tuple[int, bytes]] = {}
+            todo = list(dict.fromkeys(subjects))
+            while todo:
+                part, todo = todo[:BATCH_LIMIT], todo[BATCH_LIMIT:]
+                found, whole = await self._last_of(part)
+                out |= found
+                if not whole:  # the answer was cut short: the rest again
+                    todo = [s for s in part if s not in found] + todo
             return out
 
         try:
@@ -268,6 +270,35 @@ class Changelog:
                 f"the changelog ({self._where()}) cannot be read now ({exc!r}): nothing was "
                 "written; send the change again once a quorum of its servers is back"
             ) from None
+
+    async def _last_of(self, subjects: list[str]) -> tuple[dict[str, tuple[int, bytes]], bool]:
+        """The latest message of each of ``subjects`` that has one, in one request
+        (JetStream's batched direct get, answered by any server holding the stream); and
+        whether the answer is whole (False when the server cut it short)."""
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        try:
+            request = {"multi_last": subjects, "batch": len(subjects)}
+            await self._nc.publish(DIRECT_GET, json.dumps(request).encode(), reply=inbox)
+            found: dict[str, tuple[int, bytes]] = {}
+            while True:
+                msg = await sub.next_msg(timeout=self.timeout)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status is None:
+                    found[headers["Nats-Subject"]] = (int(headers["Nats-Sequence"]), msg.data)
+                elif status == "204":  # the end of the batch
+                    if not found and headers.get("Nats-Num-Pending", "0") != "0":
+                        raise Unavailable("the changelog answered a read with nothing")
+                    return found, headers.get("Nats-Num-Pending", "0") == "0"
+                elif status == "404":  # none of them has a message
+                    return found, True
+                elif status == "503":
+                    raise NoRespondersError
+                else:
+                    raise Unavailable(f"the changelog refused a read: {status} {msg.data!r}")
+        finally:
+            await sub.unsubscribe()
 
     async def _follow(
         self, subject: str, after: int, deliver: Callable[[int, str, bytes, int], None]

@@ -284,3 +284,29 @@ def test_a_write_whose_answer_was_held_up_is_made_again_and_stored_once(cluster,
     finally:
         changelog.close()
         link.close()
+
+
+def test_the_latest_change_of_more_images_than_one_read_takes(cluster):
+    """Conflict checks read each image's latest change, up to BATCH_LIMIT per request."""
+    from search_service.changelog import changes
+    from search_service.changelog.stream import BATCH_LIMIT, Changelog
+    from search_service.changelog.subjects import subject
+
+    changelog = Changelog(cluster.urls)
+    try:
+        names = [subject(0, 1, f"img-{k}") for k in range(BATCH_LIMIT + 5)]
+        first = [(n, changes.removed(n), None) for n in names[:BATCH_LIMIT]]
+        last = changelog.publish(first)
+        tail = changelog.publish([(n, changes.removed(n), None) for n in names[BATCH_LIMIT:]])
+        changed = changelog.publish([(names[3], changes.added("x", "l", {}, features(3)), None)])
+        absent = [subject(0, 1, f"none-{k}") for k in range(7)]
+        got = changelog.latest([*absent, *names, names[0]])
+        expected = {n: last - BATCH_LIMIT + 1 + k for k, n in enumerate(names[:BATCH_LIMIT])}
+        expected |= {n: tail - 4 + k for k, n in enumerate(names[BATCH_LIMIT:])}
+        expected[names[3]] = changed
+        assert {n: seq for n, (seq, _) in got.items()} == expected
+        assert got[names[3]][1] == changes.added("x", "l", {}, features(3))
+        assert got[names[4]][1] == changes.removed(names[4])
+        assert changelog.latest(absent) == {}
+    finally:
+        changelog.close()
