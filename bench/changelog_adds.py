@@ -9,7 +9,8 @@ per photo, one image per call, CLIENTS calls at a time, as `landmark index` send
 a full buffer's refusal retried after its hint) to each in turn, ROUNDS times, which one
 goes first alternating, each run starting once both have settled (sealed and merged what
 the last run added: neither works in the background during the other's run); the report
-gives images/s per target and the ratio of the means.
+gives images/s per target and the ratio of the means. Then a third replica starts on an
+empty folder, as after a lost disk: the time until it serves every image of the stream.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def changelog_adds(tmp: Path) -> dict:
                 settle(list(targets.values()))
                 rates[name].append(add_rate(targets[name], r * IMAGES, images))
             print(f"round {r + 1}: {rates}", flush=True)
+        rebuilt = rebuild(nats.urls, tmp, procs)
     finally:
         stop(procs)
         nats.stop()
@@ -108,4 +110,28 @@ def changelog_adds(tmp: Path) -> dict:
         "changelog_images_per_s": round(changelog_rate, 1),
         "ratio": round(changelog_rate / single_rate, 3),
         "rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        **rebuilt,
+    }
+
+
+def rebuild(urls: list[str], tmp: Path, procs: list) -> dict:  # noqa: ANN001
+    """A replica started on an empty folder (its disk lost): seconds from its start until
+    it serves, having applied every image of the stream, with no extraction."""
+    from landmark_client import SearchClient
+
+    start = time.perf_counter()
+    proc, address = spawn(
+        ["search", "--index-dir", str(tmp / "rebuilt"), "--changelog", ",".join(urls)],
+        tmp,
+        "rebuilt.log",
+    )
+    seconds = time.perf_counter() - start
+    procs.append(proc)
+    with SearchClient(address, timeout=30) as client:
+        images = client.index_info().images
+    print(f"rebuilt {images} images in {seconds:.1f} s", flush=True)
+    return {
+        "rebuild_images": images,
+        "rebuild_seconds": round(seconds, 1),
+        "rebuild_images_per_s": round(images / seconds, 1),
     }
