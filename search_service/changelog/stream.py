@@ -9,7 +9,6 @@ own event loop in a thread of its own, and each method here is a blocking call i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import uuid
@@ -23,16 +22,19 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from ..errors import Unavailable
+from .batches import (
+    BATCH_LIMIT,
+    DUPLICATE_IN_BATCH,
+    WRONG_LAST_SEQUENCE,
+    Pending,
+    latest,
+    send,
+)
 from .subjects import STREAM, every_shard
 
 log = logging.getLogger(__name__)
 
-DIRECT_GET = f"$JS.API.DIRECT.GET.{STREAM}"
 T = TypeVar("T")
-WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when an expected sequence differs
-DUPLICATE_IN_BATCH = 10201  # ... when a batch holds a message id the stream already has
-STILL_PENDING = 10158  # ... when a message id's first copy waits for a quorum still
-BATCH_LIMIT = 1000  # messages JetStream takes in one atomic batch
 ELECTION_SECONDS = 10.0  # how long a call is made again while the stream has no leader
 HEARTBEAT_SECONDS = 1.0  # a follow whose server has gone is made anew after two missed
 DEDUPLICATION_SECONDS = 120.0  # how long the stream remembers a message's id
@@ -43,10 +45,6 @@ UNREACHABLE = UNANSWERED + (
     NoStreamResponseError,
     ConnectionClosedError,
 )
-
-
-class Pending(Exception):
-    """The stream holds an earlier attempt at this write, waiting for a quorum."""
 
 
 class Conflict(Exception):
@@ -200,7 +198,8 @@ class Changelog:
         ids = [f"{uuid.uuid4().hex}.{n}" for n in range(len(messages))]
         try:  # made again after no answer too: the ids make a second copy a duplicate
             ack = await self._answered(
-                lambda: self._send(messages, ids), (NoRespondersError, Pending, *UNANSWERED)
+                lambda: send(self._nc, messages, ids, self.timeout),
+                (NoRespondersError, Pending, *UNANSWERED),
             )
             if ack.get("error", {}).get("err_code") == DUPLICATE_IN_BATCH:
                 return await self._landed(messages[-1][0], ids[-1])
@@ -227,78 +226,16 @@ class Changelog:
             log.info("a batch's last message was replaced since it was stored")
         return int(msg.seq)
 
-    async def _send(
-        self, messages: list[tuple[str, bytes, int | None]], ids: list[str]
-    ) -> dict[str, Any]:
-        """One attempt at ``messages`` (an atomic batch of its own when more than one):
-        the stream's answer to the last; Pending while an earlier one waits for a quorum."""
-        batch = uuid.uuid4().hex
-        for n, (subject, payload, expected) in enumerate(messages, 1):
-            headers = {"Nats-Msg-Id": ids[n - 1]}
-            if expected is not None:
-                headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-            if len(messages) > 1:
-                headers |= {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
-            if n < len(messages):
-                await self._nc.publish(subject, payload, headers=headers)
-                continue
-            if len(messages) > 1:
-                headers["Nats-Batch-Commit"] = "1"
-            reply = await self._nc.request(subject, payload, timeout=self.timeout, headers=headers)
-            ack = json.loads(reply.data)
-            if ack.get("error", {}).get("err_code") == STILL_PENDING:
-                raise Pending("an earlier attempt at this write waits for a quorum")
-            return ack
-        raise AssertionError("publish() checks that there is a message")
-
     async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
-        async def read() -> dict[str, tuple[int, bytes]]:
-            out: dict[str, tuple[int, bytes]] = {}
-            todo = list(dict.fromkeys(subjects))
-            while todo:
-                part, todo = todo[:BATCH_LIMIT], todo[BATCH_LIMIT:]
-                found, whole = await self._last_of(part)
-                out |= found
-                if not whole:  # the answer was cut short: the rest again
-                    todo = [s for s in part if s not in found] + todo
-            return out
-
         try:
-            return await self._answered(read, (NoRespondersError,))
+            return await self._answered(
+                lambda: latest(self._nc, subjects, self.timeout), (NoRespondersError,)
+            )
         except UNREACHABLE as exc:
             raise Unavailable(
                 f"the changelog ({self._where()}) cannot be read now ({exc!r}): nothing was "
                 "written; send the change again once a quorum of its servers is back"
             ) from None
-
-    async def _last_of(self, subjects: list[str]) -> tuple[dict[str, tuple[int, bytes]], bool]:
-        """The latest message of each of ``subjects`` that has one, in one request
-        (JetStream's batched direct get, answered by any server holding the stream); and
-        whether the answer is whole (False when the server cut it short)."""
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
-        try:
-            request = {"multi_last": subjects, "batch": len(subjects)}
-            await self._nc.publish(DIRECT_GET, json.dumps(request).encode(), reply=inbox)
-            found: dict[str, tuple[int, bytes]] = {}
-            while True:
-                msg = await sub.next_msg(timeout=self.timeout)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status is None:
-                    found[headers["Nats-Subject"]] = (int(headers["Nats-Sequence"]), msg.data)
-                elif status == "204":  # the end of the batch
-                    if not found and headers.get("Nats-Num-Pending", "0") != "0":
-                        raise Unavailable("the changelog answered a read with nothing")
-                    return found, headers.get("Nats-Num-Pending", "0") == "0"
-                elif status == "404":  # none of them has a message
-                    return found, True
-                elif status == "503":
-                    raise NoRespondersError
-                else:
-                    raise Unavailable(f"the changelog refused a read: {status} {msg.data!r}")
-        finally:
-            await sub.unsubscribe()
 
     async def _follow(
         self, subject: str, after: int, deliver: Callable[[int, str, bytes, int], None]
