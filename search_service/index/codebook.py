@@ -37,16 +37,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from annoy import AnnoyIndex
 
 from ..errors import IndexCorrupt
 from .compact import quantize_descriptors
-from .kmeans import SAMPLE_PER_WORD, SEED, assign_exact, assign_two_level, fit, fit_two_level
+from .kmeans import (
+    ROUNDS,
+    SAMPLE_PER_WORD,
+    SEED,
+    assign_exact,
+    assign_two_level,
+    fit,
+    fit_two_level,
+)
 from .wal import publish_dir
 
 __all__ = ["SAMPLE_PER_WORD", "SEED", "Codebook", "assign_exact", "fit", "fitted", "load", "save"]
@@ -169,13 +177,21 @@ def create(
     return Codebook(backend, centroids, annoy, version, fitted_on, None, cells, cell_starts)
 
 
-def fitted(backend: str, rows: np.ndarray, words: int, **fitting: Any) -> Codebook:
+def fitted(
+    backend: str,
+    rows: np.ndarray,
+    words: int,
+    rounds: int = ROUNDS,
+    sample_per_word: int = SAMPLE_PER_WORD,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Codebook:
     """A codebook of ``words`` words fitted on ``rows`` (two-level from TWO_LEVEL_WORDS),
-    kept as int8; ``fitting``: kmeans.fit's settings."""
+    kept as int8; kmeans.fit's settings, and Stopped once ``stopping()`` is true."""
+    settings = (SEED, rounds, sample_per_word, stopping)
     if words >= TWO_LEVEL_WORDS:
-        centroids, cells, starts = fit_two_level(rows, words, **fitting)
+        centroids, cells, starts = fit_two_level(rows, words, *settings)
         return create(backend, quantize_descriptors(centroids), len(rows), cells, starts)
-    return create(backend, quantize_descriptors(fit(rows, words, **fitting)), len(rows))
+    return create(backend, quantize_descriptors(fit(rows, words, *settings)), len(rows))
 
 
 def save(codebook: Codebook, path: Path) -> None:

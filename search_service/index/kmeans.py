@@ -55,8 +55,8 @@ def fit_two_level(
         mine = x[cell_of == c]
         k = min(len(mine), max(1, round(words * len(mine) / len(x))))
         # a cell no sampled row is nearest to keeps itself as its one word
-        fitted = _lloyd(mine, k, np.random.default_rng(seed), rounds, stopping) if k else None
-        parts.append(cells[[c]] if fitted is None else fitted)
+        rng = np.random.default_rng(seed)
+        parts.append(_lloyd(mine, k, rng, rounds, stopping) if k else cells[[c]])
     starts = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)
     return np.ascontiguousarray(np.concatenate(parts), np.float32), cells, starts
 

@@ -240,8 +240,9 @@ class Vocabulary:
         TWO_LEVEL_WORDS."""
         words = self._target(len(rows))
         name = self._new_name("words")
-        fitting = {"sample_per_word": FIT_SAMPLE_PER_WORD, "stopping": self._stopping}
-        fitted = codebook.fitted(backend, rows, words, rounds=FIT_ROUNDS, **fitting)
+        fitted = codebook.fitted(
+            backend, rows, words, FIT_ROUNDS, FIT_SAMPLE_PER_WORD, stopping=self._stopping
+        )
         codebook.save(fitted, self.dir / name)
         log.info("fitted %d words on %d descriptors (%s)", words, len(rows), name)
         return codebook.load(self.dir / name), name
