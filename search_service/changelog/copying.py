@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..sharding import shard_of
-from .stream import BATCH_LIMIT, Changelog
+from .batches import BATCH_LIMIT
+from .stream import Changelog
 from .subjects import image_of, subject
 
 MAGIC = b"landmark-changelog 1\n"

@@ -202,7 +202,7 @@ class Changelog:
                 (NoRespondersError, Pending, *UNANSWERED),
             )
             if ack.get("error", {}).get("err_code") == DUPLICATE_IN_BATCH:
-                return await self._landed(messages[-1][0], ids[-1])
+                return await self._landed(messages[-1][0])
         except (*UNREACHABLE, Pending) as exc:
             raise Unavailable(
                 f"no quorum of the changelog's servers ({self._where()}) acknowledged the "
@@ -216,15 +216,13 @@ class Changelog:
             raise Unavailable(f"the changelog refused the write: {error.get('description')}")
         return int(ack["seq"])  # a duplicate's is the sequence it was stored at
 
-    async def _landed(self, subject: str, message_id: str) -> int:
-        """The sequence of a batch an unanswered attempt stored, from its last message:
-        that message's, or a later one's if a later write replaced it."""
-        msg = await self._answered(
-            lambda: self._js.get_last_msg(STREAM, subject, direct=True), (NoRespondersError,)
+    async def _landed(self, subject: str) -> int:
+        """The sequence of a batch an unanswered attempt stored, from its last message's
+        subject: that message's, or a later one's if a later write replaced it."""
+        found = await self._answered(
+            lambda: latest(self._nc, [subject], self.timeout), (NoRespondersError,)
         )
-        if (msg.headers or {}).get("Nats-Msg-Id") != message_id:
-            log.info("a batch's last message was replaced since it was stored")
-        return int(msg.seq)
+        return found[subject][0]
 
     async def _latest(self, subjects: list[str]) -> dict[str, tuple[int, bytes]]:
         try:

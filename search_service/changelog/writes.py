@@ -131,7 +131,7 @@ PROGRESS = {
 def follow(
     config: SearchConfig,
     engine: SearchEngine,
-    started: Callable[[Follower], None] = lambda follower: None,
+    started: Callable[[Follower], None],
 ) -> ReplicatedWrites:
     """Connect to the changelog of ``config``, follow this replica's shard from where its
     index folder left off, and return once every change the stream held is applied;

@@ -10,8 +10,20 @@ import grpc
 import pytest
 
 from landmark_client import ImageToAdd, LandmarkError, SearchClient
+from search_service.changelog import changes
+from search_service.changelog.__main__ import main
+from search_service.changelog.batches import BATCH_LIMIT
+from search_service.changelog.copying import BadBackup
+from search_service.changelog.follower import Follower
+from search_service.changelog.stream import Changelog
+from search_service.changelog.subjects import subject
 from search_service.config import SearchConfig
+from search_service.coordinator import CoordinatorConfig
+from search_service.coordinator import create_server as create_coordinator
+from search_service.engine import OnConflict, SearchEngine
+from search_service.errors import BufferFull
 from search_service.server import start_server
+from search_service.sharding import shard_of
 from tests.nats_cluster import NatsCluster, SlowLink
 from tests.service.test_operations import metric, scrape
 from tests.service.test_security import features
@@ -142,8 +154,6 @@ def _added(replica: Replica, image_id: str) -> bool:
 def test_a_coordinator_over_two_replicas_per_shard_answers_whole_with_one_of_each_down(
     cluster, tmp_path
 ):
-    from search_service.coordinator import CoordinatorConfig
-    from search_service.coordinator import create_server as create_coordinator
 
     sets = [[Replica(cluster, tmp_path / f"s{i}r{r}", i, 2) for r in range(2)] for i in range(2)]
     shards = tuple("|".join(r.address for r in replicas) for replicas in sets)
@@ -171,11 +181,6 @@ def test_a_coordinator_over_two_replicas_per_shard_answers_whole_with_one_of_eac
 
 
 def test_backup_restore_and_resharding_work_from_the_changelog_alone(cluster, tmp_path):
-    from search_service.changelog.__main__ import main
-    from search_service.changelog.copying import BadBackup
-    from search_service.coordinator import CoordinatorConfig
-    from search_service.coordinator import create_server as create_coordinator
-    from search_service.sharding import shard_of
 
     urls = ["--changelog", ",".join(cluster.urls)]
     one = Replica(cluster, tmp_path / "one")
@@ -224,12 +229,6 @@ def test_a_change_that_failed_to_apply_is_applied_again_before_those_after_it(cl
     """The index refuses an add for a moment (a full buffer, a full disk) while the
     image's removal already waits behind it: the add is applied again first, then the
     removal, and the image is gone, as on every other replica."""
-    from search_service.changelog import changes
-    from search_service.changelog.follower import Follower
-    from search_service.changelog.stream import Changelog
-    from search_service.changelog.subjects import subject
-    from search_service.engine import OnConflict, SearchEngine
-    from search_service.errors import BufferFull
 
     changelog = Changelog(cluster.urls)
     engine = SearchEngine(tmp_path / "idx", threads=1, background=False)
@@ -264,9 +263,6 @@ def test_a_write_whose_answer_was_held_up_is_made_again_and_stored_once(cluster,
     """The stream's answer to a write is late (a congested link): the write is made again
     with the same message ids, and the stream answers the second attempt as a duplicate
     of what the first stored, instead of storing it twice or refusing it as a conflict."""
-    from search_service.changelog import changes
-    from search_service.changelog.stream import Changelog
-    from search_service.changelog.subjects import subject
 
     link = SlowLink(cluster.ports[0][0])
     changelog = Changelog([link.url], timeout=1.0)
@@ -288,9 +284,6 @@ def test_a_write_whose_answer_was_held_up_is_made_again_and_stored_once(cluster,
 
 def test_the_latest_change_of_more_images_than_one_read_takes(cluster):
     """Conflict checks read each image's latest change, up to BATCH_LIMIT per request."""
-    from search_service.changelog import changes
-    from search_service.changelog.stream import BATCH_LIMIT, Changelog
-    from search_service.changelog.subjects import subject
 
     changelog = Changelog(cluster.urls)
     try:
