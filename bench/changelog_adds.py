@@ -11,6 +11,7 @@ goes first alternating, each run starting once both have settled (sealed and mer
 the last run added: neither works in the background during the other's run); the report
 gives images/s per target and the ratio of the means. Then a third replica starts on an
 empty folder, as after a lost disk: the time until it serves every image of the stream.
+Last, NATS servers are killed under the replica: how long its adds take, and fail.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.common import spawn, stop
 CLIENTS = 4
 IMAGES = 400  # per round and target
 ROUNDS = 4
+KILLS = 2  # times each NATS server is killed in turn (failover)
 
 
 def features(seed: int):  # noqa: ANN201
@@ -97,6 +99,7 @@ def changelog_adds(tmp: Path) -> dict:
                 rates[name].append(add_rate(targets[name], r * IMAGES, images))
             print(f"round {r + 1}: {rates}", flush=True)
         rebuilt = rebuild(nats.urls, tmp, procs)
+        lost = failover(nats, replica_address)
     finally:
         stop(procs)
         nats.stop()
@@ -111,6 +114,7 @@ def changelog_adds(tmp: Path) -> dict:
         "ratio": round(changelog_rate / single_rate, 3),
         "rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         **rebuilt,
+        "nats_server_lost": lost,
     }
 
 
@@ -134,4 +138,57 @@ def rebuild(urls: list[str], tmp: Path, procs: list) -> dict:  # noqa: ANN001
         "rebuild_images": images,
         "rebuild_seconds": round(seconds, 1),
         "rebuild_images_per_s": round(images / seconds, 1),
+    }
+
+
+def failover(nats, address: str) -> dict:  # noqa: ANN001
+    """Adds through the replica while NATS servers are lost: each server killed in turn
+    (KILLS times), the first add after the kill and the next; then two servers killed,
+    how long an add takes to fail, and with one of them back, how long until adds go on."""
+    from landmark_client import ImageToAdd, LandmarkError, SearchClient
+
+    image = features(IMAGES)
+    first, then = [], []
+    with SearchClient(address, timeout=60) as client:
+
+        def add(image_id: str) -> float:
+            start = time.perf_counter()
+            client.add_images([ImageToAdd(image_id, "l", image)], on_conflict="replace")
+            return time.perf_counter() - start
+
+        for k in range(KILLS * 3):
+            victim = k % 3
+            add("before")
+            nats.kill(victim)
+            first.append(add("first"))
+            then.append(add("next"))
+            nats.start(victim)
+            time.sleep(5)  # the restarted server catches up before the next kill
+        nats.kill(0)
+        nats.kill(1)
+        start = time.perf_counter()
+        try:
+            add("no quorum")
+            refused = "OK"
+        except LandmarkError as err:
+            refused = err.code.name
+        refused_after = time.perf_counter() - start
+        nats.start(0)
+        start = time.perf_counter()
+        while time.perf_counter() - start < 120:
+            try:
+                add("back")
+                break
+            except LandmarkError:
+                time.sleep(0.5)
+        resumed_after = time.perf_counter() - start
+        nats.start(1)
+    print(f"first adds after a server was killed: {[round(x, 2) for x in first]}", flush=True)
+    return {
+        "kills": len(first),
+        "first_add_s": [round(x, 2) for x in first],
+        "next_add_s": [round(x, 3) for x in then],
+        "two_lost_add": refused,
+        "two_lost_add_s": round(refused_after, 1),
+        "one_back_adds_resume_s": round(resumed_after, 1),
     }
